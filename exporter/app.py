@@ -1,0 +1,145 @@
+"""One exporter instance: it owns its registry, state, token manager, source and web server.
+
+Nothing lives at module level, so tests (and the demo) can run several
+exporters in one process without their metrics leaking into each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from typing import Protocol
+
+import httpx
+
+from exporter.config import Settings, parse_listen_address
+from exporter.ingest import Ingest
+from exporter.logs import Redactor
+from exporter.metrics import ExporterCollector, new_registry
+from exporter.oauth import Token, TokenManager
+from exporter.stream_state import StreamState
+from exporter.tracker import AgentTracker, TrackerLimits
+from exporter.web import WebServer, build_app
+from exporter.web_config import WebConfig, load_web_config
+
+log = logging.getLogger("exporter")
+
+
+class Source(Protocol):
+    """A replaceable stream: it feeds `Ingest` with normalised events until cancelled."""
+
+    name: str
+
+    async def run(self) -> None: ...
+
+
+def make_source(settings: Settings, tokens: TokenManager, ingest: Ingest, stream: StreamState) -> Source:
+    if settings.source == "notifications":
+        raise ValueError("source: the notifications source is not available in this build")
+    from exporter.sources.analytics_websocket import AnalyticsWebSocketSource
+
+    return AnalyticsWebSocketSource(
+        api_base_url=settings.resolved_api_base_url(),
+        tokens=tokens,
+        ingest=ingest,
+        stream=stream,
+        queue_ids=settings.queue_id,
+        agent_ids=settings.agent_id,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        ssl_context=ssl.create_default_context(),
+    )
+
+
+class Exporter:
+    def __init__(self, settings: Settings, redactor: Redactor | None = None) -> None:
+        self.settings = settings
+        self.redactor = redactor or Redactor()
+        self.redactor.add(settings.client_secret.get_secret_value())
+        self.tracker = AgentTracker(
+            TrackerLimits(
+                window_size=settings.window_size,
+                grace_seconds=settings.grace_seconds,
+                idle_seconds=settings.idle_seconds,
+                max_agents=settings.max_agents,
+            )
+        )
+        self.ingest = Ingest(self.tracker)
+        self.stream = StreamState()
+        # Certificate verification stays on (httpx default); plain http was allowed only for loopback.
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self.tokens = TokenManager(
+            settings.resolved_login_base_url(),
+            settings.client_id,
+            settings.client_secret,
+            self.http,
+            margin=settings.token_refresh_margin_seconds,
+            on_token=self._new_token,
+        )
+        self.source = make_source(settings, self.tokens, self.ingest, self.stream)
+        self.collector = ExporterCollector(
+            tracker=self.tracker,
+            ingest=self.ingest,
+            stream=self.stream,
+            tokens=self.tokens,
+            source_name=self.source.name,
+            ready=lambda: self.ready_reason() is None,
+            extras=[self.source] if hasattr(self.source, "metrics") else [],  # type: ignore[list-item]
+        )
+        self.registry = new_registry(self.collector)
+        host, port = parse_listen_address(settings.web_listen_address)
+        web_config = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
+        app = build_app(
+            self.registry,
+            settings.web_telemetry_path,
+            self.ready_reason,
+            self.expire,
+            web_config.basic_auth_users,
+        )
+        self.web = WebServer(app, host, port, web_config.tls)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def _new_token(self, token: Token) -> None:
+        self.redactor.add(token.value)
+
+    def expire(self) -> None:
+        self.tracker.expire(time.monotonic())
+
+    def ready_reason(self) -> str | None:
+        reasons = [r for r in (self.tokens.ready_reason(), self.stream.ready_reason()) if r]
+        return "; ".join(reasons) if reasons else None
+
+    @property
+    def metrics_url(self) -> str:
+        return self.web.url + self.settings.web_telemetry_path
+
+    async def start(self) -> None:
+        await self.web.start()
+        self.tasks = [
+            asyncio.create_task(self.tokens.run(), name="oauth"),
+            asyncio.create_task(self.source.run(), name="source"),
+            asyncio.create_task(self._expiry(), name="expiry"),
+        ]
+        for task in self.tasks:
+            task.add_done_callback(self._crashed)
+        log.info("listening on %s (source %s)", self.web.url, self.source.name)
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s stopped unexpectedly", task.get_name(), exc_info=task.exception())
+
+    async def _expiry(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self.expire()
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.web.stop()
+        await self.http.aclose()

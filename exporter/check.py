@@ -1,0 +1,144 @@
+"""`check`: a one-shot diagnosis of a new deployment against the design document's traps.
+
+It runs the real token manager and source for a while (no web server), then
+says, trap by trap, what it saw. Each finding is a line; the exit status is 1
+when any of them is a failure, so it can gate a deployment pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from exporter.app import Exporter
+from exporter.config import Settings
+from exporter.logs import Redactor
+from exporter.model import Reading
+from exporter.oauth import refresh_delay
+
+
+@dataclass
+class Finding:
+    ok: bool
+    topic: str
+    text: str
+
+    def line(self) -> str:
+        return f"[{'ok' if self.ok else 'FAIL'}] {self.topic}: {self.text}"
+
+
+@dataclass
+class ReadingStats:
+    per_queue: Counter[str] = field(default_factory=Counter)
+    zero_per_queue: Counter[str] = field(default_factory=Counter)
+
+    def __call__(self, reading: Reading) -> None:
+        self.per_queue[reading.queue_id] += 1
+        if reading.score == 0.0:
+            self.zero_per_queue[reading.queue_id] += 1
+
+
+def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> list[Finding]:
+    findings: list[Finding] = []
+    tokens, stream, messages = exporter.tokens, exporter.stream, exporter.ingest.messages
+    token = tokens.token
+    if token is None:
+        findings.append(Finding(False, "token", tokens.last_error or "no token obtained"))
+        return findings
+    refresh = refresh_delay(token.lifetime, tokens.margin)
+    findings.append(
+        Finding(True, "token", f"obtained; lifetime {token.lifetime:.0f} s (expires_in), renewed after {refresh:.0f} s")
+    )
+    if stream.connects == 0:
+        findings.append(Finding(False, "stream", f"never subscribed: {stream.last_error}"))
+        return findings
+    drops = sum(stream.disconnects.values())
+    findings.append(Finding(True, "stream", f"subscribed ({stream.connects} connects, {drops} unplanned closes)"))
+    heartbeat = exporter.settings.heartbeat_seconds
+    if messages["heartbeat"]:
+        findings.append(Finding(True, "heartbeat", f"{messages['heartbeat']} heartbeats received"))
+    elif duration >= heartbeat * 1.5:
+        findings.append(Finding(False, "heartbeat", f"none in {duration:.0f} s although {heartbeat} s was requested"))
+    else:
+        findings.append(
+            Finding(True, "heartbeat", f"none yet (read {duration:.0f} s; run longer than {heartbeat} s to see one)")
+        )
+    events = messages["reading"] + messages["state_change"] + messages["missing_sentiment"]
+    if events == 0:
+        findings.append(
+            Finding(
+                False,
+                "events",
+                "no conversation events: no calls in the filtered queues/agents, or the filters name the wrong ids",
+            )
+        )
+    else:
+        findings.append(Finding(True, "events", f"{events} conversation events, {messages['reading']} with a score"))
+    missing = messages["missing_sentiment"]
+    if missing:
+        findings.append(
+            Finding(
+                False,
+                "sentiment field",
+                f"{missing} events carried no sentiment score: the field was not delivered (field selection, "
+                "licence, or a server-side filter); these are NOT zeros",
+            )
+        )
+    elif events:
+        findings.append(Finding(True, "sentiment field", "every scored event carried sentiment.score"))
+    stuck = sorted(q for q, n in readings.per_queue.items() if n >= 3 and readings.zero_per_queue[q] == n)
+    if stuck:
+        findings.append(
+            Finding(
+                False,
+                "scores stuck at 0.0",
+                f"queues {', '.join(stuck)}: every score was exactly 0.0; check that the speech model's "
+                "language matches the calls (en-US vs en-GB, code-switching)",
+            )
+        )
+    elif readings.per_queue:
+        findings.append(Finding(True, "scores stuck at 0.0", "no queue with only 0.0 scores"))
+    no_sentiment = sorted(q for (q, had), n in exporter.tracker.conversations_ended.items() if had == "false" and n)
+    if no_sentiment:
+        findings.append(
+            Finding(
+                False,
+                "calls without sentiment",
+                f"calls ended with no reading in queues {', '.join(no_sentiment)}: check that their recording "
+                "policy enables real-time sentiment analysis",
+            )
+        )
+    invalid = messages["invalid_score"] + messages["malformed"] + messages["unknown_type"]
+    if invalid:
+        findings.append(Finding(False, "message validity", f"{invalid} messages rejected as invalid"))
+    return findings
+
+
+async def run_check(settings: Settings, duration: float, redactor: Redactor) -> int:
+    exporter = Exporter(settings, redactor)
+    readings = ReadingStats()
+    exporter.ingest.on_reading = readings
+    tasks = [
+        asyncio.create_task(exporter.tokens.run()),
+        asyncio.create_task(exporter.source.run()),
+    ]
+    started = time.monotonic()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(duration):
+            await asyncio.gather(*tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await exporter.http.aclose()
+    exporter.expire()
+    findings = diagnose(exporter, readings, time.monotonic() - started)
+    for finding in findings:
+        print(finding.line(), flush=True)
+    failed = [f for f in findings if not f.ok]
+    print(f"check: {len(findings) - len(failed)} ok, {len(failed)} failed", flush=True)
+    return 1 if failed else 0

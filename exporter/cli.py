@@ -1,0 +1,225 @@
+"""Command line: `run`, `simulate`, `demo`, `check`.
+
+Flags are parsed with argparse (Prometheus-style dotted names) and handed to
+pydantic-settings as init values, so a flag beats its environment variable and
+both go through the same validation. A bad setting is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pydantic import ValidationError
+
+from exporter import __version__, logs
+from exporter.config import ENV_PREFIX, Settings, parse_listen_address
+
+EXIT_CONFIG = 2
+
+# field -> (flag, argparse options). Every flag is also ENV_PREFIX + FIELD (credentials: GENESYSCLOUD_*).
+FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "client_id": ("--client-id", {"help": "OAuth client id [GENESYSCLOUD_OAUTHCLIENT_ID]"}),
+    "client_secret_file": (
+        "--client-secret-file",
+        {"help": "file holding the OAuth client secret (else GENESYSCLOUD_OAUTHCLIENT_SECRET)"},
+    ),
+    "region": ("--region", {"help": "region name or domain, e.g. eu-west-1 [GENESYSCLOUD_REGION]"}),
+    "api_base_url": ("--api-base-url", {"help": "API base URL override (gateway, simulator)"}),
+    "login_base_url": ("--login-base-url", {"help": "login base URL override"}),
+    "source": ("--source", {"help": "stream to read: analytics-websocket or notifications"}),
+    "queue_id": ("--queue-id", {"action": "append", "help": "only this queue (repeatable)"}),
+    "agent_id": ("--agent-id", {"action": "append", "help": "only this agent (repeatable)"}),
+    "heartbeat_seconds": ("--heartbeat-seconds", {"help": "stream heartbeat interval, >= 10 (default 30)"}),
+    "window_size": ("--window-size", {"help": "readings per agent rolling window (default 5)"}),
+    "grace_seconds": ("--grace-seconds", {"help": "keep a window this long after a call ends (default 5)"}),
+    "idle_seconds": ("--idle-seconds", {"help": "drop agents silent this long (default 900)"}),
+    "max_agents": ("--max-agents", {"help": "cap on tracked agents (default 20000)"}),
+    "token_refresh_margin_seconds": (
+        "--token-refresh-margin-seconds",
+        {"help": "renew the token when this little lifetime remains (default 300)"},
+    ),
+    "web_listen_address": ("--web.listen-address", {"help": "address to serve on (default :8729)"}),
+    "web_telemetry_path": ("--web.telemetry-path", {"help": "metrics path (default /metrics)"}),
+    "web_config_file": ("--web.config.file", {"help": "exporter-toolkit web config (TLS, basic auth)"}),
+    "log_level": ("--log.level", {"help": "debug, info, warn or error"}),
+    "log_format": ("--log.format", {"help": "logfmt or json"}),
+}
+
+ENV_NAMES = {
+    "client_id": "GENESYSCLOUD_OAUTHCLIENT_ID",
+    "client_secret": "GENESYSCLOUD_OAUTHCLIENT_SECRET",
+    "region": "GENESYSCLOUD_REGION",
+}
+
+WEB_FLAGS = ("web_listen_address", "web_telemetry_path", "web_config_file", "log_level", "log_format")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _add_flags(parser: argparse.ArgumentParser, fields: tuple[str, ...] | None = None) -> None:
+    for name, (flag, options) in FLAGS.items():
+        if fields is None or name in fields:
+            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, **options)
+
+
+def describe(field: str) -> str:
+    flag = FLAGS.get(field, ("", {}))[0]
+    env = ENV_NAMES.get(field, ENV_PREFIX + field.upper())
+    return f"{flag} ({env})" if flag else env
+
+
+def load_settings(values: dict[str, Any]) -> Settings:
+    """Settings from flags and environment, or ConfigError with one line naming the setting."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = error.get("loc") or ("settings",)
+        field = str(loc[0])
+        for name, env in ENV_NAMES.items():
+            if field == env:
+                field = name
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            message = "unknown setting"
+        raise ConfigError(f"invalid setting {describe(field)}: {message}") from None
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genesys-sentiment-exporter",
+        description="Prometheus exporter for Genesys Cloud CX real-time agent sentiment.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="connect to a Genesys Cloud org (or --api-base-url) and export")
+    _add_flags(run)
+
+    check = sub.add_parser("check", help="diagnose a deployment: authenticate, subscribe, read, report")
+    _add_flags(check)
+    check.add_argument("--duration", type=float, default=60.0, help="seconds to read (default 60)")
+
+    demo = sub.add_parser("demo", help="simulated Genesys Cloud and exporter in one process")
+    _add_flags(demo, ("source", "window_size", "grace_seconds", "heartbeat_seconds", *WEB_FLAGS))
+    _add_simulator_flags(demo)
+
+    simulate = sub.add_parser("simulate", help="only the simulated Genesys Cloud (OAuth + stream)")
+    _add_flags(simulate, ("log_level", "log_format"))
+    simulate.add_argument(
+        "--listen-address", default="127.0.0.1:8730", help="simulator address (default 127.0.0.1:8730)"
+    )
+    _add_simulator_flags(simulate)
+    return parser
+
+
+def _add_simulator_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=1, help="scenario random seed (default 1)")
+    parser.add_argument(
+        "--scenario", action="append", dest="scenarios", help="scenario to run (repeatable; default demo)"
+    )
+    parser.add_argument("--agents", type=int, default=None, help="agents in the steady population")
+    parser.add_argument("--token-lifetime-seconds", type=int, default=None, help="lifetime of simulated tokens")
+
+
+def _settings_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in FLAGS if hasattr(args, name)}
+
+
+async def _until_signalled(main: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(main())
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, waiter):
+        pending.cancel()
+    for finished in done:
+        if finished is task and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"genesys-sentiment-exporter: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from exporter.app import Exporter
+
+    if args.command == "simulate":
+        return _simulate(args)
+    if args.command == "demo":
+        from exporter.demo import run_demo
+
+        values = _settings_values(args)
+        settings = load_settings(values)
+        redactor = logs.setup(settings.log_level, settings.log_format)
+        return run_demo(settings, values, args, redactor)
+    settings = load_settings(_settings_values(args))
+    try:
+        settings.require_endpoints_and_credentials()
+    except ValueError as exc:
+        field, _, why = str(exc).partition(": ")
+        raise ConfigError(f"invalid setting {describe(field)}: {why}") from None
+    redactor = logs.setup(settings.log_level, settings.log_format)
+    if args.command == "check":
+        from exporter.check import run_check
+
+        return asyncio.run(run_check(settings, args.duration, redactor))
+
+    async def serve() -> None:
+        try:
+            exporter = Exporter(settings, redactor)
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting {describe('web_config_file')}: {exc}") from None
+        await exporter.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await exporter.stop()
+
+    asyncio.run(_until_signalled(serve))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from exporter.demo import simulator_config
+    from exporter.simulator import serve_forever
+
+    values = _settings_values(args)
+    settings = load_settings(values)
+    logs.setup(settings.log_level, settings.log_format)
+    try:
+        host, port = parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting --listen-address: {exc}") from None
+    config = simulator_config(args)
+    print(
+        f"simulated Genesys Cloud on http://{host or '127.0.0.1'}:{port} "
+        f"(client id {config.client_id!r}; scenarios {', '.join(config.scenarios)})",
+        flush=True,
+    )
+    asyncio.run(_until_signalled(lambda: serve_forever(config, host or "127.0.0.1", port)))
+    return 0

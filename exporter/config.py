@@ -1,0 +1,193 @@
+"""Settings: every command-line flag is also an environment variable (pydantic-settings).
+
+Flags use Prometheus' own spellings (`--web.listen-address`, `--log.level`);
+the environment uses `GENESYS_EXPORTER_<FIELD>` except for the credentials,
+which keep the names the Genesys ecosystem already uses (Terraform provider,
+CLI, blueprints): `GENESYSCLOUD_OAUTHCLIENT_ID`, `..._SECRET`, `GENESYSCLOUD_REGION`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "GENESYS_EXPORTER_"
+DEFAULT_LISTEN = ":8729"  # outside 9100-9999, which the Prometheus port registry has fully allocated
+
+# Region name -> domain (shared/genesys-platform-notes.md). API host api.{domain}, login host login.{domain}.
+REGIONS: dict[str, str] = {
+    "us-east-1": "mypurecloud.com",
+    "us-east-2": "use2.us-gov-pure.cloud",
+    "us-west-2": "usw2.pure.cloud",
+    "ca-central-1": "cac1.pure.cloud",
+    "sa-east-1": "sae1.pure.cloud",
+    "mx-central-1": "mxc1.pure.cloud",
+    "eu-west-1": "mypurecloud.ie",
+    "eu-west-2": "euw2.pure.cloud",
+    "eu-central-1": "mypurecloud.de",
+    "eu-central-2": "euc2.pure.cloud",
+    "me-central-1": "mec1.pure.cloud",
+    "ap-south-1": "aps1.pure.cloud",
+    "ap-southeast-1": "apse1.pure.cloud",
+    "ap-southeast-2": "mypurecloud.com.au",
+    "ap-northeast-1": "mypurecloud.jp",
+    "ap-northeast-2": "apne2.pure.cloud",
+    "ap-northeast-3": "apne3.pure.cloud",
+}
+
+MIN_HEARTBEAT = 10
+
+
+def region_domain(region: str) -> str:
+    """A region name or one of the known domains, normalised to the domain."""
+    value = region.strip().lower()
+    if value in REGIONS:
+        return REGIONS[value]
+    for prefix in ("api.", "login."):
+        if value.startswith(prefix):
+            value = value[len(prefix) :]
+    if value in REGIONS.values():
+        return value
+    names = ", ".join(REGIONS)
+    raise ValueError(f"unknown region {region!r}: use a region name ({names}) or its domain")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str) -> str:
+    """https for everything; plain http only where the traffic cannot leave the machine."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError(f"{url!r}: plain http is allowed only for loopback hosts; use https")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: give the base URL only (scheme, host and port)")
+    return url.rstrip("/")
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """`host:port`, `:port` or `[v6]:port` -> (host, port); an empty host binds every interface."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+IdList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, populate_by_name=True, extra="forbid", validate_default=True
+    )
+
+    client_id: str = Field("", validation_alias=AliasChoices("client_id", "GENESYSCLOUD_OAUTHCLIENT_ID"))
+    client_secret: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("client_secret", "GENESYSCLOUD_OAUTHCLIENT_SECRET")
+    )
+    client_secret_file: Path | None = None
+    region: str = Field("", validation_alias=AliasChoices("region", "GENESYSCLOUD_REGION"))
+    api_base_url: str = ""
+    login_base_url: str = ""
+    source: Literal["analytics-websocket", "notifications"] = "analytics-websocket"
+    queue_id: IdList = []
+    agent_id: IdList = []
+    heartbeat_seconds: int = 30
+    window_size: int = Field(5, ge=1, le=100)
+    grace_seconds: float = Field(5.0, ge=0, le=600)
+    idle_seconds: float = Field(900.0, gt=0)
+    max_agents: int = Field(20_000, ge=1)
+    token_refresh_margin_seconds: float = Field(300.0, ge=0)
+    web_listen_address: str = DEFAULT_LISTEN
+    web_telemetry_path: str = "/metrics"
+    web_config_file: Path | None = None
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    log_format: Literal["logfmt", "json"] = "logfmt"
+
+    @field_validator("queue_id", "agent_id", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("heartbeat_seconds")
+    @classmethod
+    def _heartbeat(cls, value: int) -> int:
+        if value < MIN_HEARTBEAT:
+            raise ValueError(
+                f"must be at least {MIN_HEARTBEAT} seconds: low heartbeats trip the gateway's rate limits "
+                "during busy periods (30 is recommended)"
+            )
+        if value > 3600:
+            raise ValueError("must be at most 3600 seconds")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return region_domain(value) if value else ""
+
+    @field_validator("api_base_url", "login_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return check_base_url(value) if value else ""
+
+    @field_validator("web_listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+    @field_validator("web_telemetry_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value in ("/", "/-/healthy", "/-/ready"):
+            raise ValueError("must be a path such as /metrics, distinct from /, /-/healthy and /-/ready")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_file(self) -> Settings:
+        if self.client_secret_file is not None:
+            try:
+                text = self.client_secret_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"client_secret_file: cannot read it ({exc.strerror})") from None
+            self.client_secret = SecretStr(text)
+        return self
+
+    # -- derived ---------------------------------------------------------------------------------
+    def resolved_api_base_url(self) -> str:
+        return self.api_base_url or (f"https://api.{self.region}" if self.region else "")
+
+    def resolved_login_base_url(self) -> str:
+        return self.login_base_url or (f"https://login.{self.region}" if self.region else "")
+
+    def require_endpoints_and_credentials(self) -> None:
+        """`run` and `check` need somewhere to connect and something to authenticate with."""
+        if not self.resolved_api_base_url() or not self.resolved_login_base_url():
+            raise ValueError(
+                "region: set GENESYSCLOUD_REGION (e.g. eu-west-1 or mypurecloud.ie) or both "
+                "--api-base-url and --login-base-url"
+            )
+        if not self.client_id:
+            raise ValueError("client_id: set GENESYSCLOUD_OAUTHCLIENT_ID")
+        if not self.client_secret.get_secret_value():
+            raise ValueError("client_secret: set GENESYSCLOUD_OAUTHCLIENT_SECRET or --client-secret-file")

@@ -1,0 +1,82 @@
+"""Where every message ends in exactly one counted outcome.
+
+Sources hand normalised events here; this module applies them to the tracker
+and counts what became of each message, so "every event is either used or
+counted as rejected with a reason" holds for every source alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from exporter.model import Reading, StateChange
+from exporter.tracker import AgentTracker, Outcome
+
+log = logging.getLogger("exporter.ingest")
+
+MISSING_SENTIMENT = "missing_sentiment"
+INVALID_SCORE = "invalid_score"
+
+
+class RateLimitedWarning:
+    """Logs a warning at most once per interval, saying how many were suppressed."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.next_at = 0.0
+        self.suppressed = 0
+
+    def __call__(self, logger: logging.Logger, message: str, *args: object) -> None:
+        now = self.clock()
+        if now < self.next_at:
+            self.suppressed += 1
+            return
+        if self.suppressed:
+            message += " (%d similar warnings suppressed)"
+            args = (*args, self.suppressed)
+        self.suppressed = 0
+        self.next_at = now + self.interval
+        logger.warning(message, *args)
+
+
+class Ingest:
+    """Applies events to the tracker and owns the per-outcome message counter."""
+
+    def __init__(self, tracker: AgentTracker, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tracker = tracker
+        self.clock = clock
+        self.messages: Counter[str] = Counter()
+        self._warn_missing = RateLimitedWarning(60.0, clock)
+        self.on_reading: Callable[[Reading], None] | None = None  # `check` watches readings go by
+
+    def count(self, outcome: str) -> None:
+        self.messages[outcome] += 1
+
+    def conversation(self, reading: Reading | None, state: StateChange | None, sentiment: str = "ok") -> str:
+        """Apply one conversation message; `sentiment` says why a message has no reading."""
+        now = self.clock()
+        tracker = self.tracker
+        outcome = ""
+        if state is not None and not tracker.is_current_state(state.agent_id, state.conversation_id, state.state):
+            outcome = tracker.state(state, now)
+        if reading is not None:
+            if outcome not in (Outcome.AGENT_REFUSED, Outcome.STALE):
+                outcome = tracker.reading(reading, now)
+                if self.on_reading is not None:
+                    self.on_reading(reading)
+        elif sentiment in (MISSING_SENTIMENT, INVALID_SCORE) or not outcome:
+            # A message that only repeats the state and carries no score: the field-selection trap.
+            outcome = INVALID_SCORE if sentiment == INVALID_SCORE else MISSING_SENTIMENT
+            if outcome == MISSING_SENTIMENT:
+                self._warn_missing(
+                    log,
+                    "conversation event without a sentiment score (agent %s): the sentiment.score field "
+                    "was not requested or a server-side filter removed it; it is NOT counted as 0.0",
+                    state.agent_id if state is not None else "?",
+                )
+        self.messages[outcome] += 1
+        return outcome

@@ -1,0 +1,287 @@
+"""The exporter's metrics: one custom collector that reads live state at scrape time.
+
+Following the "Writing exporters" guide for proxied data, nothing here is
+updated per message: the collector builds families from the tracker, the
+stream state and the token manager when Prometheus asks. The per-agent
+families are the only large ones; they render their text directly from the
+pre-escaped label text each agent caches (`render`), which is what keeps a
+10 000-agent scrape cheap. `collect()` still yields ordinary families, so the
+registry, `generate_latest` and tests see the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.samples import Sample
+
+from exporter import __version__
+from exporter.ingest import Ingest
+from exporter.model import Phase
+from exporter.oauth import TokenManager
+from exporter.stream_state import StreamState
+from exporter.tracker import AgentState, AgentTracker
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _float(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _rolling(agent: AgentState) -> float | None:
+    return agent.sum / len(agent.scores) if agent.scores else None
+
+
+def _score(agent: AgentState) -> float | None:
+    return agent.last_score if agent.scores else None
+
+
+def _readings(agent: AgentState) -> float | None:
+    return float(len(agent.scores))
+
+
+def _last_reading(agent: AgentState) -> float | None:
+    return agent.last_timestamp if agent.scores else None
+
+
+def _active(agent: AgentState) -> float | None:
+    return 1.0 if agent.phase is Phase.ACTIVE else 0.0
+
+
+def _trend(agent: AgentState) -> float | None:
+    return agent.trend
+
+
+AGENT_FAMILIES: tuple[tuple[str, str, Callable[[AgentState], float | None]], ...] = (
+    (
+        "genesys_agent_sentiment_rolling_average",
+        "Mean of the agent's rolling window of sentiment scores (-1..1) in the current conversation.",
+        _rolling,
+    ),
+    ("genesys_agent_sentiment_score", "The agent's most recent sentiment score (-1..1).", _score),
+    (
+        "genesys_agent_sentiment_window_readings",
+        "Readings in the agent's rolling window (0 up to the window size).",
+        _readings,
+    ),
+    (
+        "genesys_agent_last_reading_timestamp_seconds",
+        "Event time of the agent's most recent sentiment reading.",
+        _last_reading,
+    ),
+    (
+        "genesys_agent_conversation_active",
+        "1 while the agent's conversation is live, 0 in the grace period after it ended.",
+        _active,
+    ),
+    (
+        "genesys_agent_sentiment_trend",
+        "The conversation's sentiment trend score (-1..1), where the source provides one.",
+        _trend,
+    ),
+)
+
+
+class AgentGaugeFamily(Metric):
+    """A per-agent gauge whose samples are produced only when someone asks for them."""
+
+    def __init__(self, name: str, documentation: str, agents: list[AgentState], value: Any) -> None:
+        self._agents = agents
+        self._value = value
+        super().__init__(name, documentation, "gauge")
+
+    @property
+    def samples(self) -> list[Sample]:
+        out = []
+        for agent in self._agents:
+            value = self._value(agent)
+            if value is not None:
+                labels = {"agent_id": agent.agent_id, "queue_id": agent.queue_id}
+                out.append(Sample(self.name, labels, value, None, None))
+        return out
+
+    @samples.setter
+    def samples(self, _ignored: list[Sample]) -> None:
+        pass  # Metric.__init__ assigns an empty list; the samples are always derived
+
+    def text(self) -> str:
+        name = self.name
+        value_of = self._value
+        doc = self.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        lines = [f"# HELP {name} {doc}\n# TYPE {name} gauge\n"]
+        append = lines.append
+        for agent in self._agents:
+            value = value_of(agent)
+            if value is not None:
+                append(f"{name}{{{agent.label_text}}} {_float(value)}\n")
+        return "".join(lines)
+
+
+class ExtraMetrics(Protocol):
+    def metrics(self) -> Iterable[Metric]: ...
+
+
+class ExporterCollector:
+    """Builds every family fresh at scrape time from the objects that own the state."""
+
+    def __init__(
+        self,
+        *,
+        tracker: AgentTracker,
+        ingest: Ingest,
+        stream: StreamState,
+        tokens: TokenManager | None,
+        source_name: str,
+        ready: Callable[[], bool],
+        extras: list[ExtraMetrics] | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.ingest = ingest
+        self.stream = stream
+        self.tokens = tokens
+        self.source_name = source_name
+        self.ready = ready
+        self.extras = extras or []
+
+    def collect(self) -> Iterator[Metric]:
+        agents = list(self.tracker.agents.values())
+        for name, doc, value in AGENT_FAMILIES:
+            yield AgentGaugeFamily(name, doc, agents, value)
+        yield from self.collect_small()
+
+    def collect_small(self) -> Iterator[Metric]:
+        tracker, stream, ingest = self.tracker, self.stream, self.ingest
+        info = InfoMetricFamily("genesys_exporter_build", "Build and source of this exporter.")
+        info.add_metric([], {"version": __version__, "source": self.source_name})
+        yield info
+        yield GaugeMetricFamily(
+            "genesys_exporter_window_size",
+            "Readings per agent rolling window (a full window is this many).",
+            value=tracker.limits.window_size,
+        )
+        yield GaugeMetricFamily(
+            "genesys_exporter_ready", "1 while the stream is connected and the token valid.", value=self.ready()
+        )
+        yield GaugeMetricFamily("genesys_tracked_agents", "Agents currently tracked.", value=len(tracker.agents))
+        yield CounterMetricFamily(
+            "genesys_agents_refused",
+            "New agents refused because the tracked-agent cap was reached.",
+            value=tracker.agents_refused,
+        )
+        dropped = CounterMetricFamily(
+            "genesys_agents_dropped", "Agents whose state and series were dropped.", labels=["reason"]
+        )
+        for reason in ("grace_elapsed", "idle"):
+            dropped.add_metric([reason], tracker.dropped[reason])
+        yield dropped
+        ended = CounterMetricFamily(
+            "genesys_conversations_ended",
+            "Conversations finished, by whether any sentiment reading arrived for them.",
+            labels=["queue_id", "had_sentiment"],
+        )
+        for (queue_id, had), count in sorted(tracker.conversations_ended.items()):
+            ended.add_metric([queue_id, had], count)
+        yield ended
+        yield GaugeMetricFamily(
+            "genesys_stream_connected", "1 while a subscribed stream socket is open.", value=stream.connected
+        )
+        yield CounterMetricFamily(
+            "genesys_stream_connects", "Successful stream connections (subscribed).", value=stream.connects
+        )
+        disconnects = CounterMetricFamily(
+            "genesys_stream_disconnects", "Unplanned stream socket losses by close code.", labels=["code"]
+        )
+        for code, count in sorted(stream.disconnects.items()):
+            disconnects.add_metric([code], count)
+        yield disconnects
+        rollovers = CounterMetricFamily(
+            "genesys_stream_rollovers", "Planned make-before-break socket swaps by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(stream.rollovers.items()):
+            rollovers.add_metric([reason], count)
+        yield rollovers
+        if stream.last_message:
+            yield GaugeMetricFamily(
+                "genesys_stream_last_message_timestamp_seconds",
+                "When the stream last delivered any message.",
+                value=stream.last_message,
+            )
+        if stream.last_heartbeat:
+            yield GaugeMetricFamily(
+                "genesys_stream_last_heartbeat_timestamp_seconds",
+                "When the stream last delivered a heartbeat.",
+                value=stream.last_heartbeat,
+            )
+        messages = CounterMetricFamily(
+            "genesys_stream_messages", "Stream messages by what became of them.", labels=["outcome"]
+        )
+        for outcome, count in sorted(ingest.messages.items()):
+            messages.add_metric([outcome], count)
+        yield messages
+        yield from self._token_metrics()
+        for extra in self.extras:
+            yield from extra.metrics()
+
+    def _token_metrics(self) -> Iterator[Metric]:
+        tokens = self.tokens
+        if tokens is None:
+            return
+        token = tokens.token
+        if token is not None:
+            yield GaugeMetricFamily(
+                "genesys_oauth_token_expiry_timestamp_seconds",
+                "When the current OAuth token expires.",
+                value=token.expires_at,
+            )
+            yield GaugeMetricFamily(
+                "genesys_oauth_token_lifetime_seconds",
+                "Lifetime the login host granted the current token (expires_in).",
+                value=token.lifetime,
+            )
+        requests = CounterMetricFamily(
+            "genesys_oauth_token_requests", "OAuth token requests by result.", labels=["result"]
+        )
+        for result, count in sorted(tokens.requests.items()):
+            requests.add_metric([result], count)
+        yield requests
+
+
+class _Only:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """Text exposition of the registry, with the per-agent families on their fast path."""
+    parts: list[bytes] = []
+    small: list[Metric] = []
+    for family in registry.collect():
+        if isinstance(family, AgentGaugeFamily):
+            parts.append(family.text().encode())
+        else:
+            small.append(family)
+    parts.append(generate_latest(_Only(small)))
+    return b"".join(parts)
+
+
+def new_registry(collector: ExporterCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,49 @@
+"""Settings of the simulated Genesys Cloud.
+
+Every fault the design document warns about has a knob here, so that a demo, a
+test or a benchmark can switch it on without touching the server's code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class SimulatorConfig:
+    client_id: str = "demo-client"
+    client_secret: str = field(default="demo-secret", repr=False)  # repr=False: configs get logged
+    token_lifetime_seconds: float = 3600.0
+    # Scenario names from `exporter.simulator.scenarios.SCENARIOS`; empty = only what tests publish.
+    scenarios: Sequence[str] = ()
+    seed: int = 0
+    agents: int | None = None  # steady agents; None = the scenario's default
+    reading_interval_seconds: float = 3.0
+    speed: float = 1.0  # scenario time runs this many times faster than the wall clock
+    min_heartbeat_seconds: float = 10.0
+    # A socket that asked for no heartbeat is closed after this long without any text frame.
+    idle_close_seconds: float = 120.0
+    close_1001_every_seconds: float | None = None
+    drop_1006_every_seconds: float | None = None
+    token_429_every_n: int | None = None  # every n-th token request is answered 429
+    retry_after_seconds: int = 2
+
+    def __post_init__(self) -> None:
+        positive = {
+            "token_lifetime_seconds": self.token_lifetime_seconds,
+            "reading_interval_seconds": self.reading_interval_seconds,
+            "speed": self.speed,
+            "idle_close_seconds": self.idle_close_seconds,
+            "close_1001_every_seconds": self.close_1001_every_seconds,
+            "drop_1006_every_seconds": self.drop_1006_every_seconds,
+            "token_429_every_n": self.token_429_every_n,
+        }
+        for name, value in positive.items():
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be positive")
+        if self.min_heartbeat_seconds < 0 or self.retry_after_seconds < 0:
+            raise ValueError("min_heartbeat_seconds and retry_after_seconds must not be negative")
+        if isinstance(self.scenarios, str):
+            raise TypeError("scenarios is a sequence of names, not one string")

@@ -1,0 +1,146 @@
+"""The design document's stream, as pinned in shared/analytics-websocket-protocol.md: pure parsing.
+
+Sans-I/O: this module turns text frames into normalised events and builds the
+subscribe message; the asyncio shell in `analytics_websocket.py` owns sockets.
+Validation follows the document's warning that a missing score is not a neutral
+one: it is reported as `missing_sentiment`, never as 0.0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from exporter.model import UNKNOWN_QUEUE, Reading, StateChange
+
+PATH = "/api/v2/analytics/websocket"
+REQUESTED_FIELDS = ("sentiment.score", "sentiment.label", "state")
+
+
+class Kind:
+    HEARTBEAT = "heartbeat"
+    SUBSCRIBED = "subscribed"
+    ERROR = "error"
+    CONVERSATION = "conversation"
+    REJECTED = "rejected"
+
+
+class Sentiment:
+    OK = "ok"
+    ABSENT = "absent"  # no `sentiment` object at all
+    MISSING = "missing_sentiment"  # `sentiment` present, score absent or null
+    INVALID = "invalid_score"
+
+
+@dataclass(slots=True)
+class Parsed:
+    """One frame's meaning. `reason` is set for rejected frames and server errors."""
+
+    kind: str
+    reason: str = ""
+    reading: Reading | None = None
+    state: StateChange | None = None
+    sentiment: str = Sentiment.ABSENT
+    detail: str = ""
+
+
+_MALFORMED = Parsed(Kind.REJECTED, reason="malformed")
+_HEARTBEAT = Parsed(Kind.HEARTBEAT)
+
+
+def subscribe_message(queue_ids: list[str], agent_ids: list[str], heartbeat: int) -> str:
+    """One `events` entry per filter combination: filters within an entry narrow (AND)."""
+    combos: list[dict[str, str]] = []
+    for queue_id in queue_ids or [None]:  # type: ignore[list-item]
+        for agent_id in agent_ids or [None]:  # type: ignore[list-item]
+            filters: dict[str, str] = {}
+            if queue_id is not None:
+                filters["queueId"] = queue_id
+            if agent_id is not None:
+                filters["agentId"] = agent_id
+            combos.append(filters)
+    events = [{"type": "conversation", "filters": f, "fields": list(REQUESTED_FIELDS)} for f in combos]
+    return json.dumps({"action": "subscribe", "events": events, "heartbeat": heartbeat})
+
+
+def parse_time(value: Any, default: float) -> float | None:
+    """ISO 8601 UTC to epoch seconds; absent means now; unparseable is None."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _score(sentiment: Any) -> tuple[str, float]:
+    if sentiment is None:
+        return Sentiment.MISSING, 0.0
+    if not isinstance(sentiment, dict):
+        return Sentiment.INVALID, 0.0
+    score = sentiment.get("score")
+    if score is None:
+        return Sentiment.MISSING, 0.0
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        return Sentiment.INVALID, 0.0
+    score = float(score)
+    if not math.isfinite(score) or not -1.0 <= score <= 1.0:
+        return Sentiment.INVALID, 0.0
+    return Sentiment.OK, score
+
+
+def parse(frame: str | bytes, received_at: float) -> Parsed:
+    """Classify one server frame. Never raises: a bad frame is a counted rejection."""
+    try:
+        msg = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return _MALFORMED
+    if not isinstance(msg, dict):
+        return _MALFORMED
+    kind = msg.get("type")
+    if kind == "conversation":
+        return _conversation(msg, received_at)
+    if kind == "heartbeat":
+        return _HEARTBEAT
+    if kind == "subscribed":
+        return Parsed(Kind.SUBSCRIBED)
+    if kind == "error":
+        code = msg.get("code")
+        text = msg.get("message")
+        return Parsed(Kind.ERROR, reason=str(code)[:80], detail=str(text)[:200])
+    if not isinstance(kind, str):
+        return _MALFORMED
+    return Parsed(Kind.REJECTED, reason="unknown_type")
+
+
+def _conversation(msg: dict[str, Any], received_at: float) -> Parsed:
+    agent_id = msg.get("agentId")
+    if not agent_id or not isinstance(agent_id, str):
+        return Parsed(Kind.REJECTED, reason="missing_agent")
+    conversation_id = msg.get("conversationId")
+    if not conversation_id or not isinstance(conversation_id, str):
+        return _MALFORMED
+    queue_id = msg.get("queueId") or UNKNOWN_QUEUE
+    if not isinstance(queue_id, str):
+        return _MALFORMED
+    timestamp = parse_time(msg.get("eventTime"), received_at)
+    if timestamp is None:
+        return _MALFORMED
+    state_value = msg.get("state")
+    state = None
+    if state_value is not None:
+        if not isinstance(state_value, str) or not state_value:
+            return _MALFORMED
+        state = StateChange(agent_id, queue_id, conversation_id, state_value, timestamp)
+    if "sentiment" not in msg:
+        return Parsed(Kind.CONVERSATION, state=state, sentiment=Sentiment.ABSENT)
+    status, score = _score(msg["sentiment"])
+    reading = None
+    if status == Sentiment.OK:
+        reading = Reading(agent_id, queue_id, conversation_id, score, timestamp)
+    return Parsed(Kind.CONVERSATION, reading=reading, state=state, sentiment=status)

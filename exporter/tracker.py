@@ -1,0 +1,208 @@
+"""Per-agent rolling sentiment: pure state, fed plain values, no I/O and no clock of its own.
+
+The design document's example keeps one buffer for every agent; here each agent
+owns a window that holds the last N readings of its *current* conversation, so
+one agent's bad call never drags another's average and a new call starts clean.
+Callers pass `now` (a monotonic clock reading) so that tests drive time directly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from exporter.model import Phase, Reading, StateChange
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class AgentState:
+    """One agent's live conversation. `__slots__` keeps an agent well under 2 KiB."""
+
+    __slots__ = (
+        "agent_id",
+        "conversation_id",
+        "grace_deadline",
+        "label_text",
+        "last_seen",
+        "last_timestamp",
+        "phase",
+        "previous_conversation_id",
+        "queue_id",
+        "readings",
+        "scores",
+        "state",
+        "sum",
+        "trend",
+    )
+
+    def __init__(self, agent_id: str, queue_id: str, conversation_id: str, now: float) -> None:
+        self.agent_id = agent_id
+        self.queue_id = queue_id
+        self.conversation_id = conversation_id
+        self.previous_conversation_id = ""
+        self.phase = Phase.ACTIVE
+        self.state = ""
+        self.grace_deadline = 0.0
+        self.last_seen = now
+        self.scores: list[float] = []  # ring buffer, at most window_size long
+        self.readings = 0  # readings in the current conversation (may exceed the window)
+        self.sum = 0.0
+        self.last_timestamp = 0.0
+        self.trend: float | None = None
+        self.label_text = self._render_labels()
+
+    def _render_labels(self) -> str:
+        # Cached, pre-escaped label text: the scrape path renders it without re-escaping.
+        return f'agent_id="{_escape(self.agent_id)}",queue_id="{_escape(self.queue_id)}"'
+
+    @property
+    def window_readings(self) -> int:
+        return len(self.scores)
+
+    @property
+    def rolling_average(self) -> float:
+        return self.sum / len(self.scores) if self.scores else float("nan")
+
+    @property
+    def last_score(self) -> float:
+        if not self.scores:
+            return float("nan")
+        # The newest reading sits just before the ring's write position.
+        return self.scores[(self.readings - 1) % len(self.scores)]
+
+    def set_queue(self, queue_id: str) -> None:
+        if queue_id != self.queue_id:
+            self.queue_id = queue_id
+            self.label_text = self._render_labels()
+
+    def start_conversation(self, conversation_id: str) -> None:
+        self.previous_conversation_id = self.conversation_id
+        self.conversation_id = conversation_id
+        self.phase = Phase.ACTIVE
+        self.state = ""
+        self.scores = []
+        self.readings = 0
+        self.sum = 0.0
+        self.trend = None
+
+    def add(self, score: float, window_size: int) -> None:
+        if len(self.scores) < window_size:
+            self.scores.append(score)
+        else:
+            slot = self.readings % window_size
+            self.sum -= self.scores[slot]
+            self.scores[slot] = score
+        self.readings += 1
+        self.sum += score
+        if self.readings % 64 == 0:
+            # Re-sum now and then so float drift never accumulates over a long call.
+            self.sum = sum(self.scores)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerLimits:
+    window_size: int = 5
+    grace_seconds: float = 5.0
+    idle_seconds: float = 900.0
+    max_agents: int = 20_000
+
+
+class Outcome:
+    """What the tracker did with an event; the source counts it as the message's outcome."""
+
+    READING = "reading"
+    STATE_CHANGE = "state_change"
+    STALE = "stale"  # a reading for a conversation the agent has already left
+    AGENT_REFUSED = "agent_refused"  # the tracked-agent cap is full
+
+
+class AgentTracker:
+    """Holds every tracked agent; answers what the collector needs at scrape time."""
+
+    def __init__(self, limits: TrackerLimits | None = None) -> None:
+        self.limits = limits or TrackerLimits()
+        self.agents: dict[str, AgentState] = {}
+        self.agents_refused = 0
+        self.dropped: Counter[str] = Counter()
+        # (queue_id, had_sentiment "true"/"false") -> conversations finished
+        self.conversations_ended: Counter[tuple[str, str]] = Counter()
+
+    def _agent(self, agent_id: str, queue_id: str, conversation_id: str, now: float) -> AgentState | None:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            if len(self.agents) >= self.limits.max_agents:
+                self.agents_refused += 1
+                return None
+            agent = AgentState(agent_id, queue_id, conversation_id, now)
+            self.agents[agent_id] = agent
+        return agent
+
+    def _finish(self, agent: AgentState) -> None:
+        had = "true" if agent.readings else "false"
+        self.conversations_ended[(agent.queue_id, had)] += 1
+
+    def reading(self, event: Reading, now: float) -> str:
+        agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)
+        if agent is None:
+            return Outcome.AGENT_REFUSED
+        if event.conversation_id != agent.conversation_id:
+            if event.conversation_id == agent.previous_conversation_id:
+                # A late score of a call the agent already left must not pollute the new call.
+                return Outcome.STALE
+            # The agent moved on to another call (its end event may have been lost): close the old one.
+            self._finish(agent)
+            agent.start_conversation(event.conversation_id)
+        agent.set_queue(event.queue_id)
+        agent.add(event.score, self.limits.window_size)
+        agent.last_timestamp = event.timestamp
+        if event.trend is not None:
+            agent.trend = event.trend
+        agent.last_seen = now
+        return Outcome.READING
+
+    def state(self, event: StateChange, now: float) -> str:
+        agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)
+        if agent is None:
+            return Outcome.AGENT_REFUSED
+        phase = event.phase
+        if event.conversation_id != agent.conversation_id:
+            if event.conversation_id == agent.previous_conversation_id:
+                return Outcome.STALE
+            if phase is Phase.ENDING and agent.phase is Phase.ACTIVE:
+                # The end of some other call while this one is live: nothing of ours changes.
+                return Outcome.STALE
+            self._finish(agent)
+            agent.start_conversation(event.conversation_id)
+        agent.set_queue(event.queue_id)
+        agent.last_seen = now
+        agent.state = event.state
+        if phase is Phase.ENDING:
+            if agent.phase is Phase.ACTIVE:
+                agent.phase = Phase.ENDING
+                agent.grace_deadline = now + self.limits.grace_seconds
+        else:
+            agent.phase = Phase.ACTIVE
+        return Outcome.STATE_CHANGE
+
+    def expire(self, now: float) -> None:
+        """Drop agents whose grace period is over (alerts resolve) or who went silent."""
+        idle_before = now - self.limits.idle_seconds
+        gone: list[tuple[str, str]] = []
+        for agent_id, agent in self.agents.items():
+            if agent.phase is Phase.ENDING and now >= agent.grace_deadline:
+                gone.append((agent_id, "grace_elapsed"))
+            elif agent.last_seen < idle_before:
+                gone.append((agent_id, "idle"))
+        for agent_id, reason in gone:
+            agent = self.agents.pop(agent_id)
+            if reason == "grace_elapsed":
+                self._finish(agent)
+            self.dropped[reason] += 1
+
+    def is_current_state(self, agent_id: str, conversation_id: str, state: str) -> bool:
+        """True when an event's state adds nothing: the agent's current conversation, already in it."""
+        agent = self.agents.get(agent_id)
+        return agent is not None and agent.conversation_id == conversation_id and agent.state == state

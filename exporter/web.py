@@ -1,0 +1,127 @@
+"""The exporter's HTTP face: /metrics, a landing page, and the /-/ health endpoints.
+
+It runs on the same event loop as the stream, so a scrape reads the tracker
+between two messages: no locks, no torn reads, no threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import bcrypt
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
+from exporter.metrics import CONTENT_TYPE, render
+
+
+def build_app(
+    registry: CollectorRegistry,
+    telemetry_path: str,
+    ready_reason: Callable[[], str | None],
+    before_scrape: Callable[[], None] | None = None,
+    basic_auth_users: dict[str, bytes] | None = None,
+) -> web.Application:
+    async def metrics(_request: web.Request) -> web.Response:
+        if before_scrape is not None:
+            before_scrape()
+        return web.Response(body=render(registry), headers={"Content-Type": CONTENT_TYPE})
+
+    async def landing(_request: web.Request) -> web.Response:
+        path = html.escape(telemetry_path)
+        page = (
+            "<!doctype html><html><head><title>Genesys sentiment exporter</title></head><body>"
+            f"<h1>Genesys Cloud sentiment exporter</h1><p>version {html.escape(__version__)}</p><ul>"
+            f'<li><a href="{path}">Metrics</a></li>'
+            '<li><a href="/-/healthy">Health</a></li><li><a href="/-/ready">Readiness</a></li>'
+            "</ul></body></html>"
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    async def healthy(_request: web.Request) -> web.Response:
+        return web.Response(text="Healthy\n")
+
+    async def ready(_request: web.Request) -> web.Response:
+        reason = ready_reason()
+        if reason is None:
+            return web.Response(text="Ready\n")
+        return web.Response(status=503, text=f"Not ready: {reason}\n")
+
+    middlewares: list[Any] = [_basic_auth(basic_auth_users)] if basic_auth_users else []
+    app = web.Application(middlewares=middlewares)
+    app.router.add_get("/", landing)
+    app.router.add_get(telemetry_path, metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    return app
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def _basic_auth(users: dict[str, bytes]) -> Middleware:
+    """Every path needs a user from the web config file (as exporter-toolkit does)."""
+    verified: dict[tuple[str, str], bool] = {}  # bcrypt is slow by design; scrapes repeat credentials
+
+    def allowed(header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        hashed = users.get(user)
+        if hashed is None:
+            return False
+        key = (user, password)
+        if key not in verified:
+            if len(verified) > 64:
+                verified.clear()
+            verified[key] = bcrypt.checkpw(password.encode(), hashed)
+        return verified[key]
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not allowed(request.headers.get("Authorization", "")):
+            return web.Response(
+                status=401, text="Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="exporter"'}
+            )
+        return await handler(request)
+
+    return middleware
+
+
+class WebServer:
+    """An aiohttp site bound to one address; port 0 picks a free port (tests)."""
+
+    def __init__(self, app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self.host = host or None
+        self.port = port
+        self.ssl_context = ssl_context
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port, ssl_context=self.ssl_context)
+        await site.start()
+        server = site._server
+        if self.port == 0 and server is not None:
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        host = self.host or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
