@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from exporter import __version__, logs
-from exporter.config import ENV_PREFIX, Settings, parse_listen_address
+from exporter.config import ENV_PREFIX, Settings, is_loopback, parse_listen_address
 
 EXIT_CONFIG = 2
 
@@ -221,5 +221,7 @@ def _simulate(args: argparse.Namespace) -> int:
         f"(client id {config.client_id!r}; scenarios {', '.join(config.scenarios)})",
         flush=True,
     )
+    if host and not is_loopback(host):
+        raise ConfigError(f"invalid setting --listen-address: the simulator listens on loopback only, not {host!r}")
     asyncio.run(_until_signalled(lambda: serve_forever(config, host or "127.0.0.1", port)))
     return 0

@@ -105,6 +105,7 @@ class TokenManager:
         self.last_error = "no token requested yet"
         self._changed = asyncio.Event()
         self.on_token = on_token
+        self.sleep = asyncio.sleep  # tests substitute a recorder to check retry delays without waiting
 
     # -- one request ---------------------------------------------------------------------------
     async def fetch(self) -> Token:
@@ -190,7 +191,7 @@ class TokenManager:
                 else:
                     delay = self.backoff.next_delay()
                     log.warning("%s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
                 continue
             self.requests["success"] += 1
             self.backoff.reset()
@@ -209,7 +210,7 @@ class TokenManager:
             token = self.token if self.token is not None else await self.obtain()
             delay = refresh_delay(token.lifetime, self.margin) - (self.wall() - token.issued_at)
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
             await self.obtain()
 
     async def current(self) -> Token:

@@ -19,11 +19,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from exporter.backoff import Backoff
+from exporter.config import is_loopback
 from exporter.ingest import Ingest
 from exporter.oauth import Token, TokenManager
 from exporter.sources import analytics_protocol as proto
@@ -109,6 +111,8 @@ class AnalyticsWebSocketSource:
         self.heartbeat = heartbeat_seconds
         self.watchdog_seconds = 2.5 * heartbeat_seconds
         self.ssl = ssl_context if self.url.startswith("wss://") else None
+        # Honour HTTPS_PROXY & co. for real hosts, but never send loopback traffic through a proxy.
+        self.proxy: str | bool | None = None if is_loopback(urlsplit(self.url).hostname or "") else True
         self.wall = wall
         self.dedup = Deduplicator()
         self.live: set[Connection] = set()
@@ -125,6 +129,7 @@ class AnalyticsWebSocketSource:
             open_timeout=SUBSCRIBE_TIMEOUT,
             max_size=2**20,
             user_agent_header="genesys-sentiment-exporter",
+            proxy=self.proxy,
         )
         try:
             await ws.send(self.subscribe)

@@ -1,0 +1,152 @@
+"""The per-agent tracker: pure state, driven with explicit clock values."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+
+from exporter.model import Reading, StateChange
+from exporter.tracker import AgentState, AgentTracker, Outcome, TrackerLimits
+
+
+def reading(agent: str, conv: str, score: float, queue: str = "q1", ts: float = 100.0) -> Reading:
+    return Reading(agent, queue, conv, score, ts)
+
+
+def state(agent: str, conv: str, value: str, queue: str = "q1") -> StateChange:
+    return StateChange(agent, queue, conv, value, 100.0)
+
+
+def test_each_agent_has_its_own_window() -> None:
+    tracker = AgentTracker(TrackerLimits(window_size=3))
+    for score in (-0.9, -0.9, -0.9):
+        tracker.reading(reading("sour", "c1", score), 0)
+    for score in (0.6, 0.6, 0.6):
+        tracker.reading(reading("happy", "c2", score), 0)
+    assert tracker.agents["sour"].rolling_average == pytest.approx(-0.9)
+    assert tracker.agents["happy"].rolling_average == pytest.approx(0.6)
+
+
+def test_window_keeps_only_the_last_n_readings() -> None:
+    tracker = AgentTracker(TrackerLimits(window_size=5))
+    scores = [0.9, 0.8, -0.1, -0.2, -0.3, -0.4, -0.5]
+    for score in scores:
+        tracker.reading(reading("a", "c1", score), 0)
+    agent = tracker.agents["a"]
+    assert agent.window_readings == 5
+    assert agent.rolling_average == pytest.approx(sum(scores[-5:]) / 5)
+    assert agent.last_score == -0.5
+
+
+def test_running_sum_stays_exact_over_a_long_call() -> None:
+    tracker = AgentTracker(TrackerLimits(window_size=5))
+    scores = [math.sin(i) * 0.99 for i in range(10_000)]
+    for score in scores:
+        tracker.reading(reading("a", "c1", score), 0)
+    assert tracker.agents["a"].rolling_average == pytest.approx(sum(scores[-5:]) / 5, abs=1e-12)
+
+
+def test_a_new_conversation_starts_a_new_window_and_counts_the_old_one() -> None:
+    tracker = AgentTracker(TrackerLimits(window_size=5))
+    for score in (-0.9, -0.9, -0.9):
+        tracker.reading(reading("a", "c1", score), 0)
+    tracker.reading(reading("a", "c2", 0.5), 1)
+    agent = tracker.agents["a"]
+    assert agent.window_readings == 1
+    assert agent.rolling_average == 0.5
+    assert tracker.conversations_ended[("q1", "true")] == 1
+
+
+def test_late_reading_inside_grace_is_accepted_then_series_go() -> None:
+    tracker = AgentTracker(TrackerLimits(window_size=5, grace_seconds=5))
+    tracker.state(state("a", "c1", "connected"), 0)
+    tracker.reading(reading("a", "c1", -0.2), 1)
+    assert tracker.state(state("a", "c1", "ended"), 10) == Outcome.STATE_CHANGE
+    # The final score arrives after `ended` (the design document's race condition).
+    assert tracker.reading(reading("a", "c1", -0.8), 12) == Outcome.READING
+    assert tracker.agents["a"].window_readings == 2
+    tracker.expire(14.9)
+    assert "a" in tracker.agents
+    tracker.expire(15.0)
+    assert "a" not in tracker.agents
+    assert tracker.dropped["grace_elapsed"] == 1
+    assert tracker.conversations_ended[("q1", "true")] == 1
+
+
+def test_repeated_end_states_do_not_extend_the_grace() -> None:
+    tracker = AgentTracker(TrackerLimits(grace_seconds=5))
+    tracker.state(state("a", "c1", "wrapup"), 0)
+    tracker.state(state("a", "c1", "disconnected"), 4)
+    tracker.expire(5.0)
+    assert "a" not in tracker.agents
+
+
+def test_call_without_any_reading_counts_as_ended_without_sentiment() -> None:
+    tracker = AgentTracker(TrackerLimits(grace_seconds=1))
+    tracker.state(state("a", "c1", "connected", queue="legacy"), 0)
+    tracker.state(state("a", "c1", "ended", queue="legacy"), 5)
+    tracker.expire(6)
+    assert tracker.conversations_ended == {("legacy", "false"): 1}
+
+
+def test_reading_for_previous_conversation_is_stale_and_does_not_pollute() -> None:
+    tracker = AgentTracker(TrackerLimits(window_size=5))
+    tracker.reading(reading("a", "c1", -0.9), 0)
+    tracker.state(state("a", "c1", "ended"), 1)
+    tracker.state(state("a", "c2", "connected"), 2)
+    tracker.reading(reading("a", "c2", 0.4), 3)
+    assert tracker.reading(reading("a", "c1", -1.0), 4) == Outcome.STALE
+    assert tracker.agents["a"].rolling_average == 0.4
+
+
+def test_new_call_resumes_active_phase() -> None:
+    tracker = AgentTracker(TrackerLimits(grace_seconds=5))
+    tracker.state(state("a", "c1", "ended"), 0)
+    tracker.state(state("a", "c2", "connected"), 1)
+    tracker.expire(100)  # not idle yet (idle default 900 s) and no longer in grace
+    assert "a" in tracker.agents
+
+
+def test_idle_agents_are_dropped() -> None:
+    tracker = AgentTracker(TrackerLimits(idle_seconds=60))
+    tracker.reading(reading("a", "c1", 0.1), 0)
+    tracker.reading(reading("b", "c2", 0.1), 50)
+    tracker.expire(61)
+    assert list(tracker.agents) == ["b"]
+    assert tracker.dropped["idle"] == 1
+
+
+def test_cap_refuses_new_agents_and_counts_them() -> None:
+    tracker = AgentTracker(TrackerLimits(max_agents=2))
+    tracker.reading(reading("a", "c1", 0.1), 0)
+    tracker.reading(reading("b", "c2", 0.1), 0)
+    assert tracker.reading(reading("c", "c3", 0.1), 0) == Outcome.AGENT_REFUSED
+    assert tracker.state(state("d", "c4", "connected"), 0) == Outcome.AGENT_REFUSED
+    # Known agents keep working.
+    assert tracker.reading(reading("a", "c1", 0.2), 0) == Outcome.READING
+    assert set(tracker.agents) == {"a", "b"}
+    assert tracker.agents_refused == 2
+
+
+def test_queue_change_rerenders_labels() -> None:
+    tracker = AgentTracker()
+    tracker.reading(reading("a", "c1", 0.1, queue="q1"), 0)
+    tracker.reading(reading("a", "c1", 0.1, queue="q2"), 0)
+    assert tracker.agents["a"].label_text == 'agent_id="a",queue_id="q2"'
+
+
+def test_labels_are_escaped_once() -> None:
+    agent = AgentState('we"ird\\id\n', "q", "c", 0)
+    assert agent.label_text == 'agent_id="we\\"ird\\\\id\\n",queue_id="q"'
+
+
+def test_agent_state_is_small() -> None:
+    agent = AgentState("3f2b5c1e-8d6a-4b7e-9c0d-1a2b3c4d5e6f", "9a8b7c6d-5e4f-3a2b-1c0d-ef0123456789", "c" * 36, 0)
+    for i in range(5):
+        agent.add(i / 10, 5)
+    size = sys.getsizeof(agent) + sys.getsizeof(agent.scores) + 5 * sys.getsizeof(0.1)
+    size += sys.getsizeof(agent.label_text) + sys.getsizeof(agent.agent_id) + sys.getsizeof(agent.queue_id)
+    size += sys.getsizeof(agent.conversation_id)
+    assert size < 2048
