@@ -51,8 +51,9 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0, what: st
     return time.monotonic() - started
 
 
-def event(agent: str, conversation: str, score: float | None = None, state: str = "connected",
-          queue: str = "q1") -> dict[str, Any]:
+def event(
+    agent: str, conversation: str, score: float | None = None, state: str = "connected", queue: str = "q1"
+) -> dict[str, Any]:
     message: dict[str, Any] = {"conversationId": conversation, "agentId": agent, "queueId": queue, "state": state}
     if score is not None:
         message["sentiment"] = {"score": score, "label": "neutral"}

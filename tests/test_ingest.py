@@ -85,8 +85,13 @@ def test_missing_sentiment_warning_is_rate_limited_and_names_the_cause(
 def test_refused_agent_is_an_outcome() -> None:
     ingest = Ingest(AgentTracker(TrackerLimits(max_agents=1)), clock=Clock())
     feed(ingest, state="connected", sentiment={"score": 0.1})
-    message = {"type": "conversation", "conversationId": "c9", "agentId": "a9", "state": "connected",
-               "sentiment": {"score": 0.1}}
+    message = {
+        "type": "conversation",
+        "conversationId": "c9",
+        "agentId": "a9",
+        "state": "connected",
+        "sentiment": {"score": 0.1},
+    }
     parsed = parse(json.dumps(message), 0)
     assert ingest.conversation(parsed.reading, parsed.state, parsed.sentiment) == "agent_refused"
     assert ingest.messages["agent_refused"] == 1

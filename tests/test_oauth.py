@@ -61,8 +61,10 @@ async def test_request_is_basic_auth_with_form_body() -> None:
 @pytest.mark.parametrize(
     ("response", "result"),
     [
-        (httpx.Response(401, json={"error": "invalid_client", "error_description": "authentication failed"}),
-         "invalid_client"),
+        (
+            httpx.Response(401, json={"error": "invalid_client", "error_description": "authentication failed"}),
+            "invalid_client",
+        ),
         (httpx.Response(400, json={"error": "invalid_client"}), "invalid_client"),
         (httpx.Response(400, json={"error": "unauthorized_client"}), "unauthorized_client"),
         (httpx.Response(429, headers={"Retry-After": "3"}), "rate_limited"),

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from exporter import logs
-from exporter.model import Reading
 from exporter.simulator import SimulatorConfig
 from tests.live_helpers import event, running, wait_for
 
@@ -53,7 +52,7 @@ async def test_reconnects_after_maintenance_close_1001() -> None:
 
 
 async def test_silent_socket_is_replaced() -> None:
-    async with running() as (sim, exporter):
+    async with running() as (_sim, exporter):
         await wait_for(lambda: connected(exporter), what="subscription")
         exporter.source.watchdog_seconds = 0.5  # type: ignore[attr-defined]
         await wait_for(lambda: exporter.stream.disconnects["heartbeat_timeout"] >= 1, what="watchdog")
@@ -85,8 +84,15 @@ async def test_make_before_break_loses_and_doubles_nothing() -> None:
 async def test_missing_field_is_counted_and_not_exported_as_zero() -> None:
     async with running() as (sim, exporter):
         await wait_for(lambda: connected(exporter), what="subscription")
-        sim.publish({"conversationId": "c1", "agentId": "a1", "queueId": "q1", "state": "connected",
-                     "sentiment": {"score": None}})
+        sim.publish(
+            {
+                "conversationId": "c1",
+                "agentId": "a1",
+                "queueId": "q1",
+                "state": "connected",
+                "sentiment": {"score": None},
+            }
+        )
         sim.publish({"conversationId": "c1", "agentId": "a1", "queueId": "q1", "state": "connected"})
         await wait_for(lambda: exporter.ingest.messages["missing_sentiment"] == 2, what="missing counted")
         async with httpx.AsyncClient() as http:

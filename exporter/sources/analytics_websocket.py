@@ -19,6 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -112,7 +113,7 @@ class AnalyticsWebSocketSource:
         self.watchdog_seconds = 2.5 * heartbeat_seconds
         self.ssl = ssl_context if self.url.startswith("wss://") else None
         # Honour HTTPS_PROXY & co. for real hosts, but never send loopback traffic through a proxy.
-        self.proxy: str | bool | None = None if is_loopback(urlsplit(self.url).hostname or "") else True
+        self.proxy: Literal[True] | None = None if is_loopback(urlsplit(self.url).hostname or "") else True
         self.wall = wall
         self.dedup = Deduplicator()
         self.live: set[Connection] = set()
