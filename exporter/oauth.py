@@ -103,6 +103,7 @@ class TokenManager:
         self.token: Token | None = None
         self.requests: Counter[str] = Counter()
         self.last_error = "no token requested yet"
+        self.credentials_rejected = False  # the login host refused the client: not ready, even with a token left
         self._changed = asyncio.Event()
         self.on_token = on_token
         self.sleep = asyncio.sleep  # tests substitute a recorder to check retry delays without waiting
@@ -170,6 +171,8 @@ class TokenManager:
 
     def ready_reason(self) -> str | None:
         """None while a valid token is held; otherwise why not (for /-/ready)."""
+        if self.credentials_rejected:
+            return f"OAuth client rejected: {self.last_error}"
         if self.valid_token() is not None:
             return None
         return f"no valid OAuth token: {self.last_error}"
@@ -183,6 +186,7 @@ class TokenManager:
                 self.requests[exc.result] += 1
                 self.last_error = str(exc)
                 if exc.result in ("invalid_client", "unauthorized_client"):
+                    self.credentials_rejected = True
                     delay = INVALID_CLIENT_RETRY_SECONDS
                     log.error("%s; retrying in %.0f s", exc, delay)
                 elif exc.retry_after is not None:
@@ -196,6 +200,7 @@ class TokenManager:
             self.requests["success"] += 1
             self.backoff.reset()
             self.last_error = ""
+            self.credentials_rejected = False
             if self.on_token is not None:
                 self.on_token(token)
             self.token = token

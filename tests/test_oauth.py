@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import httpx
@@ -145,6 +146,23 @@ async def test_invalid_client_retries_slowly_and_is_not_ready() -> None:
     assert delays == [60.0, 60.0]
     assert tokens.requests["invalid_client"] == 2
     assert tokens.ready_reason() is None
+
+
+async def test_rejected_client_is_not_ready_even_with_a_token_left() -> None:
+    async with SimulatedGenesysCloud(SimulatorConfig()) as sim, httpx.AsyncClient() as http:
+        tokens = TokenManager(sim.base_url, "demo-client", SecretStr("demo-secret"), http)
+        await tokens.obtain()
+        sim.config.client_secret = "rotated"  # the client's secret was rotated in the org
+
+        async def give_up(_delay: float) -> None:
+            raise asyncio.CancelledError
+
+        tokens.sleep = give_up
+        with pytest.raises(asyncio.CancelledError):
+            await tokens.obtain()
+    assert tokens.valid_token() is not None
+    reason = tokens.ready_reason()
+    assert reason is not None and "invalid_client" in reason
 
 
 async def test_run_refreshes_before_expiry_without_a_loop() -> None:
