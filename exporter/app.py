@@ -36,9 +36,34 @@ class Source(Protocol):
     async def run(self) -> None: ...
 
 
-def make_source(settings: Settings, tokens: TokenManager, ingest: Ingest, stream: StreamState) -> Source:
+def make_source(
+    settings: Settings,
+    tokens: TokenManager,
+    ingest: Ingest,
+    stream: StreamState,
+    http: httpx.AsyncClient | None = None,
+) -> Source:
     if settings.source == "notifications":
-        raise ValueError("source: the notifications source is not available in this build")
+        from exporter.sources.notifications import NotificationsSource
+
+        return NotificationsSource(
+            api_base_url=settings.resolved_api_base_url(),
+            tokens=tokens,
+            ingest=ingest,
+            stream=stream,
+            http=http or tokens.http,
+            queue_ids=settings.queue_id,
+            agent_ids=settings.agent_id,
+            grace_seconds=settings.grace_seconds,
+            idle_seconds=settings.idle_seconds,
+            sentiment_scale=settings.sentiment_scale,
+            max_channels=settings.notifications_max_channels,
+            topics_per_channel=settings.notifications_topics_per_channel,
+            requests_per_minute=settings.api_requests_per_minute,
+            probe_seconds=settings.notifications_channel_probe_seconds,
+            resolve_agent_names=settings.resolve_agent_names,
+            ssl_context=ssl.create_default_context(),
+        )
     from exporter.sources.analytics_websocket import AnalyticsWebSocketSource
 
     return AnalyticsWebSocketSource(
@@ -78,7 +103,7 @@ class Exporter:
             margin=settings.token_refresh_margin_seconds,
             on_token=self._new_token,
         )
-        self.source = make_source(settings, self.tokens, self.ingest, self.stream)
+        self.source = make_source(settings, self.tokens, self.ingest, self.stream, self.http)
         self.collector = ExporterCollector(
             tracker=self.tracker,
             ingest=self.ingest,

@@ -14,8 +14,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from exporter.app import Exporter
-from exporter.config import Settings
-from exporter.logs import Redactor
 from exporter.model import Reading
 from exporter.oauth import refresh_delay
 
@@ -57,6 +55,9 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
         return findings
     drops = sum(stream.disconnects.values())
     findings.append(Finding(True, "stream", f"subscribed ({stream.connects} connects, {drops} unplanned closes)"))
+    report = getattr(exporter.source, "subscription_report", None)
+    if report is not None:  # notifications: which topics were permitted or rejected, permissions missing
+        findings.extend(Finding(ok, topic, text) for ok, topic, text in report())
     heartbeat = exporter.settings.heartbeat_seconds
     if messages["heartbeat"]:
         findings.append(Finding(True, "heartbeat", f"{messages['heartbeat']} heartbeats received"))
@@ -117,8 +118,7 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
     return findings
 
 
-async def run_check(settings: Settings, duration: float, redactor: Redactor) -> int:
-    exporter = Exporter(settings, redactor)
+async def run_check(exporter: Exporter, duration: float) -> int:
     readings = ReadingStats()
     exporter.ingest.on_reading = readings
     tasks = [

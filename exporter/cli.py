@@ -13,12 +13,16 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from exporter import __version__, logs
 from exporter.config import ENV_PREFIX, Settings, is_loopback, parse_listen_address
+
+if TYPE_CHECKING:
+    from exporter.app import Exporter
+    from exporter.simulator import SimulatedGenesysCloud
 
 EXIT_CONFIG = 2
 
@@ -32,7 +36,7 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "region": ("--region", {"help": "region name or domain, e.g. eu-west-1 [GENESYSCLOUD_REGION]"}),
     "api_base_url": ("--api-base-url", {"help": "API base URL override (gateway, simulator)"}),
     "login_base_url": ("--login-base-url", {"help": "login base URL override"}),
-    "source": ("--source", {"help": "stream to read: analytics-websocket or notifications"}),
+    "source": ("--source", {"help": "stream to read: notifications (default) or analytics-websocket"}),
     "queue_id": ("--queue-id", {"action": "append", "help": "only this queue (repeatable)"}),
     "agent_id": ("--agent-id", {"action": "append", "help": "only this agent (repeatable)"}),
     "heartbeat_seconds": ("--heartbeat-seconds", {"help": "stream heartbeat interval, >= 10 (default 30)"}),
@@ -43,6 +47,30 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "token_refresh_margin_seconds": (
         "--token-refresh-margin-seconds",
         {"help": "renew the token when this little lifetime remains (default 300)"},
+    ),
+    "sentiment_scale": (
+        "--sentiment-scale",
+        {"help": "notifications: score scale unit (-1..1), percent (-100..100) or auto (default)"},
+    ),
+    "notifications_max_channels": (
+        "--notifications-max-channels",
+        {"help": "notifications: channels to spread topics over, at most 20 (default 20)"},
+    ),
+    "notifications_topics_per_channel": (
+        "--notifications-topics-per-channel",
+        {"help": "notifications: topics per channel, at most 1000 (default 1000)"},
+    ),
+    "notifications_channel_probe_seconds": (
+        "--notifications-channel-probe-seconds",
+        {"help": "notifications: HEAD each channel this often to detect a lost one (default 60)"},
+    ),
+    "api_requests_per_minute": (
+        "--api-requests-per-minute",
+        {"help": "notifications: REST request budget, a token bucket (default 300)"},
+    ),
+    "resolve_agent_names": (
+        "--resolve-agent-names",
+        {"action": "store_const", "const": True, "help": "export genesys_agent_info{agent_id,agent_name}"},
     ),
     "web_listen_address": ("--web.listen-address", {"help": "address to serve on (default :8729)"}),
     "web_telemetry_path": ("--web.telemetry-path", {"help": "metrics path (default /metrics)"}),
@@ -61,7 +89,11 @@ WEB_FLAGS = ("web_listen_address", "web_telemetry_path", "web_config_file", "log
 
 
 class ConfigError(Exception):
-    pass
+    """Bad configuration: printed as one line, exit status 2."""
+
+
+class StartError(Exception):
+    """The exporter could not start (e.g. its port is taken): one line, exit status 1."""
 
 
 def _add_flags(parser: argparse.ArgumentParser, fields: tuple[str, ...] | None = None) -> None:
@@ -82,17 +114,42 @@ def load_settings(values: dict[str, Any]) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = error.get("loc") or ("settings",)
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        loc = error.get("loc")
+        if not loc:  # a whole-model check: its message starts with the field it is about
+            raise setting_error(message, "settings") from None
         field = str(loc[0])
         for name, env in ENV_NAMES.items():
             if field == env:
                 field = name
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         if error.get("type") == "extra_forbidden":
             message = "unknown setting"
         raise ConfigError(f"invalid setting {describe(field)}: {message}") from None
+
+
+def setting_error(message: str, default_field: str) -> ConfigError:
+    """A `"field: why"` message as a ConfigError naming the field's flag and variable."""
+    field, sep, why = message.partition(": ")
+    if sep and field in Settings.model_fields:
+        return ConfigError(f"invalid setting {describe(field)}: {why}")
+    return ConfigError(f"invalid setting {describe(default_field)}: {message}")
+
+
+def build_exporter(settings: Settings, redactor: logs.Redactor) -> Exporter:
+    from exporter.app import Exporter
+
+    try:
+        return Exporter(settings, redactor)
     except ValueError as exc:
-        raise ConfigError(f"invalid setting {exc}") from None
+        raise setting_error(str(exc), "web_config_file") from None
+
+
+def check_scenarios(args: argparse.Namespace) -> None:
+    from exporter.simulator import SCENARIOS
+
+    unknown = [name for name in args.scenarios or [] if name not in SCENARIOS]
+    if unknown:
+        raise ConfigError(f"invalid setting --scenario: unknown {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--duration", type=float, default=60.0, help="seconds to read (default 60)")
 
     demo = sub.add_parser("demo", help="simulated Genesys Cloud and exporter in one process")
-    _add_flags(demo, ("source", "window_size", "grace_seconds", "heartbeat_seconds", *WEB_FLAGS))
+    demo_flags = ("source", "sentiment_scale", "resolve_agent_names", "window_size", "grace_seconds")
+    _add_flags(demo, (*demo_flags, "heartbeat_seconds", *WEB_FLAGS))
     _add_simulator_flags(demo)
 
     simulate = sub.add_parser("simulate", help="only the simulated Genesys Cloud (OAuth + stream)")
@@ -161,18 +219,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"genesys-sentiment-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartError as exc:
+        print(f"genesys-sentiment-exporter: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from exporter.app import Exporter
-
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "demo":
         from exporter.demo import run_demo
 
+        check_scenarios(args)
         values = _settings_values(args)
         settings = load_settings(values)
         redactor = logs.setup(settings.log_level, settings.log_format)
@@ -181,20 +241,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         settings.require_endpoints_and_credentials()
     except ValueError as exc:
-        field, _, why = str(exc).partition(": ")
-        raise ConfigError(f"invalid setting {describe(field)}: {why}") from None
+        raise setting_error(str(exc), "settings") from None
     redactor = logs.setup(settings.log_level, settings.log_format)
+    exporter = build_exporter(settings, redactor)
     if args.command == "check":
         from exporter.check import run_check
 
-        return asyncio.run(run_check(settings, args.duration, redactor))
+        return asyncio.run(run_check(exporter, args.duration))
 
     async def serve() -> None:
-        try:
-            exporter = Exporter(settings, redactor)
-        except ValueError as exc:
-            raise ConfigError(f"invalid setting {describe('web_config_file')}: {exc}") from None
-        await exporter.start()
+        await start_or_explain(exporter)
         try:
             await asyncio.Event().wait()
         finally:
@@ -202,6 +258,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     asyncio.run(_until_signalled(serve))
     return 0
+
+
+async def start_or_explain(exporter: Exporter) -> None:
+    try:
+        await exporter.start()
+    except OSError as exc:
+        await exporter.stop()
+        address = exporter.settings.web_listen_address
+        raise StartError(f"cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -215,13 +280,17 @@ def _simulate(args: argparse.Namespace) -> int:
         host, port = parse_listen_address(args.listen_address)
     except ValueError as exc:
         raise ConfigError(f"invalid setting --listen-address: {exc}") from None
-    config = simulator_config(args)
-    print(
-        f"simulated Genesys Cloud on http://{host or '127.0.0.1'}:{port} "
-        f"(client id {config.client_id!r}; scenarios {', '.join(config.scenarios)})",
-        flush=True,
-    )
     if host and not is_loopback(host):
         raise ConfigError(f"invalid setting --listen-address: the simulator listens on loopback only, not {host!r}")
-    asyncio.run(_until_signalled(lambda: serve_forever(config, host or "127.0.0.1", port)))
+    check_scenarios(args)
+    config = simulator_config(args)
+
+    def announce(sim: SimulatedGenesysCloud) -> None:
+        print(
+            f"simulated Genesys Cloud on {sim.base_url} "
+            f"(client id {config.client_id!r}; scenarios {', '.join(config.scenarios)})",
+            flush=True,
+        )
+
+    asyncio.run(_until_signalled(lambda: serve_forever(config, host or "127.0.0.1", port, on_ready=announce)))
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "GENESYS_EXPORTER_"
@@ -87,8 +87,11 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 
 def _split(value: object) -> object:
+    """Comma-separated ids, from the environment or inside repeated flags (`--queue-id a,b`)."""
     if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
+        value = [value]
+    if isinstance(value, list):
+        return [item.strip() for entry in value for item in str(entry).split(",") if item.strip()]
     return value
 
 
@@ -100,15 +103,13 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, populate_by_name=True, extra="forbid", validate_default=True
     )
 
-    client_id: str = Field("", validation_alias=AliasChoices("client_id", "GENESYSCLOUD_OAUTHCLIENT_ID"))
-    client_secret: SecretStr = Field(
-        SecretStr(""), validation_alias=AliasChoices("client_secret", "GENESYSCLOUD_OAUTHCLIENT_SECRET")
-    )
+    client_id: str = Field("", validation_alias="GENESYSCLOUD_OAUTHCLIENT_ID")
+    client_secret: SecretStr = Field(SecretStr(""), validation_alias="GENESYSCLOUD_OAUTHCLIENT_SECRET")
     client_secret_file: Path | None = None
-    region: str = Field("", validation_alias=AliasChoices("region", "GENESYSCLOUD_REGION"))
+    region: str = Field("", validation_alias="GENESYSCLOUD_REGION")
     api_base_url: str = ""
     login_base_url: str = ""
-    source: Literal["analytics-websocket", "notifications"] = "analytics-websocket"
+    source: Literal["analytics-websocket", "notifications"] = "notifications"
     queue_id: IdList = []
     agent_id: IdList = []
     heartbeat_seconds: int = 30
@@ -120,6 +121,13 @@ class Settings(BaseSettings):
     web_listen_address: str = DEFAULT_LISTEN
     web_telemetry_path: str = "/metrics"
     web_config_file: Path | None = None
+    # Notifications source (the real platform's API)
+    sentiment_scale: Literal["unit", "percent", "auto"] = "auto"
+    notifications_max_channels: int = Field(20, ge=1, le=20)
+    notifications_topics_per_channel: int = Field(1000, ge=1, le=1000)
+    notifications_channel_probe_seconds: float = Field(60.0, gt=0)
+    api_requests_per_minute: int = Field(300, ge=1)
+    resolve_agent_names: bool = False
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
 
@@ -191,3 +199,8 @@ class Settings(BaseSettings):
             raise ValueError("client_id: set GENESYSCLOUD_OAUTHCLIENT_ID")
         if not self.client_secret.get_secret_value():
             raise ValueError("client_secret: set GENESYSCLOUD_OAUTHCLIENT_SECRET or --client-secret-file")
+        if self.source == "notifications" and not self.agent_id and not self.queue_id:
+            raise ValueError(
+                "agent_id: the notifications source needs at least one --agent-id or --queue-id (it learns "
+                "which agent a conversation's sentiment belongs to from their conversation topics)"
+            )

@@ -20,6 +20,8 @@ from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig
 
 DEMO_LISTEN = "127.0.0.1:8729"
 DEMO_TOKEN_LIFETIME = 900  # short enough that the demo shows a make-before-break token rollover
+# The scenarios' queues: the notifications source learns each call's agent from these queues' topics.
+DEMO_QUEUES = ["q-billing", "q-support", "q-fr", "q-payments", "q-legacy"]
 
 
 def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -38,6 +40,8 @@ def demo_settings(settings: Settings, values: dict[str, Any], simulator: Simulat
         "client_id": simulator.config.client_id,
         "client_secret": SecretStr(simulator.config.client_secret),
     }
+    if settings.source == "notifications" and not settings.queue_id and not settings.agent_id:
+        update["queue_id"] = DEMO_QUEUES
     if "web_listen_address" not in values:
         update["web_listen_address"] = DEMO_LISTEN  # a demo stays on this machine unless asked otherwise
     return settings.model_copy(update=update)

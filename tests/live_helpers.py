@@ -21,6 +21,7 @@ def settings_for(sim: SimulatedGenesysCloud, **overrides: Any) -> Settings:
         "client_id": sim.config.client_id,
         "client_secret": sim.config.client_secret,
         "web_listen_address": "127.0.0.1:0",
+        "source": "analytics-websocket",  # these helpers predate the notifications default
     }
     values.update(overrides)
     return Settings(**values)

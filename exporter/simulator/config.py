@@ -29,6 +29,14 @@ class SimulatorConfig:
     drop_1006_every_seconds: float | None = None
     token_429_every_n: int | None = None  # every n-th token request is answered 429
     retry_after_seconds: int = 2
+    # Notifications API (exporter/simulator/notifications.py)
+    notifications_heartbeat_seconds: float = 30.0
+    channel_lifetime_seconds: float = 86_400.0  # compress to exercise channel expiry
+    socket_closing_seconds: float = 60.0  # from v2.system.socket_closing to the close
+    max_channels: int = 20
+    max_topics_per_channel: int = 1000
+    forbidden_topics: Sequence[str] = ()  # fnmatch patterns rejected with missingPermissions
+    sentiment_scale: str = "unit"  # "percent": sentiment topic scores are sent as -100..100
 
     def __post_init__(self) -> None:
         positive = {
@@ -39,11 +47,19 @@ class SimulatorConfig:
             "close_1001_every_seconds": self.close_1001_every_seconds,
             "drop_1006_every_seconds": self.drop_1006_every_seconds,
             "token_429_every_n": self.token_429_every_n,
+            "notifications_heartbeat_seconds": self.notifications_heartbeat_seconds,
+            "channel_lifetime_seconds": self.channel_lifetime_seconds,
+            "max_channels": self.max_channels,
+            "max_topics_per_channel": self.max_topics_per_channel,
         }
         for name, value in positive.items():
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be positive")
         if self.min_heartbeat_seconds < 0 or self.retry_after_seconds < 0:
             raise ValueError("min_heartbeat_seconds and retry_after_seconds must not be negative")
+        if self.sentiment_scale not in ("unit", "percent"):
+            raise ValueError("sentiment_scale must be 'unit' or 'percent'")
+        if self.socket_closing_seconds < 0:
+            raise ValueError("socket_closing_seconds must not be negative")
         if isinstance(self.scenarios, str):
             raise TypeError("scenarios is a sequence of names, not one string")

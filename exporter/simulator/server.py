@@ -20,8 +20,9 @@ from aiohttp import web
 
 from exporter.simulator.analytics_ws import WS_PATH, AnalyticsWebSocketEndpoint
 from exporter.simulator.config import SimulatorConfig
+from exporter.simulator.notifications import NotificationsEndpoint
 from exporter.simulator.oauth import OAuthEndpoint, TokenStore
-from exporter.simulator.scenarios import ScenarioEngine
+from exporter.simulator.scenarios import CallEvent, ScenarioEngine
 from exporter.simulator.subscription import wire_event
 
 log = logging.getLogger("exporter.simulator")
@@ -62,6 +63,7 @@ class SimulatedGenesysCloud:
         self._tokens = TokenStore()
         self._oauth = OAuthEndpoint(self.config, self._tokens)
         self._analytics = AnalyticsWebSocketEndpoint(self.config, self._tokens)
+        self.notifications = NotificationsEndpoint(self.config, self._tokens)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -75,6 +77,7 @@ class SimulatedGenesysCloud:
         app = web.Application()
         app.router.add_post(TOKEN_PATH, self._oauth.handle)
         app.router.add_get(WS_PATH, self._analytics.handle)
+        self.notifications.add_routes(app)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -93,6 +96,7 @@ class SimulatedGenesysCloud:
         url_host = f"[{host}]" if ":" in host else host
         self._base_url = f"http://{url_host}:{bound_port}"
 
+        self.notifications.start()
         if self._engine is not None:
             self._tasks.append(asyncio.create_task(self._drive(self._engine)))
         if self.config.close_1001_every_seconds is not None:
@@ -113,6 +117,7 @@ class SimulatedGenesysCloud:
         self._tasks.clear()
         if self._runner is not None:
             await self._analytics.close_all(1001, "server shutdown")
+            await self.notifications.stop()
             await self._runner.cleanup()
             self._runner = None
             log.info("simulated Genesys Cloud stopped")
@@ -173,6 +178,11 @@ class SimulatedGenesysCloud:
         self.events_published += 1
         return self._analytics.publish(event)
 
+    def publish_call(self, event: CallEvent) -> int:
+        """Deliver a scenario event over both wires: the analytics stream and the Notifications topics."""
+        self.events_published += 1
+        return self._analytics.publish(wire_event(event)) + self.notifications.publish_call(event)
+
     def send_raw(self, message: Mapping[str, Any]) -> int:
         """Send `message` as is to every open socket (no filters, no token check)."""
         return self._analytics.send_raw(message)
@@ -223,7 +233,7 @@ class SimulatedGenesysCloud:
             if not self._paused:
                 self.scenario_elapsed += (now - last) * self.config.speed
                 for event in engine.due(self.scenario_elapsed):
-                    self.publish(wire_event(event))
+                    self.publish_call(event)
             last = now
             await asyncio.sleep(SCENARIO_TICK_SECONDS)
 

@@ -94,6 +94,17 @@ def _score(sentiment: Any) -> tuple[str, float]:
     return Sentiment.OK, score
 
 
+def _encodable(*values: str) -> bool:
+    """False for strings UTF-8 cannot carry (lone surrogates from `\\ud800` escapes); ASCII is the fast path."""
+    try:
+        for value in values:
+            if not value.isascii():
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse(frame: str | bytes, received_at: float) -> Parsed:
     """Classify one server frame. Never raises: a bad frame is a counted rejection."""
     try:
@@ -133,9 +144,11 @@ def _conversation(msg: dict[str, Any], received_at: float) -> Parsed:
         return _MALFORMED
     state_value = msg.get("state")
     state = None
+    if state_value is not None and (not isinstance(state_value, str) or not state_value):
+        return _MALFORMED
+    if not _encodable(agent_id, queue_id):
+        return _MALFORMED  # a lone surrogate would break every later scrape
     if state_value is not None:
-        if not isinstance(state_value, str) or not state_value:
-            return _MALFORMED
         state = StateChange(agent_id, queue_id, conversation_id, state_value, timestamp)
     if "sentiment" not in msg:
         return Parsed(Kind.CONVERSATION, state=state, sentiment=Sentiment.ABSENT)

@@ -1,0 +1,389 @@
+"""Genesys Cloud Notifications API, pure: parsing, attribution and the topic plan (no I/O, no clock).
+
+Shapes follow shared/genesys-platform-notes.md (read from the official SDK models):
+- envelopes `{"topicName", "eventBody", "metadata": {"CorrelationId"}}`;
+- `v2.users.{id}.conversations` / `v2.routing.queues.{id}.conversations` bodies list participants
+  (purpose, userId, queueId, calls[] with state, disconnectType, afterCallWork);
+- `v2.speechandtextanalytics.conversation.{id}.sentiment` bodies carry the conversation's
+  `sentimentOverallScore` and `sentimentTrendScore` but no agent: `Attribution` supplies the agent
+  and queue from the conversation topics.
+
+The asyncio shell (`notifications.py`) feeds frames in and performs what these classes decide:
+which sentiment topics to subscribe or drop, on which channel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from exporter.model import ENDING_STATES, UNKNOWN_QUEUE, StateChange
+
+CHANNELS_PATH = "/api/v2/notifications/channels"
+HEARTBEAT_TOPIC = "channel.metadata"
+SOCKET_CLOSING_TOPIC = "v2.system.socket_closing"
+PING = json.dumps({"message": "ping"})
+
+_USERS = re.compile(r"^v2\.users\.([^.]+)\.conversations$")
+_QUEUES = re.compile(r"^v2\.routing\.queues\.([^.]+)\.conversations$")
+_SENTIMENT = re.compile(r"^v2\.speechandtextanalytics\.conversation\.([^.]+)\.sentiment$")
+
+# Outcomes this source adds to the shared set (reading, state_change, heartbeat, control, ...).
+UNATTRIBUTED = "unattributed"  # a sentiment event for a conversation with no known agent
+NOT_VOICE = "not_voice"  # a conversation event for chat, email, ...: no speech sentiment to attribute
+
+
+def user_topic(user_id: str) -> str:
+    return f"v2.users.{user_id}.conversations"
+
+
+def queue_topic(queue_id: str) -> str:
+    return f"v2.routing.queues.{queue_id}.conversations"
+
+
+def sentiment_topic(conversation_id: str) -> str:
+    return f"v2.speechandtextanalytics.conversation.{conversation_id}.sentiment"
+
+
+def topic_kind(topic: str) -> str:
+    """A bounded name for a topic (metric labels, `check` output): never the id inside it."""
+    if _USERS.match(topic):
+        return "v2.users.{id}.conversations"
+    if _QUEUES.match(topic):
+        return "v2.routing.queues.{id}.conversations"
+    if _SENTIMENT.match(topic):
+        return "v2.speechandtextanalytics.conversation.{id}.sentiment"
+    return "other"
+
+
+# -- envelopes --------------------------------------------------------------------------------------
+
+
+class Kind:
+    HEARTBEAT = "heartbeat"
+    PONG = "pong"
+    SOCKET_CLOSING = "socket_closing"
+    CONVERSATION = "conversation"
+    SENTIMENT = "sentiment"
+    CONTROL = "control"
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown_type"
+
+
+@dataclass(slots=True)
+class Message:
+    kind: str
+    topic: str = ""
+    body: dict[str, Any] = field(default_factory=dict)
+    topic_id: str = ""  # the user, queue or conversation id inside the topic name
+
+    def dedup_key(self) -> str:
+        """The same event as seen on two channels during an overlap: topic and body, not metadata."""
+        return self.topic + "\x00" + json.dumps(self.body, sort_keys=True, separators=(",", ":"))
+
+
+def parse(frame: str | bytes) -> Message:
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return Message(Kind.MALFORMED)
+    if not isinstance(message, dict):
+        return Message(Kind.MALFORMED)
+    topic = message.get("topicName")
+    body = message.get("eventBody")
+    if not isinstance(topic, str):
+        return Message(Kind.MALFORMED)
+    if topic == SOCKET_CLOSING_TOPIC:  # keyed on the topic name alone
+        return Message(Kind.SOCKET_CLOSING, topic)
+    if not isinstance(body, dict):
+        body = {}
+    if topic == HEARTBEAT_TOPIC:
+        text = str(body.get("message", "")).lower()
+        if "heartbeat" in text:
+            return Message(Kind.HEARTBEAT, topic, body)
+        if text == "pong":
+            return Message(Kind.PONG, topic, body)
+        return Message(Kind.CONTROL, topic, body)
+    for pattern, kind in ((_USERS, Kind.CONVERSATION), (_QUEUES, Kind.CONVERSATION), (_SENTIMENT, Kind.SENTIMENT)):
+        match = pattern.match(topic)
+        if match:
+            return Message(kind, topic, body, match.group(1))
+    return Message(Kind.UNKNOWN, topic, body)
+
+
+# -- scores -----------------------------------------------------------------------------------------
+
+ScaleSetting = Literal["unit", "percent", "auto"]
+
+
+class Scale:
+    """Normalises scores to [-1, 1]. `auto` starts as unit and switches to percent for good
+    on the first value outside [-1, 1] (the UI's -100..100 scale)."""
+
+    def __init__(self, setting: ScaleSetting) -> None:
+        self.setting = setting
+        self.in_use: str = "percent" if setting == "percent" else "unit"
+
+    def normalise(self, value: object) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return None
+        if self.setting == "auto" and self.in_use == "unit" and not -1.0 <= value <= 1.0:
+            self.in_use = "percent"
+        score = float(value) / 100.0 if self.in_use == "percent" else float(value)
+        return score if -1.0 <= score <= 1.0 else None
+
+
+# -- conversations ----------------------------------------------------------------------------------
+
+AGENT_PURPOSES = frozenset({"agent", "user"})
+_NON_VOICE_MEDIA = ("chats", "emails", "messages", "callbacks", "cobrowsesessions", "screenshares", "videos")
+
+
+@dataclass(slots=True, frozen=True)
+class AgentLeg:
+    agent_id: str
+    queue_id: str
+    state: str  # connected, alerting, ..., or wrapup / ended / disconnected once the call is over
+
+
+def _leg_state(participant: dict[str, Any], call: dict[str, Any]) -> str:
+    state = call.get("state")
+    state = state.lower() if isinstance(state, str) and state else "unknown"
+    if state not in ("disconnected", "terminated"):
+        return state
+    acw = call.get("afterCallWork")
+    acw_state = acw.get("state") if isinstance(acw, dict) else None
+    if acw_state == "pending":
+        return "wrapup"
+    if acw_state == "complete" or participant.get("endAcwTime") or participant.get("wrapup"):
+        return "ended"
+    return "disconnected"
+
+
+@dataclass(slots=True)
+class ConversationView:
+    conversation_id: str
+    voice: bool
+    legs: list[AgentLeg]
+
+
+def read_conversation(body: dict[str, Any], topic_queue: str | None) -> ConversationView | None:
+    """The agents of a users/queues conversation body; None when the body has no usable id."""
+    conversation_id = body.get("id")
+    participants = body.get("participants")
+    if not isinstance(conversation_id, str) or not conversation_id or not isinstance(participants, list):
+        return None
+    voice = False
+    other_media = False
+    acd_queue = ""
+    per_agent: dict[str, AgentLeg] = {}
+    for participant in participants:
+        if not isinstance(participant, dict):
+            continue
+        calls = participant.get("calls")
+        calls = [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+        voice = voice or bool(calls)
+        other_media = other_media or any(participant.get(m) for m in _NON_VOICE_MEDIA)
+        purpose = participant.get("purpose")
+        queue = participant.get("queueId")
+        queue = queue if isinstance(queue, str) and queue else ""
+        if purpose == "acd" and queue:
+            acd_queue = queue
+        user = participant.get("userId")
+        if purpose not in AGENT_PURPOSES or not isinstance(user, str) or not user or not calls:
+            continue
+        leg = AgentLeg(user, queue, _leg_state(participant, calls[-1]))
+        previous = per_agent.get(user)
+        # The same agent more than once (transferred back, consult): a connected leg wins, else the latest.
+        if previous is None or previous.state != "connected" or leg.state == "connected":
+            per_agent[user] = leg
+    fallback = acd_queue or topic_queue or ""
+    legs = [AgentLeg(leg.agent_id, leg.queue_id or fallback, leg.state) for leg in per_agent.values()]
+    return ConversationView(conversation_id, voice and not (other_media and not legs), legs)
+
+
+@dataclass(slots=True)
+class Tracked:
+    conversation_id: str
+    agent_id: str = ""  # who readings go to: the agent connected now, else the last one
+    queue_id: str = UNKNOWN_QUEUE
+    states: dict[str, str] = field(default_factory=dict)  # agent -> last state sent to the tracker
+    ended_at: float | None = None  # monotonic; set when no agent leg is live any more
+    last_seen: float = 0.0
+    subscribed: bool = False
+    last_body: str = ""
+
+
+@dataclass(slots=True)
+class ConversationUpdate:
+    outcome: str = ""  # set when the message needs no tracker work: duplicate, stale, not_voice, ...
+    changes: list[StateChange] = field(default_factory=list)
+    subscribe: str | None = None  # a sentiment topic to add
+
+
+class Attribution:
+    """Which agent and queue each live voice conversation belongs to, and its sentiment topic's life.
+
+    `now` is monotonic (grace arithmetic); `wall` stamps the StateChanges.
+    """
+
+    def __init__(self, grace_seconds: float, idle_seconds: float = 900.0, remember: int = 10_000) -> None:
+        self.grace = grace_seconds
+        self.idle = idle_seconds
+        self.remember = remember
+        self.live: dict[str, Tracked] = {}
+        self.finished: OrderedDict[str, None] = OrderedDict()
+
+    def on_conversation(
+        self, body: dict[str, Any], topic_queue: str | None, now: float, wall: float
+    ) -> ConversationUpdate:
+        view = read_conversation(body, topic_queue)
+        if view is None:
+            return ConversationUpdate("malformed")
+        cid = view.conversation_id
+        tracked = self.live.get(cid)
+        any_connected = any(leg.state == "connected" for leg in view.legs)
+        if tracked is None:
+            if not view.voice:
+                return ConversationUpdate(NOT_VOICE)
+            if not view.legs:
+                return ConversationUpdate("missing_agent")  # in IVR or queue: nobody to attribute to yet
+            if cid in self.finished and not any_connected:
+                return ConversationUpdate("stale")  # e.g. after-call work completed after the grace
+            self.finished.pop(cid, None)
+            tracked = self.live[cid] = Tracked(cid)
+        tracked.last_seen = now
+        key = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        if key == tracked.last_body:
+            return ConversationUpdate("duplicate")  # the same update through the user and the queue topic
+        tracked.last_body = key
+        update = ConversationUpdate()
+        ending: list[StateChange] = []
+        active: list[StateChange] = []
+        for leg in view.legs:
+            if tracked.states.get(leg.agent_id) == leg.state:
+                continue
+            tracked.states[leg.agent_id] = leg.state
+            change = StateChange(leg.agent_id, leg.queue_id or UNKNOWN_QUEUE, cid, leg.state, wall)
+            (ending if leg.state in ENDING_STATES else active).append(change)
+        update.changes = ending + active  # the agent who left before the agent who took over
+        connected = [leg for leg in view.legs if leg.state == "connected"]
+        if connected:
+            leg = connected[-1]
+            tracked.agent_id, tracked.queue_id = leg.agent_id, leg.queue_id or UNKNOWN_QUEUE
+            tracked.ended_at = None
+            if not tracked.subscribed:
+                tracked.subscribed = True
+                update.subscribe = sentiment_topic(cid)
+        elif view.legs and all(leg.state in ENDING_STATES for leg in view.legs) and tracked.ended_at is None:
+            tracked.ended_at = now
+        if not tracked.agent_id and view.legs:
+            tracked.agent_id, tracked.queue_id = view.legs[-1].agent_id, view.legs[-1].queue_id or UNKNOWN_QUEUE
+        if not update.changes:
+            update.outcome = "state_change"  # a participant update that moves no tracked agent
+        return update
+
+    def attribute(self, conversation_id: str, queue_ids: object) -> tuple[str, str] | str:
+        """(agent, queue) for a sentiment event, or the outcome explaining why there is none."""
+        tracked = self.live.get(conversation_id)
+        if tracked is None or not tracked.agent_id:
+            return "stale" if conversation_id in self.finished else UNATTRIBUTED
+        queue = tracked.queue_id
+        if queue == UNKNOWN_QUEUE and isinstance(queue_ids, list) and queue_ids and isinstance(queue_ids[0], str):
+            queue = queue_ids[0]
+        return tracked.agent_id, queue
+
+    def due(self, now: float) -> list[str]:
+        """Forget conversations whose grace is over (or that went silent); their topics to drop."""
+        drop = [
+            t
+            for t in self.live.values()
+            if (t.ended_at is not None and now - t.ended_at >= self.grace) or now - t.last_seen >= self.idle
+        ]
+        topics = []
+        for tracked in drop:
+            del self.live[tracked.conversation_id]
+            self.finished[tracked.conversation_id] = None
+            if tracked.subscribed:
+                topics.append(sentiment_topic(tracked.conversation_id))
+        while len(self.finished) > self.remember:
+            self.finished.popitem(last=False)
+        return topics
+
+
+# -- channels and topics ----------------------------------------------------------------------------
+
+
+class TopicPlan:
+    """Which topic lives on which channel: at most `per_channel` topics each, at most `max_channels`."""
+
+    def __init__(self, per_channel: int = 1000, max_channels: int = 20) -> None:
+        self.per_channel = per_channel
+        self.max_channels = max_channels
+        self.slots: list[set[str]] = []
+        self.where: dict[str, int] = {}
+        self.refused = 0
+
+    def add(self, topic: str) -> int | None:
+        """The slot the topic goes to (possibly a new one), or None when every channel is full."""
+        if topic in self.where:
+            return self.where[topic]
+        index = next((i for i, topics in enumerate(self.slots) if len(topics) < self.per_channel), -1)
+        if index < 0:
+            if len(self.slots) >= self.max_channels:
+                self.refused += 1
+                return None
+            self.slots.append(set())
+            index = len(self.slots) - 1
+        self.slots[index].add(topic)
+        self.where[topic] = index
+        return index
+
+    def remove(self, topic: str) -> int | None:
+        index = self.where.pop(topic, None)
+        if index is not None:
+            self.slots[index].discard(topic)
+        return index
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+
+@dataclass(slots=True, frozen=True)
+class TopicResult:
+    topic: str
+    permitted: bool
+    reason: str = ""  # bounded label: missing_permissions, or the platform's rejectionReason (slugged)
+    missing_permissions: tuple[str, ...] = ()
+    detail: str = ""
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return slug[:40] or "rejected"
+
+
+def read_subscriptions(body: object, requested: list[str]) -> list[TopicResult]:
+    """The subscriptions response: each requested topic permitted or rejected (with why)."""
+    entities = body.get("entities") if isinstance(body, dict) else body
+    seen: dict[str, TopicResult] = {}
+    if isinstance(entities, list):
+        for entity in entities:
+            if not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
+                continue
+            topic = entity["id"]
+            missing = entity.get("missingPermissions")
+            missing_t = tuple(str(p) for p in missing) if isinstance(missing, list) else ()
+            reason = entity.get("rejectionReason")
+            rejected = entity.get("state") == "Rejected" or bool(missing_t) or bool(reason)
+            if not rejected:
+                seen[topic] = TopicResult(topic, True)
+                continue
+            label = "missing_permissions" if missing_t else _slug(str(reason)) if reason else "rejected"
+            seen[topic] = TopicResult(topic, False, label, missing_t, str(reason or ""))
+    # A requested topic the response does not list: assume permitted (the platform lists every topic).
+    return [seen.get(topic, TopicResult(topic, True)) for topic in requested]

@@ -1,0 +1,255 @@
+"""`check`: the diagnosis of each trap on crafted state, then live runs against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from exporter.app import Exporter
+from exporter.check import Finding, ReadingStats, diagnose, run_check
+from exporter.config import Settings
+from exporter.ingest import MISSING_SENTIMENT
+from exporter.logs import Redactor
+from exporter.model import Reading, StateChange
+from exporter.oauth import Token
+from exporter.simulator import SimulatedGenesysCloud
+
+SimFactory = Callable[..., Awaitable[SimulatedGenesysCloud]]
+REPO = Path(__file__).resolve().parent.parent
+HEALTHY_TOPICS = ["token", "stream", "heartbeat", "events", "sentiment field", "scores stuck at 0.0"]
+
+
+@pytest.fixture
+async def exporter() -> AsyncIterator[Exporter]:
+    settings = Settings(
+        api_base_url="http://127.0.0.1:1",
+        login_base_url="http://127.0.0.1:1",
+        client_id="c",
+        client_secret="s",
+        web_listen_address="127.0.0.1:0",
+        heartbeat_seconds=30,
+        grace_seconds=0,
+        source="analytics-websocket",
+    )
+    built = Exporter(settings)
+    yield built
+    await built.http.aclose()
+
+
+def with_token(e: Exporter) -> None:
+    now = time.time()
+    e.tokens.token = Token("token-value-123", 3600.0, now, now + 3600.0)
+
+
+def subscribed(e: Exporter) -> ReadingStats:
+    with_token(e)
+    e.stream.connects = 1
+    e.stream.connected = True
+    stats = ReadingStats()
+    e.ingest.on_reading = stats
+    return stats
+
+
+def call(e: Exporter, agent: str, queue: str, conversation: str, scores: list[float]) -> None:
+    now = time.time()
+    e.ingest.conversation(None, StateChange(agent, queue, conversation, "connected", now))
+    for score in scores:
+        e.ingest.conversation(Reading(agent, queue, conversation, score, now), None)
+
+
+def healthy(e: Exporter) -> ReadingStats:
+    stats = subscribed(e)
+    e.ingest.count("heartbeat")
+    call(e, "agent-1", "q-billing", "c1", [0.2, -0.1, 0.4])
+    call(e, "agent-2", "q-support", "c2", [0.0, 0.3])
+    return stats
+
+
+def failures(findings: list[Finding]) -> list[str]:
+    return [f.topic for f in findings if not f.ok]
+
+
+def only(findings: list[Finding], topic: str) -> Finding:
+    [finding] = [f for f in findings if f.topic == topic]
+    return finding
+
+
+# -- crafted state -----------------------------------------------------------------------------------
+
+
+def test_healthy_state_has_no_failure(exporter: Exporter) -> None:
+    findings = diagnose(exporter, healthy(exporter), 60.0)
+    assert [f.topic for f in findings] == HEALTHY_TOPICS
+    assert failures(findings) == []
+    assert all(f.line().startswith("[ok] ") for f in findings)
+    assert "lifetime 3600 s" in only(findings, "token").text
+    assert "1 heartbeats received" in only(findings, "heartbeat").text
+    assert "5 with a score" in only(findings, "events").text
+
+
+def test_trap_token(exporter: Exporter) -> None:
+    exporter.tokens.last_error = "login host 127.0.0.1:1 rejected OAuth client 'c' (invalid_client)"
+    findings = diagnose(exporter, ReadingStats(), 60.0)
+    assert len(findings) == 1  # nothing else can be judged without a token
+    assert failures(findings) == ["token"]
+    assert findings[0].line() == "[FAIL] token: login host 127.0.0.1:1 rejected OAuth client 'c' (invalid_client)"
+
+
+def test_trap_stream(exporter: Exporter) -> None:
+    with_token(exporter)
+    exporter.stream.last_error = "WebSocket upgrade refused with HTTP 401"
+    findings = diagnose(exporter, ReadingStats(), 60.0)
+    assert [f.topic for f in findings] == ["token", "stream"]
+    assert failures(findings) == ["stream"]
+    assert "HTTP 401" in findings[1].text
+    assert findings[1].line().startswith("[FAIL] stream: never subscribed")
+
+
+def test_trap_heartbeat(exporter: Exporter) -> None:
+    stats = subscribed(exporter)
+    call(exporter, "agent-1", "q-billing", "c1", [0.2, 0.3, 0.1])
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == ["heartbeat"]
+    assert "although 30 s was requested" in only(findings, "heartbeat").text
+
+
+def test_no_heartbeat_yet_is_fine_for_a_short_run(exporter: Exporter) -> None:
+    stats = subscribed(exporter)
+    call(exporter, "agent-1", "q-billing", "c1", [0.2, 0.3, 0.1])
+    findings = diagnose(exporter, stats, 20.0)
+    assert failures(findings) == []
+    assert "none yet" in only(findings, "heartbeat").text
+
+
+def test_trap_no_events(exporter: Exporter) -> None:
+    stats = subscribed(exporter)
+    exporter.ingest.count("heartbeat")
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == ["events"]
+    assert "filters" in only(findings, "events").text
+
+
+def test_trap_missing_sentiment_field(exporter: Exporter) -> None:
+    stats = healthy(exporter)
+    now = time.time()
+    exporter.ingest.conversation(None, StateChange("agent-3", "q-support", "c3", "connected", now))
+    for _ in range(4):
+        exporter.ingest.conversation(
+            None, StateChange("agent-3", "q-support", "c3", "connected", now), MISSING_SENTIMENT
+        )
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == ["sentiment field"]
+    text = only(findings, "sentiment field").text
+    assert text.startswith("4 events carried no sentiment score")
+    assert "NOT zeros" in text
+
+
+def test_trap_scores_stuck_at_zero(exporter: Exporter) -> None:
+    stats = healthy(exporter)
+    call(exporter, "agent-fr-1", "q-fr", "c-fr-1", [0.0, 0.0])
+    call(exporter, "agent-fr-2", "q-fr", "c-fr-2", [0.0])
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == ["scores stuck at 0.0"]
+    text = only(findings, "scores stuck at 0.0").text
+    assert text.startswith("queues q-fr:")
+    assert "q-support" not in text  # one 0.0 among other scores is not stuck
+
+
+def test_two_zero_scores_are_not_yet_stuck(exporter: Exporter) -> None:
+    stats = healthy(exporter)
+    call(exporter, "agent-fr-1", "q-fr", "c-fr-1", [0.0, 0.0])
+    assert failures(diagnose(exporter, stats, 60.0)) == []
+
+
+def test_trap_calls_without_sentiment(exporter: Exporter) -> None:
+    stats = healthy(exporter)
+    now = time.time()
+    for i in range(2):
+        agent, conversation = f"agent-legacy-{i}", f"c-legacy-{i}"
+        exporter.ingest.conversation(None, StateChange(agent, "q-legacy", conversation, "connected", now))
+        exporter.ingest.conversation(None, StateChange(agent, "q-legacy", conversation, "ended", now))
+    exporter.expire()  # grace 0: the ended calls are finished now
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == ["calls without sentiment"]
+    text = only(findings, "calls without sentiment").text
+    assert "q-legacy" in text
+    assert "q-billing" not in text
+    assert "recording policy" in text
+
+
+def test_invalid_messages_are_reported(exporter: Exporter) -> None:
+    stats = healthy(exporter)
+    exporter.ingest.count("malformed")
+    exporter.ingest.count("invalid_score")
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == ["message validity"]
+    assert only(findings, "message validity").text.startswith("2 messages")
+
+
+# -- live runs ----------------------------------------------------------------------------------------
+
+
+def sim_settings(sim: SimulatedGenesysCloud, **values: object) -> Settings:
+    return Settings(
+        api_base_url=sim.base_url,
+        login_base_url=sim.base_url,
+        client_id="demo-client",
+        client_secret="demo-secret",
+        web_listen_address="127.0.0.1:0",
+        heartbeat_seconds=10,
+        source="analytics-websocket",
+        **values,
+    )
+
+
+async def test_live_check_finds_zero_scores_and_missing_field(
+    start_sim: SimFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Scenario time runs 10x faster so a 3 s run sees several readings of every lane.
+    sim = await start_sim(scenarios=["zero", "missing-field"], speed=10.0, seed=3)
+    status = await run_check(Exporter(sim_settings(sim), Redactor()), 3.0)
+    out = capsys.readouterr().out
+    assert status == 1, out
+    lines = out.splitlines()
+    assert any(line.startswith("[FAIL] scores stuck at 0.0: queues q-fr:") for line in lines), out
+    assert any(line.startswith("[FAIL] sentiment field: ") for line in lines), out
+    assert [line for line in lines if line.startswith("[FAIL]")] == [
+        line for line in lines if line.startswith(("[FAIL] scores stuck", "[FAIL] sentiment field"))
+    ], out
+    assert "[ok] token: " in out
+    assert "[ok] stream: subscribed" in out
+    assert "[ok] heartbeat: none yet" in out  # 3 s is too short for a 10 s heartbeat, and that is not a failure
+    assert lines[-1].endswith(", 2 failed")
+    assert "demo-secret" not in out
+
+
+async def test_live_check_healthy_via_cli(start_sim: SimFactory) -> None:
+    sim = await start_sim(scenarios=["steady"], agents=6, speed=2.0, seed=5)
+    env = dict(os.environ)
+    env["GENESYSCLOUD_OAUTHCLIENT_SECRET"] = "demo-secret"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "check", "--source", "analytics-websocket",
+        "--api-base-url", sim.base_url, "--login-base-url", sim.base_url, "--client-id", "demo-client",
+        "--heartbeat-seconds", "10", "--duration", "12.5", "--log.level", "warn",
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=40)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    out = stdout.decode()
+    assert process.returncode == 0, out + stderr.decode()
+    assert "[FAIL]" not in out
+    for topic in HEALTHY_TOPICS:
+        assert f"[ok] {topic}: " in out, out
+    assert "heartbeats received" in out  # a real heartbeat arrived within the run
+    assert out.splitlines()[-1] == f"check: {len(HEALTHY_TOPICS)} ok, 0 failed"
+    assert "demo-secret" not in out + stderr.decode()

@@ -1,0 +1,282 @@
+"""The notifications source over real loopback sockets against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from exporter.app import Exporter
+from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig
+from exporter.simulator.scenarios import CallEvent, ScenarioEngine
+from exporter.sources.notifications import NotificationsSource
+from exporter.sources.notifications_protocol import sentiment_topic
+from tests.live_helpers import settings_for, wait_for
+
+
+@asynccontextmanager
+async def live(
+    sim_config: SimulatorConfig | None = None, **overrides: Any
+) -> AsyncIterator[tuple[SimulatedGenesysCloud, Exporter, NotificationsSource]]:
+    sim = SimulatedGenesysCloud(sim_config or SimulatorConfig())
+    await sim.start()
+    overrides.setdefault("queue_id", ["q1"])
+    exporter = Exporter(settings_for(sim, source="notifications", **overrides))
+    source = exporter.source
+    assert isinstance(source, NotificationsSource)
+    await exporter.start()
+    try:
+        await wait_for(lambda: exporter.stream.connected, what="channel subscribed")
+        yield sim, exporter, source
+    finally:
+        await exporter.stop()
+        await sim.stop()
+
+
+def move(conv: str, agent: str, state: str, queue: str = "q1") -> CallEvent:
+    return CallEvent(0.0, conv, agent, queue, state, None, False, None, True)
+
+
+def score(conv: str, agent: str, value: float, queue: str = "q1") -> CallEvent:
+    return CallEvent(0.0, conv, agent, queue, "connected", value, True, None)
+
+
+async def connect_call(sim: SimulatedGenesysCloud, conv: str, agent: str, queue: str = "q1") -> None:
+    sim.notifications.publish_call(move(conv, agent, "alerting", queue))
+    sim.notifications.publish_call(move(conv, agent, "connected", queue))
+    await wait_for(lambda: sim.notifications.subscribed(sentiment_topic(conv)), what=f"{conv} sentiment topic")
+
+
+async def scrape(exporter: Exporter) -> str:
+    async with httpx.AsyncClient(trust_env=False) as http:
+        return (await http.get(exporter.metrics_url)).text
+
+
+async def test_attribution_follows_a_transfer() -> None:
+    async with live() as (sim, exporter, _source):
+        await connect_call(sim, "c1", "a1")
+        sim.notifications.publish_call(score("c1", "a1", -0.4))
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="first reading")
+        sim.notifications.transfer("c1", "a2", "q1")
+        await wait_for(lambda: exporter.tracker.agents.get("a2") is not None, what="a2 connected")
+        sim.notifications.publish_call(score("c1", "a1", -0.8))  # the scenario still names a1: a2 has it now
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="second reading")
+        a1, a2 = exporter.tracker.agents["a1"], exporter.tracker.agents["a2"]
+        assert a1.scores == [-0.4] and a1.state == "disconnected"
+        assert a2.scores == [-0.8] and a2.state == "connected"
+        text = await scrape(exporter)
+        assert 'genesys_agent_sentiment_score{agent_id="a2",queue_id="q1"} -0.8' in text
+        assert "c1" not in text
+
+
+async def test_sentiment_topic_subscribed_on_connect_and_removed_after_grace() -> None:
+    async with live(grace_seconds=0.5) as (sim, exporter, source):
+        topic = sentiment_topic("c1")
+        assert not sim.notifications.subscribed(topic)
+        await connect_call(sim, "c1", "a1")
+        sim.notifications.publish_call(move("c1", "a1", "wrapup"))
+        sim.notifications.publish_call(score("c1", "a1", -0.9))  # a late reading, within the grace
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="late reading")
+        await wait_for(lambda: not sim.notifications.subscribed(topic), timeout=5, what="topic removed")
+        await wait_for(lambda: "a1" not in exporter.tracker.agents, what="series gone after the grace")
+        assert source.plan.where == {"v2.routing.queues.q1.conversations": 0}
+        methods = [m for m, _c, _t in sim.notifications.subscription_requests]
+        assert methods == ["PUT", "POST", "PUT"]  # channel setup, add the topic, drop it
+        sim.notifications.publish_call(move("c1", "a1", "ended"))  # ACW completed after the grace
+        await wait_for(lambda: exporter.ingest.messages["stale"] == 1, what="stale end")
+        assert "a1" not in exporter.tracker.agents
+
+
+async def test_socket_closing_rollover_loses_no_reading() -> None:
+    seen: list[float] = []
+    async with live(SimulatorConfig(socket_closing_seconds=1.0)) as (sim, exporter, _source):
+        exporter.ingest.on_reading = lambda r: seen.append(r.score)
+        await connect_call(sim, "c1", "a1")
+        published = []
+        for i in range(300):  # 3 s of readings spanning the announcement, the swap and the close
+            if i == 50:
+                sim.notifications.socket_closing()
+            value = round(i / 1000, 4)
+            sim.notifications.publish_call(score("c1", "a1", value))
+            published.append(value)
+            await asyncio.sleep(0.01)
+        await wait_for(lambda: len(seen) >= len(published), what="all readings")
+        await asyncio.sleep(0.2)
+        assert seen == published
+        assert exporter.stream.rollovers["socket_closing"] == 1
+        assert sum(exporter.stream.disconnects.values()) == 0
+        assert sim.notifications.channels_created == 2
+
+
+async def test_the_1001st_topic_goes_to_a_second_channel() -> None:
+    agents = [f"u{i}" for i in range(1000)]
+    async with live(agent_id=agents, queue_id=[]) as (sim, exporter, source):
+        assert len(source.slots) == 1 and sim.notifications.topic_count() == 1000
+        await connect_call(sim, "c1", "u7")
+        assert len(source.slots) == 2
+        await wait_for(lambda: exporter.stream.connected, what="both channels")
+        assert sim.notifications.open_sockets == 2
+        sim.notifications.publish_call(score("c1", "u7", 0.3))
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="reading via channel 2")
+        text = await scrape(exporter)
+        assert "genesys_notifications_channels_open 2.0" in text
+        assert "genesys_notifications_topics_subscribed 1001.0" in text
+
+
+async def test_full_channels_refuse_and_count() -> None:
+    async with live(notifications_max_channels=1, notifications_topics_per_channel=3,
+                    agent_id=["a1"]) as (sim, exporter, source):
+        await connect_call(sim, "c1", "a1")
+        sim.notifications.publish_call(move("c2", "a1", "connected", "q1"))
+        await wait_for(lambda: source.plan.refused == 1, what="refusal")
+        text = await scrape(exporter)
+        assert "genesys_notifications_subscriptions_refused_total 1.0" in text
+
+
+async def test_rejected_subscriptions_are_counted_with_the_permission() -> None:
+    config = SimulatorConfig(forbidden_topics=("v2.speechandtextanalytics.*",))
+    async with live(config) as (sim, exporter, source):
+        sim.notifications.publish_call(move("c1", "a1", "connected"))
+        await wait_for(lambda: source.rejected["missing_permissions"] == 1, what="rejection")
+        text = await scrape(exporter)
+        assert 'genesys_notifications_subscriptions_rejected_total{reason="missing_permissions"} 1.0' in text
+        assert "speechAndTextAnalytics:data:view" in source.missing_permissions
+        report = source.subscription_report()
+        assert (True, "topic", "v2.routing.queues.q1.conversations: permitted") in report
+        assert any(not ok and "speechAndTextAnalytics:data:view" in text for ok, _t, text in report)
+        assert len(source.plan) == 1  # the rejected topic does not hold a slot
+
+
+async def test_channel_404_is_recovered_with_a_new_channel() -> None:
+    async with live(notifications_channel_probe_seconds=0.2) as (sim, exporter, _source):
+        await connect_call(sim, "c1", "a1")
+        sim.notifications.delete_channel()  # socket stays open but silent; HEAD answers 404
+        await wait_for(lambda: exporter.stream.rollovers["channel_gone"] == 1, what="channel_gone")
+        await wait_for(lambda: sim.notifications.subscribed(sentiment_topic("c1")), what="resubscribed")
+        sim.notifications.publish_call(score("c1", "a1", 0.25))
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="reading on the new channel")
+
+
+async def test_lost_socket_reconnects_to_the_same_channel() -> None:
+    async with live() as (sim, exporter, _source):
+        channel_id = next(iter(sim.notifications.channels))
+        sock = sim.notifications.channels[channel_id].socket
+        assert sock is not None
+        sock.close(1011)
+        await wait_for(lambda: exporter.stream.connects == 2 and exporter.stream.connected, what="reconnect")
+        assert exporter.stream.disconnects == {"1011": 1}
+        assert list(sim.notifications.channels) == [channel_id]
+
+
+async def test_token_refresh_swaps_to_a_new_channel() -> None:
+    seen: list[float] = []
+    # A 6 s token is renewed after the 5 s floor; the old channel stops delivering at 6 s.
+    async with live(SimulatorConfig(token_lifetime_seconds=6)) as (sim, exporter, _source):
+        exporter.ingest.on_reading = lambda r: seen.append(r.score)
+        await connect_call(sim, "c1", "a1")
+        published = []
+        for i in range(700):
+            value = round(i / 1000, 4)
+            sim.notifications.publish_call(score("c1", "a1", value))
+            published.append(value)
+            await asyncio.sleep(0.01)
+            if exporter.stream.rollovers["token_refresh"] and i > 100 and len(published) > len(seen) + 400:
+                break
+        await wait_for(lambda: exporter.stream.rollovers["token_refresh"] == 1, timeout=5, what="token rollover")
+        for _ in range(50):
+            value = 0.9
+            sim.notifications.publish_call(score("c1", "a1", value))
+            published.append(value)
+            await asyncio.sleep(0.01)
+        await wait_for(lambda: len(seen) >= len(published), timeout=5, what="all readings")
+        assert seen == published
+        assert exporter.ingest.messages["duplicate"] >= 0
+        assert sim.notifications.channels_created == 2
+        assert sum(exporter.stream.disconnects.values()) == 0
+
+
+async def test_channel_expiry_rolls_over_before_expires() -> None:
+    async with live(SimulatorConfig(channel_lifetime_seconds=3)) as (sim, exporter, _source):
+        await connect_call(sim, "c1", "a1")
+        await wait_for(lambda: exporter.stream.rollovers["channel_expiry"] >= 1, timeout=5, what="expiry rollover")
+        await asyncio.sleep(1.5)  # past the first channel's expiry
+        sim.notifications.publish_call(score("c1", "a1", -0.3))
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="reading after expiry")
+        assert sum(exporter.stream.disconnects.values()) == 0
+
+
+async def test_percent_scale_scores_are_normalised() -> None:
+    async with live(SimulatorConfig(sentiment_scale="percent"), sentiment_scale="auto") as (sim, exporter, _src):
+        await connect_call(sim, "c1", "a1")
+        for value in (-0.6, -0.8):
+            sim.notifications.publish_call(score("c1", "a1", value))
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="readings")
+        text = await scrape(exporter)
+        assert 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1"} -0.7' in text
+        assert 'genesys_agent_sentiment_trend{agent_id="a1",queue_id="q1"} -0.2' in text
+        assert 'genesys_exporter_sentiment_scale_info{scale="percent",setting="auto"} 1.0' in text
+
+
+async def test_heartbeat_and_pong_keep_the_channel_alive() -> None:
+    config = SimulatorConfig(notifications_heartbeat_seconds=0.1)
+    async with live(config, resolve_agent_names=True) as (sim, exporter, source):
+        await wait_for(lambda: exporter.ingest.messages["heartbeat"] >= 2, what="heartbeats")
+        assert exporter.stream.last_heartbeat > 0
+        source.ping_after = 0.0  # ping at once
+        await wait_for(lambda: exporter.ingest.messages["control"] >= 1, what="pong")
+        await connect_call(sim, "c1", "a1")
+        await wait_for(lambda: source.names.get("a1") == "Agent a1", what="agent name")
+        assert 'genesys_agent_info{agent_id="a1",agent_name="Agent a1"} 1.0' in await scrape(exporter)
+
+
+def _series(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("genesys_agent_") and not line.startswith(("genesys_agent_sentiment_trend",
+                                                                      "genesys_agent_last_reading_timestamp")):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+async def test_same_calls_give_the_same_per_agent_metrics_as_the_analytics_source() -> None:
+    """Play 100 s of the demo mix over both wires from one simulator; compare the per-agent series."""
+    sim = SimulatedGenesysCloud(SimulatorConfig())
+    await sim.start()
+    queues = ["q-billing", "q-support", "q-fr", "q-payments", "q-legacy"]
+    notif = Exporter(settings_for(sim, source="notifications", queue_id=queues, grace_seconds=600))
+    analytics = Exporter(settings_for(sim, source="analytics-websocket", grace_seconds=600))
+    await notif.start()
+    await analytics.start()
+    try:
+        await wait_for(lambda: notif.stream.connected and analytics.stream.connected, what="both sources")
+        engine = ScenarioEngine(["demo"], seed=3)
+        published = 0
+        for event in engine.due(100.0):
+            sim.publish_call(event)
+            published += 1
+            if event.transition and event.state == "connected":
+                topic = sentiment_topic(event.conversation_id)
+                await wait_for(lambda t=topic: sim.notifications.subscribed(t), what="sentiment topic")
+        await asyncio.sleep(0.5)
+        a_text, n_text = await scrape(analytics), await scrape(notif)
+        for _ in range(50):
+            if _series(a_text) == _series(n_text):
+                break
+            await asyncio.sleep(0.1)
+            a_text, n_text = await scrape(analytics), await scrape(notif)
+        a_series, n_series = _series(a_text), _series(n_text)
+        assert published > 100
+        assert len(a_series) > 40
+        assert set(a_series) == set(n_series)
+        for key, value in a_series.items():
+            assert math.isclose(value, n_series[key], abs_tol=1e-9), key
+        assert notif.ingest.messages["reading"] == analytics.ingest.messages["reading"]
+    finally:
+        await notif.stop()
+        await analytics.stop()
+        await sim.stop()
