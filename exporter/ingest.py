@@ -56,6 +56,38 @@ class Ingest:
     def count(self, outcome: str) -> None:
         self.messages[outcome] += 1
 
+    def conversation_fields(
+        self,
+        agent_id: str,
+        queue_id: str,
+        conversation_id: str,
+        state: str | None,
+        score: float | None,
+        timestamp: float,
+        sentiment: str,
+    ) -> str:
+        """Apply a validated event given as plain fields; the hot path of a stream.
+
+        Most of a live stream is the next score of a call the agent is already on,
+        in the state we already know: that case updates the agent in place. Every
+        other event goes through `conversation`, which makes the same decisions
+        for it with the normalised model objects.
+        """
+        agent = self.tracker.agents.get(agent_id)
+        if (
+            score is not None
+            and agent is not None
+            and agent.conversation_id == conversation_id
+            and (state is None or state == agent.state)
+            and self.on_reading is None
+        ):
+            self.tracker.record(agent, queue_id, score, timestamp, None, self.clock())
+            self.messages[Outcome.READING] += 1
+            return Outcome.READING
+        reading = None if score is None else Reading(agent_id, queue_id, conversation_id, score, timestamp)
+        change = None if state is None else StateChange(agent_id, queue_id, conversation_id, state, timestamp)
+        return self.conversation(reading, change, sentiment)
+
     def conversation(self, reading: Reading | None, state: StateChange | None, sentiment: str = "ok") -> str:
         """Apply one conversation message; `sentiment` says why a message has no reading."""
         now = self.clock()

@@ -27,7 +27,9 @@ def phase_of(state: str) -> Phase:
     return Phase.ENDING if state in ENDING_STATES else Phase.ACTIVE
 
 
-@dataclass(slots=True, frozen=True)
+# Not frozen: a frozen dataclass' __init__ goes through object.__setattr__ per field, which costs
+# about 1 us per event on the hot path (bench/). Treat instances as immutable all the same.
+@dataclass(slots=True)
 class Reading:
     """One sentiment score for one agent's conversation, already normalised to [-1, 1]."""
 
@@ -39,7 +41,7 @@ class Reading:
     trend: float | None = None  # Notifications API's sentimentTrendScore, normalised; None elsewhere
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class StateChange:
     """A conversation of an agent moved to `state` (the raw platform state string)."""
 

@@ -155,13 +155,20 @@ class AgentTracker:
             # The agent moved on to another call (its end event may have been lost): close the old one.
             self._finish(agent)
             agent.start_conversation(event.conversation_id)
-        agent.set_queue(event.queue_id)
-        agent.add(event.score, self.limits.window_size)
-        agent.last_timestamp = event.timestamp
-        if event.trend is not None:
-            agent.trend = event.trend
-        agent.last_seen = now
+        self.record(agent, event.queue_id, event.score, event.timestamp, event.trend, now)
         return Outcome.READING
+
+    def record(
+        self, agent: AgentState, queue_id: str, score: float, timestamp: float, trend: float | None, now: float
+    ) -> None:
+        """Add a reading to the agent's current conversation (the caller checked it is that one)."""
+        if queue_id != agent.queue_id:
+            agent.set_queue(queue_id)
+        agent.add(score, self.limits.window_size)
+        agent.last_timestamp = timestamp
+        if trend is not None:
+            agent.trend = trend
+        agent.last_seen = now
 
     def state(self, event: StateChange, now: float) -> str:
         agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)

@@ -9,9 +9,7 @@ one: it is reported as `missing_sentiment`, never as 0.0.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from exporter.model import UNKNOWN_QUEUE, Reading, StateChange
@@ -35,16 +33,62 @@ class Sentiment:
     INVALID = "invalid_score"
 
 
-@dataclass(slots=True)
 class Parsed:
-    """One frame's meaning. `reason` is set for rejected frames and server errors."""
+    """One frame's meaning. `reason` is set for rejected frames and server errors.
 
-    kind: str
-    reason: str = ""
-    reading: Reading | None = None
-    state: StateChange | None = None
-    sentiment: str = Sentiment.ABSENT
-    detail: str = ""
+    A conversation event keeps its validated fields flat; `reading` and `state`
+    build the normalised events only when the slow path asks for them, so the
+    common frame allocates nothing but this object.
+    """
+
+    __slots__ = (
+        "agent_id",
+        "conversation_id",
+        "detail",
+        "kind",
+        "queue_id",
+        "reason",
+        "score",
+        "sentiment",
+        "state_value",
+        "timestamp",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        reason: str = "",
+        detail: str = "",
+        agent_id: str = "",
+        queue_id: str = "",
+        conversation_id: str = "",
+        state_value: str | None = None,
+        score: float | None = None,
+        timestamp: float = 0.0,
+        sentiment: str = Sentiment.ABSENT,
+    ) -> None:
+        self.kind = kind
+        self.reason = reason
+        self.detail = detail
+        self.agent_id = agent_id
+        self.queue_id = queue_id
+        self.conversation_id = conversation_id
+        self.state_value = state_value
+        self.score = score
+        self.timestamp = timestamp
+        self.sentiment = sentiment
+
+    @property
+    def reading(self) -> Reading | None:
+        if self.score is None:
+            return None
+        return Reading(self.agent_id, self.queue_id, self.conversation_id, self.score, self.timestamp)
+
+    @property
+    def state(self) -> StateChange | None:
+        if self.state_value is None:
+            return None
+        return StateChange(self.agent_id, self.queue_id, self.conversation_id, self.state_value, self.timestamp)
 
 
 _MALFORMED = Parsed(Kind.REJECTED, reason="malformed")
@@ -73,25 +117,29 @@ def parse_time(value: Any, default: float) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value).timestamp()
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the protocol's times are UTC, offset or not
+    return moment.timestamp()
 
 
-def _score(sentiment: Any) -> tuple[str, float]:
+def _score(sentiment: Any) -> tuple[str, float | None]:
     if sentiment is None:
-        return Sentiment.MISSING, 0.0
-    if not isinstance(sentiment, dict):
-        return Sentiment.INVALID, 0.0
+        return Sentiment.MISSING, None
+    if type(sentiment) is not dict:
+        return Sentiment.INVALID, None
     score = sentiment.get("score")
     if score is None:
-        return Sentiment.MISSING, 0.0
-    if isinstance(score, bool) or not isinstance(score, int | float):
-        return Sentiment.INVALID, 0.0
-    score = float(score)
-    if not math.isfinite(score) or not -1.0 <= score <= 1.0:
-        return Sentiment.INVALID, 0.0
-    return Sentiment.OK, score
+        return Sentiment.MISSING, None
+    kind = type(score)
+    if kind is not float and kind is not int:  # bool is an int subclass, so `type() is`, not isinstance
+        return Sentiment.INVALID, None
+    # The chained comparison is False for NaN and the infinities (json accepts both) as well.
+    if not -1.0 <= score <= 1.0:
+        return Sentiment.INVALID, None
+    return Sentiment.OK, float(score)
 
 
 def _encodable(*values: str) -> bool:
@@ -143,17 +191,12 @@ def _conversation(msg: dict[str, Any], received_at: float) -> Parsed:
     if timestamp is None:
         return _MALFORMED
     state_value = msg.get("state")
-    state = None
     if state_value is not None and (not isinstance(state_value, str) or not state_value):
         return _MALFORMED
     if not _encodable(agent_id, queue_id):
         return _MALFORMED  # a lone surrogate would break every later scrape
-    if state_value is not None:
-        state = StateChange(agent_id, queue_id, conversation_id, state_value, timestamp)
-    if "sentiment" not in msg:
-        return Parsed(Kind.CONVERSATION, state=state, sentiment=Sentiment.ABSENT)
-    status, score = _score(msg["sentiment"])
-    reading = None
-    if status == Sentiment.OK:
-        reading = Reading(agent_id, queue_id, conversation_id, score, timestamp)
-    return Parsed(Kind.CONVERSATION, reading=reading, state=state, sentiment=status)
+    if "sentiment" in msg:
+        status, score = _score(msg["sentiment"])
+    else:
+        status, score = Sentiment.ABSENT, None
+    return Parsed(Kind.CONVERSATION, "", "", agent_id, queue_id, conversation_id, state_value, score, timestamp, status)

@@ -157,7 +157,15 @@ class AnalyticsWebSocketSource:
             if self.dedup.active and self.dedup.duplicate(frame, number):
                 self.ingest.count("duplicate")
                 return
-            self.ingest.conversation(parsed.reading, parsed.state, parsed.sentiment)
+            self.ingest.conversation_fields(
+                parsed.agent_id,
+                parsed.queue_id,
+                parsed.conversation_id,
+                parsed.state_value,
+                parsed.score,
+                parsed.timestamp,
+                parsed.sentiment,
+            )
         elif kind == proto.Kind.HEARTBEAT:
             self.stream.last_heartbeat = self.wall()
             self.ingest.count("heartbeat")

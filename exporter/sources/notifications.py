@@ -155,7 +155,8 @@ class NotificationsSource:
         if kind in (proto.Kind.MALFORMED, proto.Kind.UNKNOWN):
             return self._count(kind)
         if kind == proto.Kind.SOCKET_CLOSING:
-            if channel is not None and not channel.closing_announced:
+            current = channel is not None and self.slots[channel.slot].channel is channel
+            if channel is not None and current and not channel.closing_announced:
                 channel.closing_announced = True
                 log.info("channel %d: platform announced socket_closing; rolling over", channel.slot)
                 self.slots[channel.slot].requests.put_nowait("socket_closing")

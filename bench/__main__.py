@@ -1,0 +1,193 @@
+"""`python -m bench`: measure the exporter against its performance budget, as ratios to same-run baselines.
+
+Budget (from the issue): ingest >= 0.8 x a bare `websockets` client's rate on the
+same stream; render /metrics for 10 000 agents in <= 0.25 x the time of
+prometheus_client's stock labelled gauges; <= 2 KiB per tracked agent.
+Prints a table, writes bench/results.json, exits 1 if a budget is missed and 2
+if a correctness check failed (the two /metrics pages disagree, a frame went
+unaccounted, a what-if was not equivalent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bench import ingest_bench, memory_bench, render_bench
+from bench.frames import build_frames
+
+RESULTS = Path(__file__).with_name("results.json")
+
+INGEST_MIN_RATIO = 0.8
+RENDER_MAX_RATIO = 0.25
+MEMORY_MAX_BYTES = 2048
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, no what-ifs or cost ledger (~20 s)")
+    parser.add_argument("--frames", type=int, help="frames per ingest round (default 80000; quick 20000)")
+    parser.add_argument("--rounds", type=int, help="ingest rounds after one warm-up (default 5; quick 3)")
+    parser.add_argument("--stream-agents", type=int, default=2000, help="agents in the ingest stream")
+    parser.add_argument("--deflate", action="store_true", help="the server negotiates permessage-deflate")
+    parser.add_argument("--whatif", action=argparse.BooleanOptionalAction, default=None,
+                        help="also run the what-if ingest clients (default: on unless --quick)")
+    parser.add_argument("--render-agents", type=int, default=10_000)
+    parser.add_argument("--render-repeats", type=int, help="timed renders of each page (default 15; quick 5)")
+    parser.add_argument("--memory-agents", type=int, help="agents for the memory figure (default 20000; quick 5000)")
+    parser.add_argument("--ledger", action=argparse.BooleanOptionalAction, default=None,
+                        help="per-stage cost ledger of the message path (default: on unless --quick)")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile listing of the read loop")
+    parser.add_argument("--only", choices=("ingest", "render", "memory"), action="append",
+                        help="run only these benchmarks (repeatable)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.frames = args.frames or (20_000 if quick else 80_000)
+    args.rounds = args.rounds or (3 if quick else 5)
+    args.render_repeats = args.render_repeats or (5 if quick else 15)
+    args.memory_agents = args.memory_agents or (5_000 if quick else 20_000)
+    args.whatif = (not quick) if args.whatif is None else args.whatif
+    args.ledger = (not quick) if args.ledger is None else args.ledger
+    args.only = set(args.only or ("ingest", "render", "memory"))
+    return args
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "cpus": __import__("os").cpu_count(),
+        "websockets": version("websockets"),
+        "prometheus_client": version("prometheus_client"),
+        "aiohttp": version("aiohttp"),
+    }
+
+
+def _row(name: str, measured: str, budget: str, ok: bool | None) -> str:
+    status = "-" if ok is None else ("ok" if ok else "MISSED")
+    return f"{name:<34} {measured:<34} {budget:<14} {status}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"environment": environment(), "arguments": {
+        k: (sorted(v) if isinstance(v, set) else str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+    }}
+    rows: list[str] = []
+    missed: list[str] = []
+    errors: list[str] = []
+    details: list[str] = []
+
+    if "ingest" in args.only:
+        print(f"ingest: {args.frames} frames x {args.rounds} rounds (+1 warm-up) ...", file=sys.stderr, flush=True)
+        try:
+            ingest = ingest_bench.run(args.frames, args.rounds, agents=args.stream_agents, deflate=args.deflate,
+                                      whatif=args.whatif)
+        except RuntimeError as exc:
+            errors.append(f"ingest: {exc}")
+        else:
+            data = ingest.as_dict()
+            results["ingest"] = data
+            ratio = ingest.ratio()
+            ok = ratio >= INGEST_MIN_RATIO
+            rows.append(_row("ingest (subject / bare websockets)", f"{ratio:.3f}", f">= {INGEST_MIN_RATIO}", ok))
+            if not ok:
+                missed.append(f"ingest: {ratio:.3f} x the bare websockets client's rate, budget >= {INGEST_MIN_RATIO}")
+            for name, client in data["clients"].items():
+                details.append(
+                    f"  {name:<30} {client['msgs_per_s_median']:>9.0f} msg/s  {client['us_per_msg_median']:6.2f} "
+                    f"us/msg  ratio {client['median_ratio_vs_baseline']:.3f}"
+                )
+                if name.startswith("whatif"):
+                    rows.append(_row(f"  {name}", f"{client['median_ratio_vs_baseline']:.3f}", "(what-if)", None))
+            for name, problems in data["whatif_equivalence_problems"].items():
+                errors.append(f"ingest what-if {name} not equivalent to the exporter: {problems[0]}")
+        if args.ledger or args.profile:
+            from bench import ingest_profile
+
+            print("ingest: cost ledger ...", file=sys.stderr, flush=True)
+            frames = build_frames(min(args.frames, 50_000), agents=args.stream_agents)
+            if args.ledger:
+                ledger = ingest_profile.ledger(frames)
+                results["ingest_ledger"] = ledger
+                details.append("  per-message cost ledger (us/msg over the stream mix, in-process, no socket):")
+                details += [f"    {stage:<40} {cost:6.2f}" for stage, cost in ledger["us_per_msg"].items()]
+                if not ledger["prototype_equivalent"]:
+                    errors.append(f"fast-path prototype not equivalent: {ledger['prototype_problems'][:1]}")
+            if args.profile:
+                listing = ingest_profile.cprofile_top(frames)
+                results["ingest_cprofile"] = listing
+                details.append(listing)
+
+    if "render" in args.only:
+        print(f"render: {args.render_agents} agents x {args.render_repeats} repeats ...", file=sys.stderr, flush=True)
+        try:
+            render = render_bench.run(args.render_agents, args.render_repeats)
+        except AssertionError as exc:
+            errors.append(f"render: {exc}")
+        else:
+            results["render"] = render.as_dict()
+            ok = render.ratio <= RENDER_MAX_RATIO
+            rows.append(_row(f"render {args.render_agents} agents (render/stock)", f"{render.ratio:.3f}",
+                             f"<= {RENDER_MAX_RATIO}", ok))
+            if not ok:
+                missed.append(f"render: {render.ratio:.3f} x stock gauges' time, budget <= {RENDER_MAX_RATIO}")
+            data = results["render"]
+            details.append(f"  render() {data['subject_median_ms']:.1f} ms, generate_latest(stock) "
+                           f"{data['baseline_median_ms']:.1f} ms, {data['same_samples']['samples']} samples identical")
+
+    if "memory" in args.only:
+        print(f"memory: {args.memory_agents} agents ...", file=sys.stderr, flush=True)
+        try:
+            memory = memory_bench.run(args.memory_agents, stock=not args.quick)
+        except AssertionError as exc:
+            errors.append(f"memory: {exc}")
+        else:
+            results["memory"] = memory
+            per_agent = memory["bytes_per_agent"]
+            ok = per_agent <= MEMORY_MAX_BYTES
+            rows.append(_row(f"memory {args.memory_agents} agents (tracemalloc)", f"{per_agent:.0f} B/agent",
+                             f"<= {MEMORY_MAX_BYTES}", ok))
+            if not ok:
+                missed.append(f"memory: {per_agent:.0f} bytes per agent, budget <= {MEMORY_MAX_BYTES}")
+            rss = memory["rss_delta"]["bytes_per_agent"]
+            rows.append(_row("  RSS delta", f"{rss:.0f} B/agent", "(info)", None))
+            if "stock_gauges_tracemalloc" in memory:
+                stock = memory["stock_gauges_tracemalloc"]["bytes_per_agent"]
+                rows.append(_row("  stock gauges (5 families)", f"{stock:.0f} B/agent", "(info)", None))
+
+    elapsed = time.perf_counter() - started
+    results["budget"] = {"ingest_min_ratio": INGEST_MIN_RATIO, "render_max_ratio": RENDER_MAX_RATIO,
+                         "memory_max_bytes_per_agent": MEMORY_MAX_BYTES}
+    results["missed"] = missed
+    results["errors"] = errors
+    results["elapsed_s"] = elapsed
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+
+    print(f"{'benchmark':<34} {'measured':<34} {'budget':<14} status")
+    print("-" * 92)
+    print("\n".join(rows))
+    if details:
+        print()
+        print("\n".join(details))
+    print(f"\n{elapsed:.0f} s; results in {args.output}")
+    for line in missed:
+        print(f"BUDGET MISSED: {line}")
+    for line in errors:
+        print(f"ERROR: {line}")
+    return 2 if errors else 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Smoke tests of the benchmark machinery at tiny sizes: `.venv/bin/python -m pytest bench -q`.
+
+They check that the harness measures what it claims (every frame accounted for,
+the what-ifs equivalent, the page comparison able to fail); no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from prometheus_client.exposition import generate_latest
+
+from bench import ingest_bench, memory_bench, render_bench
+from bench.frames import build_frames, describe
+from bench.population import populate
+from exporter.metrics import render
+
+
+def test_frames_are_deterministic_and_mixed() -> None:
+    frames = build_frames(3000, agents=50)
+    assert frames == build_frames(3000, agents=50)
+    mix = describe(frames)
+    assert mix["heartbeat"] == 3
+    assert mix["sentiment"] > mix["state_only"] > 0
+
+
+def test_ingest_accounts_for_every_frame_and_whatifs_are_equivalent() -> None:
+    result = ingest_bench.run(3000, 1, agents=100, whatif=True)
+    assert result.whatif_problems == {}
+    assert sum(result.outcomes.values()) == 3000 + 1  # every frame, plus the acknowledgement
+    assert set(result.rates) == {ingest_bench.BASELINE, ingest_bench.SUBJECT, *ingest_bench.WHATIFS}
+    assert all(rate > 0 for rates in result.rates.values() for rate in rates)
+
+
+def test_render_pages_agree() -> None:
+    result = render_bench.run(agents=300, repeats=1)
+    assert result.check["per_agent_samples"] > 300 * 4
+
+
+def test_render_comparison_catches_a_wrong_value() -> None:
+    ingest, expected = populate(50)
+    registry, collector = render_bench.exporter_registry(ingest)
+    agent = next(a for a in ingest.tracker.agents.values() if a.scores)
+    agent.last_timestamp += 1.0  # the exporter now disagrees with the independent model
+    with pytest.raises(AssertionError, match="disagree"):
+        render_bench.compare(render(registry), generate_latest(render_bench.stock_registry(expected, collector)), 50)
+
+
+def test_memory_per_agent_is_measured() -> None:
+    figure = memory_bench.measure_tracemalloc(500)
+    assert figure["agents"] == 500
+    assert 100 < figure["bytes_per_agent"] < 100_000
+    assert not math.isnan(figure["bytes_per_agent"])
