@@ -126,9 +126,7 @@ async def run_check(exporter: Exporter, duration: float) -> int:
         asyncio.create_task(exporter.source.run()),
     ]
     started = time.monotonic()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(duration):
-            await asyncio.gather(*tasks)
+    await asyncio.wait(tasks, timeout=duration)
     for task in tasks:
         task.cancel()
     for task in tasks:
