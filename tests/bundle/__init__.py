@@ -1,0 +1,1 @@
+"""Tests of the rules-and-paging bundle: prometheus/, alertmanager/, grafana/, compose, stack/."""

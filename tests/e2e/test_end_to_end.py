@@ -1,0 +1,170 @@
+"""The whole chain, with real programs: a simulated Genesys Cloud, the real exporter (`run`, default
+source), Debian's prometheus and prometheus-alertmanager with the shipped rules and configuration, and the
+local receiver standing in for Slack and PagerDuty.
+
+One story, in order, because each step needs the one before:
+1. agent-sour's call turns sour: Slack and PagerDuty payloads arrive, with the right labels and links,
+   within 30 s + 15 s of the rolling average going below -0.5 (time-to-page is printed);
+2. agent-flap, whose average dips below -0.5 for under 30 s at a time, pages nobody;
+3. the call ends: the resolved notification arrives;
+4. the next sour call pages again; then the simulated stream is killed: the stream alert reaches
+   on-call and no "resolved" storm follows for the sentiment alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stack import Stack, StackOptions
+from stack.launcher import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+THRESHOLD = -0.5
+PAGE_BUDGET_SECONDS = 45.0  # 30 s of "sustained" plus 15 s for scrape, evaluation and delivery
+SENTIMENT_ALERT = "AgentSentimentSustainedNegative"
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, poll: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def sample(text: str, metric: str, agent: str) -> float | None:
+    match = re.search(rf'^{metric}{{agent_id="{agent}",queue_id="[^"]*"}} (\S+)$', text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def body_text(message: dict[str, Any]) -> str:
+    return json.dumps(message.get("body"))
+
+
+def is_slack(message: dict[str, Any], status: str, needle: str) -> bool:
+    text = body_text(message)
+    marker = "[RESOLVED]" if status == "resolved" else "[FIRING"
+    return message["kind"] == "slack" and marker in text and needle in text
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
+    run_dir = tmp_path_factory.mktemp("e2e")
+    sim_port = free_port()
+    sim_log = (run_dir / "simulator.log").open("wb")
+    simulator = subprocess.Popen(
+        [PYTHON, "-m", "exporter", "simulate", "--listen-address", f"127.0.0.1:{sim_port}",
+         "--scenario", "sour", "--scenario", "flapping", "--scenario", "steady", "--agents", "4", "--seed", "7"],
+        cwd=REPO, stdout=sim_log, stderr=subprocess.STDOUT,
+    )
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    secret = run_dir / "client-secret"
+    secret.write_text("demo-secret")
+    options = StackOptions(
+        run_dir=run_dir / "stack",
+        exporter_command=[PYTHON, "-m", "exporter", "run"],
+        exporter_args=[
+            "--api-base-url", sim_url, "--login-base-url", sim_url,
+            "--client-id", "demo-client", "--client-secret-file", str(secret),
+            "--queue-id", "q-billing", "--queue-id", "q-support",
+        ],
+    )
+    stack = Stack(options)
+    try:
+        stack.start()
+        yield stack, simulator
+    finally:
+        stack.stop()
+        if simulator.poll() is None:
+            simulator.terminate()
+            simulator.wait(10)
+        sim_log.close()
+
+
+def test_sour_call_pages_flapping_does_not_resolution_arrives_and_dead_stream_alerts(
+    chain: tuple[Stack, subprocess.Popen[bytes]],
+) -> None:
+    stack, simulator = chain
+    metrics_url = stack.exporter_url + "/metrics"
+
+    # 1. The exporter sees the sour stretch: a full window whose average is below the threshold.
+    def sour_now() -> bool:
+        text = scrape(metrics_url)
+        average = sample(text, "genesys_agent_sentiment_rolling_average", "agent-sour")
+        readings = sample(text, "genesys_agent_sentiment_window_readings", "agent-sour")
+        return average is not None and average < THRESHOLD and readings == 5
+
+    wait_until(sour_now, 120, "agent-sour's rolling average below -0.5", poll=0.5)
+    sour_at = time.time()
+
+    slack = stack.wait_for_receiver(lambda m: is_slack(m, "firing", "agent-sour"), timeout=PAGE_BUDGET_SECONDS + 30)
+    time_to_page = slack["received_at"] - sour_at
+    print(f"\ntime-to-page (rolling average below {THRESHOLD} -> Slack payload): {time_to_page:.1f} s")
+    assert time_to_page <= PAGE_BUDGET_SECONDS, f"paged after {time_to_page:.1f} s"
+    assert time_to_page >= 30 - 3, "paged before the average had been low for 30 s"
+    assert slack["channel"] == "cx-billing-supervisors" or "billing" in str(slack["channel"])
+    slack_text = body_text(slack)
+    for needle in ("agent-sour", "q-billing", "var-agent=agent-sour", "runbook.md#agentsentimentsustainednegative"):
+        assert needle in slack_text, f"{needle!r} missing from the Slack payload: {slack_text}"
+
+    pager = stack.wait_for_receiver(
+        lambda m: m["kind"] == "pagerduty" and "agent-sour" in body_text(m), timeout=30
+    )
+    event = pager["body"]
+    assert event["event_action"] == "trigger"
+    assert event["payload"]["severity"] == "critical"
+    assert len(event["payload"]["summary"]) <= 1024
+    assert "agent-sour" in event["payload"]["summary"]
+    assert any("var-agent=agent-sour" in link.get("href", "") for link in event.get("links", []))
+
+    # 3. The call ends (wrapup after ~75 s of sourness): the alert resolves and Slack is told.
+    resolved = stack.wait_for_receiver(lambda m: is_slack(m, "resolved", "agent-sour"), timeout=120)
+    assert resolved["received_at"] > slack["received_at"]
+
+    # 4. The next sour call pages again; then the stream dies.
+    second = stack.wait_for_receiver(
+        lambda m: is_slack(m, "firing", "agent-sour") and m["received_at"] > resolved["received_at"], timeout=150
+    )
+    simulator.terminate()
+    simulator.wait(10)
+    killed_at = time.time()
+    stream_alert = stack.wait_for_receiver(
+        lambda m: m["kind"] == "slack" and "[FIRING" in body_text(m)
+        and re.search(r"GenesysStream(Down|Silent)|GenesysSentimentExporterDown", body_text(m)) is not None
+        and m["received_at"] > killed_at,
+        timeout=120,
+    )
+    assert "oncall" in str(stream_alert["channel"])
+    # No false all-clear: nothing "resolved" about agents for a good while after the stream died.
+    time.sleep(max(0.0, 60 - (time.time() - killed_at)))
+    after_kill = stack.receiver_messages(since=killed_at)
+    resolved_storm = [m for m in after_kill if is_slack(m, "resolved", SENTIMENT_ALERT) or
+                      is_slack(m, "resolved", "agent-")]
+    assert not resolved_storm, f"false resolutions after the stream died: {resolved_storm}"
+    assert second["received_at"] < killed_at
+
+    # 2. Over the whole run, the flapping agent paged nobody.
+    flapped = [m for m in stack.receiver_messages() if "agent-flap" in body_text(m)]
+    assert not flapped, f"the flapping agent paged: {flapped}"
+    # ... although it really did dip below the threshold (otherwise this proves nothing).
+    dips = stack.query('min_over_time(genesys_agent_sentiment_rolling_average{agent_id="agent-flap"}[10m]) < -0.5')
+    assert dips, "agent-flap never dipped below -0.5: the no-page check proved nothing"
