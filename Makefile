@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: demo test lint tools stack stack-stop bench clean
+.PHONY: demo test lint tools stack stack-up stack-down stack-status rules bench clean
 
 $(STAMP): pyproject.toml
 	./scripts/bootstrap-venv.sh
@@ -18,8 +18,26 @@ test: $(STAMP) tools
 
 lint: $(STAMP)
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check exporter tests bench
 	.venv/bin/mypy
+
+# The whole monitoring topology without Docker (Debian's prometheus and prometheus-alertmanager, the
+# exporter in demo mode, the local Slack/PagerDuty receiver) on 127.0.0.1: 8729, 9090, 9093, 9099.
+stack: $(STAMP) tools
+	$(PY) -m stack up $(STACK_ARGS)
+
+stack-up: $(STAMP) tools
+	$(PY) -m stack up --detach $(STACK_ARGS)
+
+stack-down: $(STAMP)
+	$(PY) -m stack down
+
+stack-status: $(STAMP)
+	$(PY) -m stack status
+
+rules: tools
+	promtool check rules prometheus/rules/*.rules.yml
+	promtool test rules prometheus/tests/genesys_sentiment_rules_test.yml
+	amtool check-config alertmanager/alertmanager.yml
 
 bench: $(STAMP)
 	$(PY) -m bench

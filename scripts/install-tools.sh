@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Installs the real programs the test suite drives: Debian's prometheus (prometheus, promtool) and
-# prometheus-alertmanager (prometheus-alertmanager, amtool). Only as root; otherwise it says what is
-# missing and the tests that need those programs fail loudly instead of skipping.
+# Installs the real programs the test suite drives: Debian's prometheus (prometheus, promtool),
+# prometheus-alertmanager (prometheus-alertmanager, amtool), and Node.js with npm (the dashboards are
+# type-checked against Grafana's published @grafana/schema with TypeScript). Packages only as root;
+# otherwise it says what is missing, and the tests that need those programs fail loudly, never skip.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 missing=()
-for bin in prometheus promtool prometheus-alertmanager amtool; do
-  command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+packages=()
+for pair in prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
+            amtool:prometheus-alertmanager node:nodejs npm:npm; do
+  bin=${pair%%:*}
+  package=${pair#*:}
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    missing+=("$bin")
+    case " ${packages[*]-} " in *" $package "*) ;; *) packages+=("$package") ;; esac
+  fi
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian packages ${packages[*]} (missing: ${missing[*]})"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  else
+    echo "warning: missing ${missing[*]}; as root run: apt-get install ${packages[*]}" >&2
+  fi
 fi
-if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Debian packages prometheus and prometheus-alertmanager (missing: ${missing[*]})"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
-else
-  echo "warning: missing ${missing[*]}; run as root or: sudo apt-get install prometheus prometheus-alertmanager" >&2
+# The TypeScript project that checks the dashboards: installed once from the lock file.
+schema=tests/bundle/grafana_schema
+if command -v npm >/dev/null 2>&1 && [ ! -d "$schema/node_modules/@grafana/schema" ]; then
+  (cd "$schema" && npm ci --no-audit --no-fund --loglevel=error)
 fi
