@@ -5,7 +5,7 @@ same stream; render /metrics for 10 000 agents in <= 0.25 x the time of
 prometheus_client's stock labelled gauges; <= 2 KiB per tracked agent.
 Prints a table, writes bench/results.json, exits 1 if a budget is missed and 2
 if a correctness check failed (the two /metrics pages disagree, a frame went
-unaccounted, a what-if was not equivalent).
+unaccounted).
 """
 
 from __future__ import annotations
@@ -32,19 +32,18 @@ MEMORY_MAX_BYTES = 2048
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, no what-ifs or cost ledger (~20 s)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, no cost ledger (~15 s)")
     parser.add_argument("--frames", type=int, help="frames per ingest round (default 80000; quick 20000)")
     parser.add_argument("--rounds", type=int, help="ingest rounds after one warm-up (default 5; quick 3)")
     parser.add_argument("--stream-agents", type=int, default=2000, help="agents in the ingest stream")
     parser.add_argument("--deflate", action="store_true", help="the server negotiates permessage-deflate")
-    parser.add_argument("--whatif", action=argparse.BooleanOptionalAction, default=None,
-                        help="also run the what-if ingest clients (default: on unless --quick)")
     parser.add_argument("--render-agents", type=int, default=10_000)
     parser.add_argument("--render-repeats", type=int, help="timed renders of each page (default 15; quick 5)")
     parser.add_argument("--memory-agents", type=int, help="agents for the memory figure (default 20000; quick 5000)")
     parser.add_argument("--ledger", action=argparse.BooleanOptionalAction, default=None,
-                        help="per-stage cost ledger of the message path (default: on unless --quick)")
-    parser.add_argument("--profile", action="store_true", help="also print a cProfile listing of the read loop")
+                        help="per-stage cost ledger of the read path (default: on unless --quick)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print a cProfile listing of one subject round's read() over the socket")
     parser.add_argument("--only", choices=("ingest", "render", "memory"), action="append",
                         help="run only these benchmarks (repeatable)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
@@ -54,7 +53,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (3 if quick else 5)
     args.render_repeats = args.render_repeats or (5 if quick else 15)
     args.memory_agents = args.memory_agents or (5_000 if quick else 20_000)
-    args.whatif = (not quick) if args.whatif is None else args.whatif
     args.ledger = (not quick) if args.ledger is None else args.ledger
     args.only = set(args.only or ("ingest", "render", "memory"))
     return args
@@ -93,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingest: {args.frames} frames x {args.rounds} rounds (+1 warm-up) ...", file=sys.stderr, flush=True)
         try:
             ingest = ingest_bench.run(args.frames, args.rounds, agents=args.stream_agents, deflate=args.deflate,
-                                      whatif=args.whatif)
+                                      profile=args.profile)
         except RuntimeError as exc:
             errors.append(f"ingest: {exc}")
         else:
@@ -109,26 +107,24 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {name:<30} {client['msgs_per_s_median']:>9.0f} msg/s  {client['us_per_msg_median']:6.2f} "
                     f"us/msg  ratio {client['median_ratio_vs_baseline']:.3f}"
                 )
-                if name.startswith("whatif"):
-                    rows.append(_row(f"  {name}", f"{client['median_ratio_vs_baseline']:.3f}", "(what-if)", None))
-            for name, problems in data["whatif_equivalence_problems"].items():
-                errors.append(f"ingest what-if {name} not equivalent to the exporter: {problems[0]}")
-        if args.ledger or args.profile:
-            from bench import ingest_profile
+            if ingest.cprofile:
+                results["ingest_cprofile"] = ingest.cprofile
+                details.append("  cProfile of one subject round's read() over the socket:")
+                details.append(ingest.cprofile)
+        if args.ledger:
+            from bench import ingest_ledger
 
             print("ingest: cost ledger ...", file=sys.stderr, flush=True)
             frames = build_frames(min(args.frames, 50_000), agents=args.stream_agents)
-            if args.ledger:
-                ledger = ingest_profile.ledger(frames)
-                results["ingest_ledger"] = ledger
-                details.append("  per-message cost ledger (us/msg over the stream mix, in-process, no socket):")
-                details += [f"    {stage:<40} {cost:6.2f}" for stage, cost in ledger["us_per_msg"].items()]
-                if not ledger["prototype_equivalent"]:
-                    errors.append(f"fast-path prototype not equivalent: {ledger['prototype_problems'][:1]}")
-            if args.profile:
-                listing = ingest_profile.cprofile_top(frames)
-                results["ingest_cprofile"] = listing
-                details.append(listing)
+            ledger = ingest_ledger.ledger(frames)
+            results["ingest_ledger"] = ledger
+            if ledger["accounted"] != ledger["frames"]:
+                errors.append(f"ingest ledger: {ledger['accounted']} of {ledger['frames']} frames accounted for")
+            share = ledger["share"]
+            details.append(f"  per-message cost ledger (us/msg over the stream mix, in-process, no socket; "
+                           f"{share['in_place']:.1%} of frames updated in place, "
+                           f"{share['general_path']:.1%} took Ingest.conversation):")
+            details += [f"    {stage:<44} {cost:6.2f}" for stage, cost in ledger["us_per_msg"].items()]
 
     if "render" in args.only:
         print(f"render: {args.render_agents} agents x {args.render_repeats} repeats ...", file=sys.stderr, flush=True)

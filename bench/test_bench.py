@@ -1,7 +1,8 @@
 """Smoke tests of the benchmark machinery at tiny sizes: `.venv/bin/python -m pytest bench -q`.
 
 They check that the harness measures what it claims (every frame accounted for,
-the what-ifs equivalent, the page comparison able to fail); no timing is asserted.
+the page comparison able to fail, the ledger and profile covering the real path);
+no timing is asserted.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from bench import ingest_bench, memory_bench, render_bench
+from bench import ingest_bench, ingest_ledger, memory_bench, render_bench
 from bench.frames import build_frames, describe
 from bench.population import populate
 from exporter.metrics import render
@@ -25,12 +26,25 @@ def test_frames_are_deterministic_and_mixed() -> None:
     assert mix["sentiment"] > mix["state_only"] > 0
 
 
-def test_ingest_accounts_for_every_frame_and_whatifs_are_equivalent() -> None:
-    result = ingest_bench.run(3000, 1, agents=100, whatif=True)
-    assert result.whatif_problems == {}
+def test_ingest_accounts_for_every_frame_and_profiles_the_real_read() -> None:
+    result = ingest_bench.run(3000, 2, agents=100, profile=True)
     assert sum(result.outcomes.values()) == 3000 + 1  # every frame, plus the acknowledgement
-    assert set(result.rates) == {ingest_bench.BASELINE, ingest_bench.SUBJECT, *ingest_bench.WHATIFS}
-    assert all(rate > 0 for rates in result.rates.values() for rate in rates)
+    assert result.outcomes["reading"] == result.mix["sentiment"]
+    assert result.outcomes["heartbeat"] == result.mix["heartbeat"]
+    assert set(result.rates) == {ingest_bench.BASELINE, ingest_bench.SUBJECT}
+    assert all(len(rates) == 2 and all(rate > 0 for rate in rates) for rates in result.rates.values())
+    assert result.tracked_agents == 100
+    assert "read" in result.cprofile and "conversation_fields" in result.cprofile  # the source's own path
+
+
+def test_ingest_ledger_covers_the_current_path() -> None:
+    frames = build_frames(2000, agents=50)
+    ledger = ingest_ledger.ledger(frames)
+    assert ledger["accounted"] == 2000
+    share = ledger["share"]
+    assert 0 < share["general_path"] < share["in_place"] < share["conversation"] <= 1
+    assert share["in_place"] + share["general_path"] == pytest.approx(share["conversation"])
+    assert all(cost > 0 for cost in ledger["us_per_msg"].values())
 
 
 def test_render_pages_agree() -> None:
