@@ -101,7 +101,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, sub
 
 
 def test_sour_call_pages_flapping_does_not_resolution_arrives_and_dead_stream_alerts(
-    chain: tuple[Stack, subprocess.Popen[bytes]],
+    chain: tuple[Stack, subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     stack, simulator = chain
     metrics_url = stack.exporter_url + "/metrics"
@@ -118,7 +118,8 @@ def test_sour_call_pages_flapping_does_not_resolution_arrives_and_dead_stream_al
 
     slack = stack.wait_for_receiver(lambda m: is_slack(m, "firing", "agent-sour"), timeout=PAGE_BUDGET_SECONDS + 30)
     time_to_page = slack["received_at"] - sour_at
-    print(f"\ntime-to-page (rolling average below {THRESHOLD} -> Slack payload): {time_to_page:.1f} s")
+    with capsys.disabled():  # shown in every run's log, not only with -s
+        print(f"\ntime-to-page (rolling average below {THRESHOLD} -> Slack payload): {time_to_page:.1f} s")
     assert time_to_page <= PAGE_BUDGET_SECONDS, f"paged after {time_to_page:.1f} s"
     assert time_to_page >= 30 - 3, "paged before the average had been low for 30 s"
     assert slack["channel"] == "cx-billing-supervisors" or "billing" in str(slack["channel"])
