@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from exporter.simulator.scenarios import label_for
+
 EPOCH = datetime(2026, 11, 26, 19, 0, 0, tzinfo=UTC)
 HEARTBEAT_EVERY = 1000  # one heartbeat per this many frames (a busy region at a 30 s heartbeat)
 NULL_SCORE_RATE = 0.002  # sentiment object with a null score (missing_sentiment outcome)
@@ -43,14 +45,6 @@ class EventClock:
             self._second = second
             self._prefix = (EPOCH + timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{self._prefix}.{millis:03d}Z"
-
-
-def label_for(score: float) -> str:
-    if score >= 0.25:
-        return "positive"
-    if score <= -0.25:
-        return "negative"
-    return "neutral"
 
 
 def dumps(message: dict[str, object]) -> str:

@@ -26,7 +26,8 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any, cast
 
-from bench.frames import EventClock, dumps, label_for, uuid_from
+from bench.frames import EventClock, dumps, uuid_from
+from exporter.simulator.scenarios import label_for
 
 WINDOW = 5
 STOCK_AGENTS = 5000
