@@ -306,3 +306,18 @@ def test_empty_web_config_means_plain_http_without_auth(tmp_path: Path) -> None:
     config = load_web_config(write_yaml(tmp_path / "web.yml", ""))
     assert config.tls is None
     assert config.basic_auth_users == {}
+
+
+async def test_metrics_are_gzipped_when_prometheus_asks(
+    start_sim: SimFactory, start_exporter: ExporterFactory
+) -> None:
+    sim = await start_sim()
+    exporter = await start_exporter(sim)
+    async with client() as http:
+        gzipped = await http.get(exporter.metrics_url, headers={"Accept-Encoding": "gzip"})
+        plain = await http.get(exporter.metrics_url, headers={"Accept-Encoding": "identity"})
+    assert gzipped.headers.get("Content-Encoding") == "gzip"
+    assert "Content-Encoding" not in plain.headers
+    assert gzipped.num_bytes_downloaded < len(gzipped.content)  # compressed on the wire (httpx decodes it)
+    assert "genesys_exporter_build_info" in gzipped.text
+    assert "genesys_exporter_build_info" in plain.text
