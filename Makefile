@@ -4,11 +4,11 @@ STAMP := .venv/.installed
 
 .PHONY: demo test lint tools stack stack-up stack-down stack-status rules bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml simulator/pyproject.toml
 	./scripts/bootstrap-venv.sh
 
 demo: $(STAMP)
-	$(PY) -m exporter demo
+	$(PY) -m genesys_sentiment_exporter demo
 
 tools:
 	./scripts/install-tools.sh
@@ -18,6 +18,7 @@ test: $(STAMP) tools
 
 lint: $(STAMP)
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
 # The whole monitoring topology without Docker (Debian's prometheus and prometheus-alertmanager, the

@@ -40,12 +40,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--render-agents", type=int, default=10_000)
     parser.add_argument("--render-repeats", type=int, help="timed renders of each page (default 15; quick 5)")
     parser.add_argument("--memory-agents", type=int, help="agents for the memory figure (default 20000; quick 5000)")
-    parser.add_argument("--ledger", action=argparse.BooleanOptionalAction, default=None,
-                        help="per-stage cost ledger of the read path (default: on unless --quick)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also print a cProfile listing of one subject round's read() over the socket")
-    parser.add_argument("--only", choices=("ingest", "render", "memory"), action="append",
-                        help="run only these benchmarks (repeatable)")
+    parser.add_argument(
+        "--ledger",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-stage cost ledger of the read path (default: on unless --quick)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print a cProfile listing of one subject round's read() over the socket",
+    )
+    parser.add_argument(
+        "--only", choices=("ingest", "render", "memory"), action="append", help="run only these benchmarks (repeatable)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -79,9 +87,13 @@ def _row(name: str, measured: str, budget: str, ok: bool | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    results: dict[str, Any] = {"environment": environment(), "arguments": {
-        k: (sorted(v) if isinstance(v, set) else str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-    }}
+    results: dict[str, Any] = {
+        "environment": environment(),
+        "arguments": {
+            k: (sorted(v) if isinstance(v, set) else str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+        },
+    }
     rows: list[str] = []
     missed: list[str] = []
     errors: list[str] = []
@@ -90,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ingest" in args.only:
         print(f"ingest: {args.frames} frames x {args.rounds} rounds (+1 warm-up) ...", file=sys.stderr, flush=True)
         try:
-            ingest = ingest_bench.run(args.frames, args.rounds, agents=args.stream_agents, deflate=args.deflate,
-                                      profile=args.profile)
+            ingest = ingest_bench.run(
+                args.frames, args.rounds, agents=args.stream_agents, deflate=args.deflate, profile=args.profile
+            )
         except RuntimeError as exc:
             errors.append(f"ingest: {exc}")
         else:
@@ -121,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             if ledger["accounted"] != ledger["frames"]:
                 errors.append(f"ingest ledger: {ledger['accounted']} of {ledger['frames']} frames accounted for")
             share = ledger["share"]
-            details.append(f"  per-message cost ledger (us/msg over the stream mix, in-process, no socket; "
-                           f"{share['in_place']:.1%} of frames updated in place, "
-                           f"{share['general_path']:.1%} took Ingest.conversation):")
+            details.append(
+                f"  per-message cost ledger (us/msg over the stream mix, in-process, no socket; "
+                f"{share['in_place']:.1%} of frames updated in place, "
+                f"{share['general_path']:.1%} took Ingest.conversation):"
+            )
             details += [f"    {stage:<44} {cost:6.2f}" for stage, cost in ledger["us_per_msg"].items()]
 
     if "render" in args.only:
@@ -135,13 +150,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results["render"] = render.as_dict()
             ok = render.ratio <= RENDER_MAX_RATIO
-            rows.append(_row(f"render {args.render_agents} agents (render/stock)", f"{render.ratio:.3f}",
-                             f"<= {RENDER_MAX_RATIO}", ok))
+            rows.append(
+                _row(
+                    f"render {args.render_agents} agents (render/stock)",
+                    f"{render.ratio:.3f}",
+                    f"<= {RENDER_MAX_RATIO}",
+                    ok,
+                )
+            )
             if not ok:
                 missed.append(f"render: {render.ratio:.3f} x stock gauges' time, budget <= {RENDER_MAX_RATIO}")
             data = results["render"]
-            details.append(f"  render() {data['subject_median_ms']:.1f} ms, generate_latest(stock) "
-                           f"{data['baseline_median_ms']:.1f} ms, {data['same_samples']['samples']} samples identical")
+            details.append(
+                f"  render() {data['subject_median_ms']:.1f} ms, generate_latest(stock) "
+                f"{data['baseline_median_ms']:.1f} ms, {data['same_samples']['samples']} samples identical"
+            )
 
     if "memory" in args.only:
         print(f"memory: {args.memory_agents} agents ...", file=sys.stderr, flush=True)
@@ -153,8 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             results["memory"] = memory
             per_agent = memory["bytes_per_agent"]
             ok = per_agent <= MEMORY_MAX_BYTES
-            rows.append(_row(f"memory {args.memory_agents} agents (tracemalloc)", f"{per_agent:.0f} B/agent",
-                             f"<= {MEMORY_MAX_BYTES}", ok))
+            rows.append(
+                _row(
+                    f"memory {args.memory_agents} agents (tracemalloc)",
+                    f"{per_agent:.0f} B/agent",
+                    f"<= {MEMORY_MAX_BYTES}",
+                    ok,
+                )
+            )
             if not ok:
                 missed.append(f"memory: {per_agent:.0f} bytes per agent, budget <= {MEMORY_MAX_BYTES}")
             rss = memory["rss_delta"]["bytes_per_agent"]
@@ -164,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(_row("  stock gauges (5 families)", f"{stock:.0f} B/agent", "(info)", None))
 
     elapsed = time.perf_counter() - started
-    results["budget"] = {"ingest_min_ratio": INGEST_MIN_RATIO, "render_max_ratio": RENDER_MAX_RATIO,
-                         "memory_max_bytes_per_agent": MEMORY_MAX_BYTES}
+    results["budget"] = {
+        "ingest_min_ratio": INGEST_MIN_RATIO,
+        "render_max_ratio": RENDER_MAX_RATIO,
+        "memory_max_bytes_per_agent": MEMORY_MAX_BYTES,
+    }
     results["missed"] = missed
     results["errors"] = errors
     results["elapsed_s"] = elapsed

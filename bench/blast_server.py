@@ -89,8 +89,9 @@ class Blaster:
                 await writer.wait_closed()
 
 
-async def _serve(pipe: multiprocessing.connection.Connection, count: int, agents: int, seed: int,
-                 deflate: bool) -> None:
+async def _serve(
+    pipe: multiprocessing.connection.Connection, count: int, agents: int, seed: int, deflate: bool
+) -> None:
     frames = build_frames(count, agents=agents, seed=seed)
     blaster = Blaster(frames, deflate)
     server = await asyncio.start_server(blaster.handle, "127.0.0.1", 0)

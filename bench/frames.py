@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from exporter.simulator.scenarios import label_for
+from genesys_cloud_simulator.scenarios import label_for
 
 EPOCH = datetime(2026, 11, 26, 19, 0, 0, tzinfo=UTC)
 HEARTBEAT_EVERY = 1000  # one heartbeat per this many frames (a busy region at a 30 s heartbeat)

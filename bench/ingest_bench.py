@@ -35,12 +35,12 @@ from typing import Any, cast
 from websockets.asyncio.client import connect
 
 from bench.blast_server import BlastServer
-from exporter.ingest import Ingest
-from exporter.oauth import Token, TokenManager
-from exporter.sources import analytics_protocol as proto
-from exporter.sources.analytics_websocket import AnalyticsWebSocketSource
-from exporter.stream_state import StreamState
-from exporter.tracker import AgentTracker
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.oauth import Token, TokenManager
+from genesys_sentiment_exporter.sources import analytics_protocol as proto
+from genesys_sentiment_exporter.sources.analytics_websocket import AnalyticsWebSocketSource
+from genesys_sentiment_exporter.stream_state import StreamState
+from genesys_sentiment_exporter.tracker import AgentTracker
 
 SUBSCRIBE = proto.subscribe_message([], [], 30)
 # The same message-size limit and opening timeout as the exporter's source (AnalyticsWebSocketSource.open).

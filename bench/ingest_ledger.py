@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.ingest_bench import new_source
-from exporter.ingest import Ingest
-from exporter.model import Reading, StateChange
-from exporter.sources import analytics_protocol as proto
-from exporter.sources.analytics_websocket import AnalyticsWebSocketSource
-from exporter.tracker import AgentTracker
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.sources import analytics_protocol as proto
+from genesys_sentiment_exporter.sources.analytics_websocket import AnalyticsWebSocketSource
+from genesys_sentiment_exporter.tracker import AgentTracker
 
 NO_SERVER = "http://127.0.0.1:1"  # the ledger never connects
 
@@ -68,7 +68,8 @@ def ledger(frames: list[str]) -> dict[str, Any]:
     parsed = [proto.parse(f, 0.0) for f in frames]
     fields = [
         (p.kind, p.agent_id, p.queue_id, p.conversation_id, p.state_value, p.score, p.timestamp, p.sentiment)
-        for p in parsed if p.kind == proto.Kind.CONVERSATION
+        for p in parsed
+        if p.kind == proto.Kind.CONVERSATION
     ]
 
     # Accounting and the split, on a fresh source, before any figure is reported.
@@ -94,8 +95,16 @@ def ledger(frames: list[str]) -> dict[str, Any]:
 
     def make_parsed() -> None:
         for kind, agent, queue, conversation, state, value, timestamp, sentiment in fields:
-            proto.Parsed(kind, agent_id=agent, queue_id=queue, conversation_id=conversation, state_value=state,
-                         score=value, timestamp=timestamp, sentiment=sentiment)
+            proto.Parsed(
+                kind,
+                agent_id=agent,
+                queue_id=queue,
+                conversation_id=conversation,
+                state_value=state,
+                score=value,
+                timestamp=timestamp,
+                sentiment=sentiment,
+            )
 
     def handle() -> None:  # _handle + Ingest + AgentTracker on pre-parsed frames, fresh tracker each run
         source = new_source(NO_SERVER)

@@ -26,8 +26,9 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any, cast
 
+from genesys_cloud_simulator.scenarios import label_for
+
 from bench.frames import EventClock, dumps, uuid_from
-from exporter.simulator.scenarios import label_for
 
 WINDOW = 5
 STOCK_AGENTS = 5000
@@ -64,16 +65,20 @@ def _rss_bytes() -> int:
 
 def _feed(frames: list[str]) -> Any:
     """The read loop's body over `frames`; returns the source (which holds the tracker)."""
-    from exporter.ingest import Ingest
-    from exporter.oauth import TokenManager
-    from exporter.sources import analytics_protocol as proto
-    from exporter.sources.analytics_websocket import AnalyticsWebSocketSource
-    from exporter.stream_state import StreamState
-    from exporter.tracker import AgentTracker
+    from genesys_sentiment_exporter.ingest import Ingest
+    from genesys_sentiment_exporter.oauth import TokenManager
+    from genesys_sentiment_exporter.sources import analytics_protocol as proto
+    from genesys_sentiment_exporter.sources.analytics_websocket import AnalyticsWebSocketSource
+    from genesys_sentiment_exporter.stream_state import StreamState
+    from genesys_sentiment_exporter.tracker import AgentTracker
 
     source = AnalyticsWebSocketSource(
-        api_base_url="http://127.0.0.1:1", tokens=cast(TokenManager, None), ingest=Ingest(AgentTracker()),
-        stream=StreamState(), queue_ids=[], agent_ids=[],
+        api_base_url="http://127.0.0.1:1",
+        tokens=cast(TokenManager, None),
+        ingest=Ingest(AgentTracker()),
+        stream=StreamState(),
+        queue_ids=[],
+        agent_ids=[],
     )
     handle, parse, wall = source._handle, proto.parse, time.time
     for frame in frames:

@@ -12,9 +12,9 @@ import random
 from dataclasses import dataclass, field
 
 from bench.frames import uuid_from
-from exporter.ingest import Ingest
-from exporter.model import Reading, StateChange
-from exporter.tracker import AgentTracker, TrackerLimits
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
 
 BASE_TIME = 1_795_806_000.0  # 2026-11-26T19:00:00Z
 
@@ -35,8 +35,9 @@ class FixedClock:
         return self.now
 
 
-def populate(agents: int, seed: int = 11, queues: int = 50, window_size: int = 5,
-             max_agents: int | None = None) -> tuple[Ingest, dict[str, Expected]]:
+def populate(
+    agents: int, seed: int = 11, queues: int = 50, window_size: int = 5, max_agents: int | None = None
+) -> tuple[Ingest, dict[str, Expected]]:
     """`agents` agents: ~85 % live with a full window, ~10 % in wrapup (grace), ~5 % with no reading yet."""
     rng = random.Random(seed)
     limits = TrackerLimits(window_size=window_size, max_agents=max_agents or max(agents, 20_000))

@@ -29,9 +29,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from bench.population import Expected, populate
-from exporter.ingest import Ingest
-from exporter.metrics import AGENT_FAMILIES, ExporterCollector, new_registry, render
-from exporter.stream_state import StreamState
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.metrics import AGENT_FAMILIES, ExporterCollector, new_registry, render
+from genesys_sentiment_exporter.stream_state import StreamState
 
 LABELS = ["agent_id", "queue_id"]
 ROLLING, SCORE, READINGS, LAST, ACTIVE, TREND = (name for name, _doc, _fn in AGENT_FAMILIES)
@@ -43,8 +43,12 @@ def exporter_registry(ingest: Ingest) -> tuple[CollectorRegistry, ExporterCollec
     stream.connects = 1
     stream.last_message = 1_795_806_100.0
     collector = ExporterCollector(
-        tracker=ingest.tracker, ingest=ingest, stream=stream, tokens=None,
-        source_name="analytics-websocket", ready=lambda: True,
+        tracker=ingest.tracker,
+        ingest=ingest,
+        stream=stream,
+        tokens=None,
+        source_name="analytics-websocket",
+        ready=lambda: True,
     )
     return new_registry(collector), collector
 

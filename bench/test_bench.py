@@ -15,7 +15,7 @@ from prometheus_client.exposition import generate_latest
 from bench import ingest_bench, ingest_ledger, memory_bench, render_bench
 from bench.frames import build_frames, describe
 from bench.population import populate
-from exporter.metrics import render
+from genesys_sentiment_exporter.metrics import render
 
 
 def test_frames_are_deterministic_and_mixed() -> None:

@@ -13,5 +13,5 @@ if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   fi
 fi
 "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' -e ./simulator
 touch .venv/.installed

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--exporter-command",
         default=None,
-        help="replace `python -m exporter demo` (split on spaces; --web.listen-address is appended)",
+        help="replace `python -m genesys_sentiment_exporter demo` (split on spaces; --web.listen-address is appended)",
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each component")
     up.add_argument("exporter_args", nargs="*", help="extra exporter arguments (after --)")

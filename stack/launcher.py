@@ -76,7 +76,7 @@ class StackOptions:
     # Port per component ("receiver", "alertmanager", "exporter", "prometheus"); 0 = a free port.
     # Missing entries are 0: the Python API picks free ports unless told otherwise.
     ports: dict[str, int] = field(default_factory=dict)
-    # The exporter: `<python> -m exporter demo --web.listen-address HOST:PORT [--seed N] [args...]`.
+    # The exporter: `<python> -m genesys_sentiment_exporter demo --web.listen-address HOST:PORT [--seed N] [args...]`.
     # `exporter_command`, when given, replaces everything before the listen address flag, e.g. a
     # fake exporter in a test: ["python", "fake_exporter.py"] (it must accept --web.listen-address).
     python: str | None = None
@@ -409,7 +409,11 @@ class Stack:
         def listen(name: str) -> str:
             return f"{host}:{self.ports[name]}"
 
-        exporter_head = list(opts.exporter_command) if opts.exporter_command else [python, "-m", "exporter", "demo"]
+        exporter_head = (
+            list(opts.exporter_command)
+            if opts.exporter_command
+            else [python, "-m", "genesys_sentiment_exporter", "demo"]
+        )
         exporter_argv = [*exporter_head, "--web.listen-address", listen("exporter")]
         if opts.seed is not None and not opts.exporter_command:
             exporter_argv += ["--seed", str(opts.seed)]
@@ -468,7 +472,7 @@ class Stack:
     def _start(self, component: Component) -> None:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
-        # `python -m stack.receiver` and `python -m exporter` import from the checkout.
+        # `python -m stack.receiver` and `python -m genesys_sentiment_exporter` import from the checkout.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.options.repo), env.get("PYTHONPATH")]))
         with component.log_path.open("ab") as log:
             component.process = subprocess.Popen(

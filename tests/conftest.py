@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-
-from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig
+from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
 
 # Names pydantic-settings could read into Settings (prefixed, credential aliases, bare field aliases).
 _SETTINGS_ENV = ("GENESYS_EXPORTER_", "GENESYSCLOUD_")

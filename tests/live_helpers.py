@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from exporter.app import Exporter
-from exporter.config import Settings
-from exporter.logs import Redactor
-from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig
+from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
+
+from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.config import Settings
+from genesys_sentiment_exporter.logs import Redactor
 
 
 def settings_for(sim: SimulatedGenesysCloud, **overrides: Any) -> Settings:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter.sources.analytics_protocol import Kind, Sentiment, parse, subscribe_message
+from genesys_sentiment_exporter.sources.analytics_protocol import Kind, Sentiment, parse, subscribe_message
 
 NOW = 1_800_000_000.0
 

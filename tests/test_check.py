@@ -10,15 +10,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from genesys_cloud_simulator import SimulatedGenesysCloud
 
-from exporter.app import Exporter
-from exporter.check import Finding, ReadingStats, diagnose, run_check
-from exporter.config import Settings
-from exporter.ingest import MISSING_SENTIMENT
-from exporter.logs import Redactor
-from exporter.model import Reading, StateChange
-from exporter.oauth import Token
-from exporter.simulator import SimulatedGenesysCloud
+from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.check import Finding, ReadingStats, diagnose, run_check
+from genesys_sentiment_exporter.config import Settings
+from genesys_sentiment_exporter.ingest import MISSING_SENTIMENT
+from genesys_sentiment_exporter.logs import Redactor
+from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.oauth import Token
 
 SimFactory = Callable[..., Awaitable[SimulatedGenesysCloud]]
 REPO = Path(__file__).resolve().parent.parent
@@ -234,10 +234,28 @@ async def test_live_check_healthy_via_cli(start_sim: SimFactory) -> None:
     env = dict(os.environ)
     env["GENESYSCLOUD_OAUTHCLIENT_SECRET"] = "demo-secret"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "check", "--source", "analytics-websocket",
-        "--api-base-url", sim.base_url, "--login-base-url", sim.base_url, "--client-id", "demo-client",
-        "--heartbeat-seconds", "10", "--duration", "12.5", "--log.level", "warn",
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "genesys_sentiment_exporter",
+        "check",
+        "--source",
+        "analytics-websocket",
+        "--api-base-url",
+        sim.base_url,
+        "--login-base-url",
+        sim.base_url,
+        "--client-id",
+        "demo-client",
+        "--heartbeat-seconds",
+        "10",
+        "--duration",
+        "12.5",
+        "--log.level",
+        "warn",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=40)

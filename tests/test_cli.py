@@ -13,14 +13,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter import __version__
+from genesys_sentiment_exporter import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "cli-Secret-77x"
 # Endpoints that are valid settings but never contacted by the failing cases below.
 OFFLINE = [
-    "--source", "analytics-websocket",
-    "--api-base-url", "http://127.0.0.1:1", "--login-base-url", "http://127.0.0.1:1", "--client-id", "cid",
+    "--source",
+    "analytics-websocket",
+    "--api-base-url",
+    "http://127.0.0.1:1",
+    "--login-base-url",
+    "http://127.0.0.1:1",
+    "--client-id",
+    "cid",
 ]
 
 
@@ -28,7 +34,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20.0
     environment = dict(os.environ)
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
+        [sys.executable, "-m", "genesys_sentiment_exporter", *args],
         cwd=REPO,
         env=environment,
         capture_output=True,
@@ -60,28 +66,73 @@ def assert_one_line_config_error(result: subprocess.CompletedProcess[str], *name
 @pytest.mark.parametrize(
     ("args", "env", "flag", "env_name", "why"),
     [
-        (["run", "--heartbeat-seconds", "5"], {}, "--heartbeat-seconds", "GENESYS_EXPORTER_HEARTBEAT_SECONDS",
-         "rate limit"),
-        (["run"], {"GENESYS_EXPORTER_HEARTBEAT_SECONDS": "9"}, "--heartbeat-seconds",
-         "GENESYS_EXPORTER_HEARTBEAT_SECONDS", "at least 10"),
-        (["check", "--heartbeat-seconds", "1"], {}, "--heartbeat-seconds", "GENESYS_EXPORTER_HEARTBEAT_SECONDS",
-         "rate limit"),
-        (["demo", "--heartbeat-seconds", "3"], {}, "--heartbeat-seconds", "GENESYS_EXPORTER_HEARTBEAT_SECONDS",
-         "rate limit"),
+        (
+            ["run", "--heartbeat-seconds", "5"],
+            {},
+            "--heartbeat-seconds",
+            "GENESYS_EXPORTER_HEARTBEAT_SECONDS",
+            "rate limit",
+        ),
+        (
+            ["run"],
+            {"GENESYS_EXPORTER_HEARTBEAT_SECONDS": "9"},
+            "--heartbeat-seconds",
+            "GENESYS_EXPORTER_HEARTBEAT_SECONDS",
+            "at least 10",
+        ),
+        (
+            ["check", "--heartbeat-seconds", "1"],
+            {},
+            "--heartbeat-seconds",
+            "GENESYS_EXPORTER_HEARTBEAT_SECONDS",
+            "rate limit",
+        ),
+        (
+            ["demo", "--heartbeat-seconds", "3"],
+            {},
+            "--heartbeat-seconds",
+            "GENESYS_EXPORTER_HEARTBEAT_SECONDS",
+            "rate limit",
+        ),
         (["run", "--region", "mars-1"], {}, "--region", "GENESYSCLOUD_REGION", "unknown region"),
         (["run"], {"GENESYSCLOUD_REGION": "mars-1"}, "--region", "GENESYSCLOUD_REGION", "unknown region"),
-        (["run", "--api-base-url", "http://example.com"], {}, "--api-base-url", "GENESYS_EXPORTER_API_BASE_URL",
-         "https"),
-        (["run", "--login-base-url", "https://login.mypurecloud.ie/oauth"], {}, "--login-base-url",
-         "GENESYS_EXPORTER_LOGIN_BASE_URL", "base URL only"),
-        (["run", "--web.listen-address", "nope"], {}, "--web.listen-address", "GENESYS_EXPORTER_WEB_LISTEN_ADDRESS",
-         "host:port"),
-        (["run", "--web.telemetry-path", "/-/ready"], {}, "--web.telemetry-path",
-         "GENESYS_EXPORTER_WEB_TELEMETRY_PATH", "distinct"),
+        (
+            ["run", "--api-base-url", "http://example.com"],
+            {},
+            "--api-base-url",
+            "GENESYS_EXPORTER_API_BASE_URL",
+            "https",
+        ),
+        (
+            ["run", "--login-base-url", "https://login.mypurecloud.ie/oauth"],
+            {},
+            "--login-base-url",
+            "GENESYS_EXPORTER_LOGIN_BASE_URL",
+            "base URL only",
+        ),
+        (
+            ["run", "--web.listen-address", "nope"],
+            {},
+            "--web.listen-address",
+            "GENESYS_EXPORTER_WEB_LISTEN_ADDRESS",
+            "host:port",
+        ),
+        (
+            ["run", "--web.telemetry-path", "/-/ready"],
+            {},
+            "--web.telemetry-path",
+            "GENESYS_EXPORTER_WEB_TELEMETRY_PATH",
+            "distinct",
+        ),
         (["run", "--window-size", "0"], {}, "--window-size", "GENESYS_EXPORTER_WINDOW_SIZE", "greater than"),
         (["run", "--log.level", "loud"], {}, "--log.level", "GENESYS_EXPORTER_LOG_LEVEL", "'debug'"),
-        (["run", "--client-secret-file", "/nonexistent/secret"], {}, "--client-secret-file",
-         "GENESYS_EXPORTER_CLIENT_SECRET_FILE", "cannot read"),
+        (
+            ["run", "--client-secret-file", "/nonexistent/secret"],
+            {},
+            "--client-secret-file",
+            "GENESYS_EXPORTER_CLIENT_SECRET_FILE",
+            "cannot read",
+        ),
     ],
 )
 def test_bad_configuration_is_one_line_exit_2(
@@ -98,8 +149,11 @@ def test_bad_configuration_is_one_line_exit_2(
     [
         (["run"], "--region", "GENESYSCLOUD_REGION"),
         (["run", "--region", "eu-west-1"], "--client-id", "GENESYSCLOUD_OAUTHCLIENT_ID"),
-        (["run", "--region", "eu-west-1", "--client-id", "cid"], "--client-secret-file",
-         "GENESYSCLOUD_OAUTHCLIENT_SECRET"),
+        (
+            ["run", "--region", "eu-west-1", "--client-id", "cid"],
+            "--client-secret-file",
+            "GENESYSCLOUD_OAUTHCLIENT_SECRET",
+        ),
         (["run", "--api-base-url", "https://gw.example.com"], "--login-base-url", "GENESYSCLOUD_REGION"),
         (["check", "--duration", "1"], "--region", "GENESYSCLOUD_REGION"),
     ],
@@ -118,7 +172,13 @@ def test_bad_web_config_file_names_the_flag(tmp_path: Path, command: str, conten
         path.write_text(content, encoding="utf-8")
     extra = ["--duration", "1"] if command == "check" else []
     result = run_cli(
-        command, *OFFLINE, "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(path), *extra,
+        command,
+        *OFFLINE,
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.config.file",
+        str(path),
+        *extra,
         env={"GENESYSCLOUD_OAUTHCLIENT_SECRET": SECRET},
     )
     assert_one_line_config_error(result, "--web.config.file", "GENESYS_EXPORTER_WEB_CONFIG_FILE")
@@ -149,8 +209,12 @@ def test_listen_address_in_use_is_reported_without_traceback() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = run_cli(
-            "run", *OFFLINE, "--web.listen-address", f"127.0.0.1:{port}",
-            env={"GENESYSCLOUD_OAUTHCLIENT_SECRET": SECRET}, timeout=15,
+            "run",
+            *OFFLINE,
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            env={"GENESYSCLOUD_OAUTHCLIENT_SECRET": SECRET},
+            timeout=15,
         )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
@@ -177,8 +241,18 @@ def test_demo_help_lists_web_flags() -> None:
 def test_run_help_lists_every_setting() -> None:
     result = run_cli("run", "--help")
     assert result.returncode == 0
-    for flag in ("--region", "--client-id", "--client-secret-file", "--api-base-url", "--login-base-url",
-                 "--queue-id", "--agent-id", "--heartbeat-seconds", "--web.listen-address", "--web.config.file"):
+    for flag in (
+        "--region",
+        "--client-id",
+        "--client-secret-file",
+        "--api-base-url",
+        "--login-base-url",
+        "--queue-id",
+        "--agent-id",
+        "--heartbeat-seconds",
+        "--web.listen-address",
+        "--web.config.file",
+    ):
         assert flag in result.stdout
 
 
@@ -191,8 +265,18 @@ def test_missing_subcommand_is_a_usage_error() -> None:
 def test_simulate_answers_a_token_request() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "simulate", "--listen-address", f"127.0.0.1:{port}",
-         "--scenario", "steady", "--log.level", "warn"],
+        [
+            sys.executable,
+            "-m",
+            "genesys_sentiment_exporter",
+            "simulate",
+            "--listen-address",
+            f"127.0.0.1:{port}",
+            "--scenario",
+            "steady",
+            "--log.level",
+            "warn",
+        ],
         cwd=REPO,
         env=dict(os.environ),
         stdout=subprocess.PIPE,
@@ -209,8 +293,9 @@ def test_simulate_answers_a_token_request() -> None:
             while time.monotonic() < deadline:
                 assert process.poll() is None, process.communicate()
                 try:
-                    response = client.post(url, data={"grant_type": "client_credentials"},
-                                           headers={"Authorization": good})
+                    response = client.post(
+                        url, data={"grant_type": "client_credentials"}, headers={"Authorization": good}
+                    )
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)

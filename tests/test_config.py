@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from exporter.cli import ConfigError, load_settings
-from exporter.config import REGIONS, Settings, parse_listen_address
+from genesys_sentiment_exporter.cli import ConfigError, load_settings
+from genesys_sentiment_exporter.config import REGIONS, Settings, parse_listen_address
 
 SECRET = "s3cr3t-Value-42"
 
@@ -186,7 +186,9 @@ def test_prefixed_hosts_and_spelling_variants(value: str, domain: str) -> None:
     assert s.resolved_login_base_url() == f"https://login.{domain}"
 
 
-@pytest.mark.parametrize("value", ["mars-1", "eu-west-9", "example.com", "api.example.com", "https://api.mypurecloud.ie"])
+@pytest.mark.parametrize(
+    "value", ["mars-1", "eu-west-9", "example.com", "api.example.com", "https://api.mypurecloud.ie"]
+)
 def test_unknown_region_is_refused(value: str) -> None:
     text = error_text(region=value)
     assert "unknown region" in text

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from exporter.ingest import Ingest
-from exporter.sources.analytics_protocol import parse
-from exporter.tracker import AgentTracker, TrackerLimits
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.sources.analytics_protocol import parse
+from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
 
 
 class Clock:

@@ -11,14 +11,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from exporter import __version__
-from exporter.ingest import MISSING_SENTIMENT, Ingest
-from exporter.metrics import ExporterCollector, new_registry, render
-from exporter.model import Reading, StateChange
-from exporter.oauth import Token, TokenManager
-from exporter.sources import analytics_protocol as proto
-from exporter.stream_state import StreamState
-from exporter.tracker import AgentTracker, TrackerLimits
+from genesys_sentiment_exporter import __version__
+from genesys_sentiment_exporter.ingest import MISSING_SENTIMENT, Ingest
+from genesys_sentiment_exporter.metrics import ExporterCollector, new_registry, render
+from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.oauth import Token, TokenManager
+from genesys_sentiment_exporter.sources import analytics_protocol as proto
+from genesys_sentiment_exporter.stream_state import StreamState
+from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
 
 TRICKY = [
     'quote"inside',
@@ -92,8 +92,9 @@ def busy_world() -> World:
     # Agents with no reading at all (state only), one of them in the missing-field trap.
     for i in range(5):
         world.state(f"silent-{i}", "q-legacy", world.conv(f"s{i}"), "connected")
-    world.ingest.conversation(None, StateChange("silent-0", "q-legacy", world.conversations[-5], "connected", 1.7e9),
-                              MISSING_SENTIMENT)
+    world.ingest.conversation(
+        None, StateChange("silent-0", "q-legacy", world.conversations[-5], "connected", 1.7e9), MISSING_SENTIMENT
+    )
     # One agent whose grace has elapsed: dropped and counted.
     world.state("gone", "q-billing", world.conv("g"), "connected")
     world.reading("gone", "q-billing", world.conversations[-1], 0.1)
@@ -156,8 +157,12 @@ def test_render_parses_to_exactly_what_generate_latest_exposes(world: World) -> 
     families = {name for name, *_ in parsed(fast)}
     assert "genesys_agent_sentiment_rolling_average" in families
     # Every tracked agent has a window-readings sample, including the tricky ones.
-    readings = [s for f in text_string_to_metric_families(fast) if f.name == "genesys_agent_sentiment_window_readings"
-                for s in f.samples]
+    readings = [
+        s
+        for f in text_string_to_metric_families(fast)
+        if f.name == "genesys_agent_sentiment_window_readings"
+        for s in f.samples
+    ]
     assert len(readings) == len(world.tracker.agents) > 400
     agent_ids = {s.labels["agent_id"] for s in readings}
     assert set(TRICKY) <= agent_ids
@@ -190,8 +195,10 @@ async def test_unencodable_agent_id_from_the_wire_does_not_break_scrapes() -> No
     """A JSON frame may carry a lone surrogate (\\ud800); one such frame must not turn every scrape into an error."""
     w = World()
     try:
-        frame = ('{"type":"conversation","agentId":"bad\\ud800","queueId":"q","conversationId":"c1",'
-                 '"state":"connected","sentiment":{"score":0.5}}')
+        frame = (
+            '{"type":"conversation","agentId":"bad\\ud800","queueId":"q","conversationId":"c1",'
+            '"state":"connected","sentiment":{"score":0.5}}'
+        )
         parsed_frame = proto.parse(frame, 1.7e9)
         w.ingest.conversation(parsed_frame.reading, parsed_frame.state, parsed_frame.sentiment)
         w.reading("fine", "q", "c2", 0.25)

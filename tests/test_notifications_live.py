@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
+from genesys_cloud_simulator.scenarios import CallEvent, ScenarioEngine
 
-from exporter.app import Exporter
-from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig
-from exporter.simulator.scenarios import CallEvent, ScenarioEngine
-from exporter.sources.notifications import NotificationsSource
-from exporter.sources.notifications_protocol import sentiment_topic
+from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.sources.notifications import NotificationsSource
+from genesys_sentiment_exporter.sources.notifications_protocol import sentiment_topic
 from tests.live_helpers import settings_for, wait_for
 
 
@@ -128,8 +128,11 @@ async def test_the_1001st_topic_goes_to_a_second_channel() -> None:
 
 
 async def test_full_channels_refuse_and_count() -> None:
-    async with live(notifications_max_channels=1, notifications_topics_per_channel=3,
-                    agent_id=["a1"]) as (sim, exporter, source):
+    async with live(notifications_max_channels=1, notifications_topics_per_channel=3, agent_id=["a1"]) as (
+        sim,
+        exporter,
+        source,
+    ):
         await connect_call(sim, "c1", "a1")
         sim.notifications.publish_call(move("c2", "a1", "connected", "q1"))
         await wait_for(lambda: source.plan.refused == 1, what="refusal")
@@ -236,8 +239,9 @@ async def test_heartbeat_and_pong_keep_the_channel_alive() -> None:
 def _series(text: str) -> dict[str, float]:
     out = {}
     for line in text.splitlines():
-        if line.startswith("genesys_agent_") and not line.startswith(("genesys_agent_sentiment_trend",
-                                                                      "genesys_agent_last_reading_timestamp")):
+        if line.startswith("genesys_agent_") and not line.startswith(
+            ("genesys_agent_sentiment_trend", "genesys_agent_last_reading_timestamp")
+        ):
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from genesys_cloud_simulator.notifications_conversations import ConversationBook
+from genesys_cloud_simulator.scenarios import CallEvent
 
-from exporter.simulator.notifications_conversations import ConversationBook
-from exporter.simulator.scenarios import CallEvent
-from exporter.sources import notifications_protocol as proto
-from exporter.sources.notifications_rest import TokenBucket
+from genesys_sentiment_exporter.sources import notifications_protocol as proto
+from genesys_sentiment_exporter.sources.notifications_rest import TokenBucket
 
 
 def frame(topic: str, body: dict[str, Any]) -> str:
@@ -35,12 +35,26 @@ def test_parse_kinds() -> None:
 
 
 def test_notes_example_body_attributes_to_the_connected_agent() -> None:
-    body = {"id": "conv1", "participants": [
-        {"id": "p-cust", "purpose": "customer", "calls": [{"id": "s1", "state": "connected"}]},
-        {"id": "p-acd", "purpose": "acd", "queueId": "q1",
-         "calls": [{"id": "s2", "state": "disconnected", "disconnectType": "transfer"}]},
-        {"id": "p-agent", "purpose": "agent", "userId": "u1", "queueId": "q1", "wrapupRequired": True,
-         "calls": [{"id": "s3", "state": "connected", "afterCallWork": {"state": "pending"}}]}]}
+    body = {
+        "id": "conv1",
+        "participants": [
+            {"id": "p-cust", "purpose": "customer", "calls": [{"id": "s1", "state": "connected"}]},
+            {
+                "id": "p-acd",
+                "purpose": "acd",
+                "queueId": "q1",
+                "calls": [{"id": "s2", "state": "disconnected", "disconnectType": "transfer"}],
+            },
+            {
+                "id": "p-agent",
+                "purpose": "agent",
+                "userId": "u1",
+                "queueId": "q1",
+                "wrapupRequired": True,
+                "calls": [{"id": "s3", "state": "connected", "afterCallWork": {"state": "pending"}}],
+            },
+        ],
+    }
     attribution = proto.Attribution(grace_seconds=5)
     update = attribution.on_conversation(body, None, now=0, wall=100)
     assert [(c.agent_id, c.queue_id, c.state) for c in update.changes] == [("u1", "q1", "connected")]
@@ -76,8 +90,13 @@ def test_non_voice_and_agentless_conversations() -> None:
     attribution = proto.Attribution(5)
     chat = {"id": "c2", "participants": [{"purpose": "agent", "userId": "u1", "chats": [{"state": "connected"}]}]}
     assert attribution.on_conversation(chat, None, 0, 0).outcome == proto.NOT_VOICE
-    queued = {"id": "c3", "participants": [{"purpose": "customer", "calls": [{"state": "connected"}]},
-                                           {"purpose": "acd", "queueId": "q1", "calls": [{"state": "connected"}]}]}
+    queued = {
+        "id": "c3",
+        "participants": [
+            {"purpose": "customer", "calls": [{"state": "connected"}]},
+            {"purpose": "acd", "queueId": "q1", "calls": [{"state": "connected"}]},
+        ],
+    }
     assert attribution.on_conversation(queued, "q1", 0, 0).outcome == "missing_agent"
     assert attribution.on_conversation({"participants": []}, None, 0, 0).outcome == "malformed"
 
@@ -112,14 +131,20 @@ def test_the_1001st_topic_opens_a_second_channel_and_the_plan_refuses_when_full(
 
 
 def test_subscription_answers() -> None:
-    body = {"entities": [
-        {"id": "v2.users.u1.conversations", "state": "Permitted"},
-        {"id": "t2", "state": "Rejected", "rejectionReason": "Missing perms", "missingPermissions": ["a:b:c"]},
-        {"id": "t3", "state": "Rejected", "rejectionReason": "Topic not found!"},
-    ]}
+    body = {
+        "entities": [
+            {"id": "v2.users.u1.conversations", "state": "Permitted"},
+            {"id": "t2", "state": "Rejected", "rejectionReason": "Missing perms", "missingPermissions": ["a:b:c"]},
+            {"id": "t3", "state": "Rejected", "rejectionReason": "Topic not found!"},
+        ]
+    }
     results = proto.read_subscriptions(body, ["v2.users.u1.conversations", "t2", "t3", "t4"])
     assert [(r.permitted, r.reason) for r in results] == [
-        (True, ""), (False, "missing_permissions"), (False, "topic_not_found"), (True, "")]
+        (True, ""),
+        (False, "missing_permissions"),
+        (False, "topic_not_found"),
+        (True, ""),
+    ]
     assert results[1].missing_permissions == ("a:b:c",)
 
 

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import httpx
+from genesys_cloud_simulator import SimulatedGenesysCloud
 from websockets.asyncio.client import connect
 
-from exporter.simulator import SimulatedGenesysCloud
 from tests.conftest import SimFactory
 
 CHANNELS = "/api/v2/notifications/channels"
@@ -73,8 +73,11 @@ async def test_topic_limit_and_rejection_with_missing_permissions(start_sim: Sim
         assert (await http.put(path, json=full)).status_code == 200
         assert (await http.post(path, json=[{"id": "v2.users.extra.conversations"}])).status_code == 400
         await http.put(path, json=[])
-        answer = (await http.post(path, json=[{"id": "v2.speechandtextanalytics.conversation.c1.sentiment"},
-                                              {"id": "v2.nope"}])).json()["entities"]
+        answer = (
+            await http.post(
+                path, json=[{"id": "v2.speechandtextanalytics.conversation.c1.sentiment"}, {"id": "v2.nope"}]
+            )
+        ).json()["entities"]
         assert answer[0]["state"] == "Rejected"
         assert answer[0]["missingPermissions"] == ["speechAndTextAnalytics:data:view"]
         assert answer[1]["rejectionReason"] == "Topic not found"

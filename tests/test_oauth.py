@@ -7,10 +7,16 @@ import base64
 
 import httpx
 import pytest
+from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
 from pydantic import SecretStr
 
-from exporter.oauth import MIN_REFRESH_SECONDS, TokenError, TokenManager, parse_retry_after, refresh_delay
-from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig
+from genesys_sentiment_exporter.oauth import (
+    MIN_REFRESH_SECONDS,
+    TokenError,
+    TokenManager,
+    parse_retry_after,
+    refresh_delay,
+)
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import logging
 
 import httpx
 import pytest
+from genesys_cloud_simulator import SimulatorConfig
 
-from exporter import logs
-from exporter.simulator import SimulatorConfig
+from genesys_sentiment_exporter import logs
 from tests.live_helpers import event, running, wait_for
 
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from exporter.model import Reading, StateChange
-from exporter.tracker import AgentState, AgentTracker, Outcome, TrackerLimits
+from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.tracker import AgentState, AgentTracker, Outcome, TrackerLimits
 
 
 def reading(agent: str, conv: str, score: float, queue: str = "q1", ts: float = 100.0) -> Reading:

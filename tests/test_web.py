@@ -13,13 +13,13 @@ from typing import Any
 import bcrypt
 import httpx
 import pytest
+from genesys_cloud_simulator import SimulatedGenesysCloud
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import Exporter
-from exporter.config import Settings
-from exporter.metrics import CONTENT_TYPE
-from exporter.simulator import SimulatedGenesysCloud
-from exporter.web_config import load_web_config
+from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.config import Settings
+from genesys_sentiment_exporter.metrics import CONTENT_TYPE
+from genesys_sentiment_exporter.web_config import load_web_config
 
 SimFactory = Callable[..., Awaitable[SimulatedGenesysCloud]]
 ExporterFactory = Callable[..., Awaitable[Exporter]]
@@ -104,8 +104,15 @@ async def test_endpoints_readiness_follows_the_stream(start_sim: SimFactory, sta
         ready = await wait_for_status(http, base + "/-/ready", 200)
         assert ready.status_code == 200, ready.text
 
-        sim.publish({"conversationId": "conv-secret-1", "agentId": "agent-1", "queueId": "q-1", "state": "connected",
-                     "sentiment": {"score": -0.5, "label": "negative"}})
+        sim.publish(
+            {
+                "conversationId": "conv-secret-1",
+                "agentId": "agent-1",
+                "queueId": "q-1",
+                "state": "connected",
+                "sentiment": {"score": -0.5, "label": "negative"},
+            }
+        )
         metrics = await wait_for_text(http, base + "/metrics", 'agent_id="agent-1"')
         assert metrics.status_code == 200
         assert metrics.headers["Content-Type"] == CONTENT_TYPE
@@ -209,10 +216,29 @@ def openssl_cert(directory: Path, name: str) -> tuple[Path, Path]:
         pytest.fail("the openssl command is needed to make a test certificate (cryptography is not installed)")
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=30,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return cert, key
 
@@ -295,8 +321,13 @@ def test_bad_web_config_is_a_value_error(tmp_path: Path, text: str, message: str
 def test_exporter_refuses_unsupported_web_config_key(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "web.yml", "http_server_config:\n  headers: {}\n")
     settings = Settings(
-        api_base_url="http://127.0.0.1:1", login_base_url="http://127.0.0.1:1", client_id="c", client_secret="s",
-        web_listen_address="127.0.0.1:0", web_config_file=path, source="analytics-websocket",
+        api_base_url="http://127.0.0.1:1",
+        login_base_url="http://127.0.0.1:1",
+        client_id="c",
+        client_secret="s",
+        web_listen_address="127.0.0.1:0",
+        web_config_file=path,
+        source="analytics-websocket",
     )
     with pytest.raises(ValueError, match="unsupported keys"):
         Exporter(settings)
@@ -308,9 +339,7 @@ def test_empty_web_config_means_plain_http_without_auth(tmp_path: Path) -> None:
     assert config.basic_auth_users == {}
 
 
-async def test_metrics_are_gzipped_when_prometheus_asks(
-    start_sim: SimFactory, start_exporter: ExporterFactory
-) -> None:
+async def test_metrics_are_gzipped_when_prometheus_asks(start_sim: SimFactory, start_exporter: ExporterFactory) -> None:
     sim = await start_sim()
     exporter = await start_exporter(sim)
     async with client() as http:

@@ -1,4 +1,4 @@
-"""A stand-in for `python -m exporter demo` that follows the exporter's metric contract.
+"""A stand-in for `python -m genesys_sentiment_exporter demo` that follows the exporter's metric contract.
 
 It lets the bundle tests (and a time-to-page measurement) drive the stack without the real
 exporter: one healthy agent in q-support, and `agent-sour` in q-billing whose full-window rolling

@@ -25,7 +25,7 @@ GRAFANA_DIR = REPO / "grafana"
 DASHBOARD_FILES = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 SCHEMA_PROJECT = Path(__file__).resolve().parent / "grafana_schema"
 COMPOSE_FILE = REPO / "docker-compose.yml"
-COMPOSE_SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
+COMPOSE_SCHEMA = REPO / "tests" / "bundle" / "schemas" / "compose-spec.json"
 RUNBOOK = REPO / "docs" / "runbook.md"
 
 INSTALL_HINTS: Mapping[str, str] = {

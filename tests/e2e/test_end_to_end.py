@@ -72,20 +72,47 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, sub
     sim_port = free_port()
     sim_log = (run_dir / "simulator.log").open("wb")
     simulator = subprocess.Popen(
-        [PYTHON, "-m", "exporter", "simulate", "--listen-address", f"127.0.0.1:{sim_port}",
-         "--scenario", "sour", "--scenario", "flapping", "--scenario", "steady", "--agents", "4", "--seed", "7"],
-        cwd=REPO, stdout=sim_log, stderr=subprocess.STDOUT,
+        [
+            PYTHON,
+            "-m",
+            "genesys_sentiment_exporter",
+            "simulate",
+            "--listen-address",
+            f"127.0.0.1:{sim_port}",
+            "--scenario",
+            "sour",
+            "--scenario",
+            "flapping",
+            "--scenario",
+            "steady",
+            "--agents",
+            "4",
+            "--seed",
+            "7",
+        ],
+        cwd=REPO,
+        stdout=sim_log,
+        stderr=subprocess.STDOUT,
     )
     sim_url = f"http://127.0.0.1:{sim_port}"
     secret = run_dir / "client-secret"
     secret.write_text("demo-secret")
     options = StackOptions(
         run_dir=run_dir / "stack",
-        exporter_command=[PYTHON, "-m", "exporter", "run"],
+        exporter_command=[PYTHON, "-m", "genesys_sentiment_exporter", "run"],
         exporter_args=[
-            "--api-base-url", sim_url, "--login-base-url", sim_url,
-            "--client-id", "demo-client", "--client-secret-file", str(secret),
-            "--queue-id", "q-billing", "--queue-id", "q-support",
+            "--api-base-url",
+            sim_url,
+            "--login-base-url",
+            sim_url,
+            "--client-id",
+            "demo-client",
+            "--client-secret-file",
+            str(secret),
+            "--queue-id",
+            "q-billing",
+            "--queue-id",
+            "q-support",
         ],
     )
     stack = Stack(options)
@@ -127,9 +154,7 @@ def test_sour_call_pages_flapping_does_not_resolution_arrives_and_dead_stream_al
     for needle in ("agent-sour", "q-billing", "var-agent=agent-sour", "runbook.md#agentsentimentsustainednegative"):
         assert needle in slack_text, f"{needle!r} missing from the Slack payload: {slack_text}"
 
-    pager = stack.wait_for_receiver(
-        lambda m: m["kind"] == "pagerduty" and "agent-sour" in body_text(m), timeout=30
-    )
+    pager = stack.wait_for_receiver(lambda m: m["kind"] == "pagerduty" and "agent-sour" in body_text(m), timeout=30)
     event = pager["body"]
     assert event["event_action"] == "trigger"
     assert event["payload"]["severity"] == "critical"
@@ -149,17 +174,21 @@ def test_sour_call_pages_flapping_does_not_resolution_arrives_and_dead_stream_al
     simulator.wait(10)
     killed_at = time.time()
     stream_alert = stack.wait_for_receiver(
-        lambda m: m["kind"] == "slack" and "[FIRING" in body_text(m)
-        and re.search(r"GenesysStream(Down|Silent)|GenesysSentimentExporterDown", body_text(m)) is not None
-        and m["received_at"] > killed_at,
+        lambda m: (
+            m["kind"] == "slack"
+            and "[FIRING" in body_text(m)
+            and re.search(r"GenesysStream(Down|Silent)|GenesysSentimentExporterDown", body_text(m)) is not None
+            and m["received_at"] > killed_at
+        ),
         timeout=120,
     )
     assert "oncall" in str(stream_alert["channel"])
     # No false all-clear: nothing "resolved" about agents for a good while after the stream died.
     time.sleep(max(0.0, 60 - (time.time() - killed_at)))
     after_kill = stack.receiver_messages(since=killed_at)
-    resolved_storm = [m for m in after_kill if is_slack(m, "resolved", SENTIMENT_ALERT) or
-                      is_slack(m, "resolved", "agent-")]
+    resolved_storm = [
+        m for m in after_kill if is_slack(m, "resolved", SENTIMENT_ALERT) or is_slack(m, "resolved", "agent-")
+    ]
     assert not resolved_storm, f"false resolutions after the stream died: {resolved_storm}"
     assert second["received_at"] < killed_at
 

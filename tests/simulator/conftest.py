@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
 from sim_helpers import SimFactory
-
-from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from genesys_cloud_simulator import SimulatedGenesysCloud
 from websockets.asyncio.client import ClientConnection, connect
-
-from exporter.simulator import SimulatedGenesysCloud
 
 SimFactory = Callable[..., Awaitable[SimulatedGenesysCloud]]
 
@@ -39,9 +38,7 @@ async def receive(ws: ClientConnection, timeout: float = 2.0) -> dict[str, Any]:
     return message
 
 
-async def subscribe(
-    ws: ClientConnection, *entries: dict[str, Any], heartbeat: float | None = 30
-) -> dict[str, Any]:
+async def subscribe(ws: ClientConnection, *entries: dict[str, Any], heartbeat: float | None = 30) -> dict[str, Any]:
     if not entries:
         entries = ({"type": "conversation", "fields": ["sentiment.score", "sentiment.label", "state"]},)
     message: dict[str, Any] = {"action": "subscribe", "events": list(entries)}
@@ -51,8 +48,13 @@ async def subscribe(
     return await receive(ws)
 
 
-def conversation(agent: str = "a1", queue: str = "q1", state: str | None = "connected",
-                 score: float | None = -0.62, label: str | None = "negative") -> dict[str, Any]:
+def conversation(
+    agent: str = "a1",
+    queue: str = "q1",
+    state: str | None = "connected",
+    score: float | None = -0.62,
+    label: str | None = "negative",
+) -> dict[str, Any]:
     event: dict[str, Any] = {"conversationId": "c-1", "agentId": agent, "queueId": queue}
     if state is not None:
         event["state"] = state

@@ -9,12 +9,11 @@ from datetime import datetime
 
 import httpx
 import pytest
+from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig, serve_forever
+from genesys_cloud_simulator.subscription import parse_subscription, shape_event
 from sim_helpers import SimFactory, conversation, open_socket, receive, request_token, subscribe
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from websockets.protocol import State
-
-from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig, serve_forever
-from exporter.simulator.subscription import parse_subscription, shape_event
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ALL_FIELDS = ["sentiment.score", "sentiment.label", "state"]
@@ -73,19 +72,21 @@ async def test_subscribe_is_acknowledged_and_recorded(sim: SimulatedGenesysCloud
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
-        ({"action": "subscribe", "events": [{"type": "conversation"}], "heartbeat": 5},
-         "heartbeat must be at least 10 seconds"),
+        (
+            {"action": "subscribe", "events": [{"type": "conversation"}], "heartbeat": 5},
+            "heartbeat must be at least 10 seconds",
+        ),
         ({"action": "subscribe", "events": [], "heartbeat": 30}, "events must be a non-empty list"),
         ({"action": "listen", "events": [{"type": "conversation"}]}, "action must be 'subscribe'"),
         ({"action": "subscribe", "events": [{"type": "user"}]}, "unsupported event type 'user'"),
-        ({"action": "subscribe", "events": [{"type": "conversation", "filters": {"skill": "x"}}]},
-         "unknown filter 'skill'"),
+        (
+            {"action": "subscribe", "events": [{"type": "conversation", "filters": {"skill": "x"}}]},
+            "unknown filter 'skill'",
+        ),
         ("not json at all", "expected a JSON object"),
     ],
 )
-async def test_bad_subscriptions_get_an_error_and_no_events(
-    make_sim: SimFactory, message: object, reason: str
-) -> None:
+async def test_bad_subscriptions_get_an_error_and_no_events(make_sim: SimFactory, message: object, reason: str) -> None:
     sim = await make_sim(min_heartbeat_seconds=10)
     async with open_socket(sim, sim.issue_token()) as ws:
         await ws.send(message if isinstance(message, str) else json.dumps(message))
@@ -126,8 +127,12 @@ async def test_events_carry_ids_and_a_fresh_millisecond_event_time(sim: Simulate
         age = datetime.now().astimezone() - datetime.fromisoformat(event["eventTime"])
         assert abs(age.total_seconds()) < 2
         assert event == {
-            "type": "conversation", "eventTime": event["eventTime"], "conversationId": "c-1",
-            "agentId": "a1", "queueId": "q1", "state": "connected",
+            "type": "conversation",
+            "eventTime": event["eventTime"],
+            "conversationId": "c-1",
+            "agentId": "a1",
+            "queueId": "q1",
+            "state": "connected",
             "sentiment": {"score": -0.62, "label": "negative"},
         }
         given = {**conversation(), "type": "conversation", "eventTime": "2026-11-26T19:00:31.250Z"}
@@ -146,7 +151,9 @@ async def test_events_carry_ids_and_a_fresh_millisecond_event_time(sim: Simulate
     ],
 )
 async def test_fields_that_were_not_requested_are_omitted(
-    sim: SimulatedGenesysCloud, fields: list[str], expected_state: str | None,
+    sim: SimulatedGenesysCloud,
+    fields: list[str],
+    expected_state: str | None,
     expected_sentiment: dict[str, object] | None,
 ) -> None:
     async with open_socket(sim, sim.issue_token()) as ws:
@@ -169,8 +176,11 @@ async def test_null_score_is_sent_as_null_when_requested(sim: SimulatedGenesysCl
 
 async def test_filters_select_by_queue_and_agent_and_entries_combine(sim: SimulatedGenesysCloud) -> None:
     token = sim.issue_token()
-    async with open_socket(sim, token) as by_queue, open_socket(sim, token) as by_either, \
-            open_socket(sim, token) as everything:
+    async with (
+        open_socket(sim, token) as by_queue,
+        open_socket(sim, token) as by_either,
+        open_socket(sim, token) as everything,
+    ):
         await subscribe(by_queue, {"type": "conversation", "filters": {"queueId": "q1"}, "fields": ["state"]})
         await subscribe(
             by_either,
@@ -327,10 +337,14 @@ async def test_serve_forever_runs_until_cancelled() -> None:
 
 def test_an_event_matching_several_entries_gets_the_union_of_their_fields() -> None:
     subscription = parse_subscription(
-        {"action": "subscribe", "heartbeat": 30, "events": [
-            {"type": "conversation", "filters": {"queueId": "q1"}, "fields": ["state"]},
-            {"type": "conversation", "filters": {"agentId": "a1"}, "fields": ["sentiment.label"]},
-        ]},
+        {
+            "action": "subscribe",
+            "heartbeat": 30,
+            "events": [
+                {"type": "conversation", "filters": {"queueId": "q1"}, "fields": ["state"]},
+                {"type": "conversation", "filters": {"agentId": "a1"}, "fields": ["sentiment.label"]},
+            ],
+        },
         min_heartbeat=10,
     )
     stamped = {"type": "conversation", "eventTime": "2026-11-26T19:00:31.250Z", **conversation()}

@@ -7,8 +7,7 @@ from collections import defaultdict, deque
 from itertools import pairwise
 
 import pytest
-
-from exporter.simulator.scenarios import LATE_FINAL_SCORE, SCENARIOS, CallEvent, ScenarioEngine
+from genesys_cloud_simulator.scenarios import LATE_FINAL_SCORE, SCENARIOS, CallEvent, ScenarioEngine
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 HORIZON = 900.0
@@ -62,8 +61,15 @@ def transitions(call: list[CallEvent]) -> list[str | None]:
 
 def test_scenario_names_are_exactly_the_documented_ones() -> None:
     assert set(SCENARIOS) == {
-        "steady", "sour", "flapping", "late-final", "zero", "masking",
-        "missing-field", "no-sentiment", "demo",
+        "steady",
+        "sour",
+        "flapping",
+        "late-final",
+        "zero",
+        "masking",
+        "missing-field",
+        "no-sentiment",
+        "demo",
     }
     assert all(SCENARIOS.values())
 
@@ -129,8 +135,7 @@ def test_steady_is_twenty_healthy_agents_with_full_call_lifecycles() -> None:
 
 
 def test_agents_option_and_demo_default() -> None:
-    assert {e.agent_id for e in timeline("steady", agents=3, until=60.0)} == {
-        "agent-0001", "agent-0002", "agent-0003"}
+    assert {e.agent_id for e in timeline("steady", agents=3, until=60.0)} == {"agent-0001", "agent-0002", "agent-0003"}
     demo_steady = {e.agent_id for e in timeline("demo", until=60.0) if e.agent_id.startswith("agent-0")}
     assert len(demo_steady) == 8
 
@@ -231,7 +236,15 @@ def test_no_sentiment_calls_only_change_state() -> None:
 
 def test_demo_mixes_every_scenario() -> None:
     agents = {e.agent_id for e in timeline("demo", until=120.0)}
-    for expected in ("agent-sour", "agent-flap", "agent-late", "agent-fr-1", "agent-masked",
-                     "agent-nofield", "agent-legacy-1", "agent-0008"):
+    for expected in (
+        "agent-sour",
+        "agent-flap",
+        "agent-late",
+        "agent-fr-1",
+        "agent-masked",
+        "agent-nofield",
+        "agent-legacy-1",
+        "agent-0008",
+    ):
         assert expected in agents
     assert "agent-0009" not in agents

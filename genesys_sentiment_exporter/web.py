@@ -17,8 +17,8 @@ import bcrypt
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__
-from exporter.metrics import CONTENT_TYPE, render
+from genesys_sentiment_exporter import __version__
+from genesys_sentiment_exporter.metrics import CONTENT_TYPE, render
 
 
 def build_app(

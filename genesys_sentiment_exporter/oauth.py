@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from exporter.backoff import Backoff
+from genesys_sentiment_exporter.backoff import Backoff
 
 log = logging.getLogger("exporter.oauth")
 

@@ -24,12 +24,12 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.samples import Sample
 
-from exporter import __version__
-from exporter.ingest import Ingest
-from exporter.model import Phase
-from exporter.oauth import TokenManager
-from exporter.stream_state import StreamState
-from exporter.tracker import AgentState, AgentTracker
+from genesys_sentiment_exporter import __version__
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.model import Phase
+from genesys_sentiment_exporter.oauth import TokenManager
+from genesys_sentiment_exporter.stream_state import StreamState
+from genesys_sentiment_exporter.tracker import AgentState, AgentTracker
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

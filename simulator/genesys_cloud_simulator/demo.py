@@ -1,22 +1,21 @@
 """`demo`: the simulated Genesys Cloud and a real exporter, wired together in one process.
 
-The exporter side is exactly what `run` uses; only its endpoints and
-credentials point at the in-process simulator, so what the demo shows is what a
-deployment does.
+The exporter side is exactly what `run` uses; only its endpoints and credentials point at the
+in-process simulator, so what the demo shows is what a deployment does. This module lives in the
+simulator package so that the shipped exporter never imports simulated code.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-from typing import Any
 
 from pydantic import SecretStr
 
-from exporter.cli import _until_signalled
-from exporter.config import Settings
-from exporter.logs import Redactor
-from exporter.simulator import SimulatedGenesysCloud, SimulatorConfig
+from genesys_cloud_simulator.config import SimulatorConfig
+from genesys_cloud_simulator.server import SimulatedGenesysCloud
+from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.config import Settings
+from genesys_sentiment_exporter.logs import Redactor
 
 DEMO_LISTEN = "127.0.0.1:8729"
 DEMO_TOKEN_LIFETIME = 900  # short enough that the demo shows a make-before-break token rollover
@@ -24,17 +23,9 @@ DEMO_TOKEN_LIFETIME = 900  # short enough that the demo shows a make-before-brea
 DEMO_QUEUES = ["q-billing", "q-support", "q-fr", "q-payments", "q-legacy"]
 
 
-def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
-    return SimulatorConfig(
-        scenarios=tuple(args.scenarios or ["demo"]),
-        seed=args.seed,
-        agents=args.agents,
-        token_lifetime_seconds=float(args.token_lifetime_seconds or DEMO_TOKEN_LIFETIME),
-    )
-
-
-def demo_settings(settings: Settings, values: dict[str, Any], simulator: SimulatedGenesysCloud) -> Settings:
-    update: dict[str, Any] = {
+def demo_settings(settings: Settings, simulator: SimulatedGenesysCloud) -> Settings:
+    """The operator's settings pointed at the simulator; what they set themselves (flag or env) stays."""
+    update: dict[str, object] = {
         "api_base_url": simulator.base_url,
         "login_base_url": simulator.base_url,
         "client_id": simulator.config.client_id,
@@ -42,17 +33,16 @@ def demo_settings(settings: Settings, values: dict[str, Any], simulator: Simulat
     }
     if settings.source == "notifications" and not settings.queue_id and not settings.agent_id:
         update["queue_id"] = DEMO_QUEUES
-    if "web_listen_address" not in values:
+    if "web_listen_address" not in settings.model_fields_set:
         update["web_listen_address"] = DEMO_LISTEN  # a demo stays on this machine unless asked otherwise
     return settings.model_copy(update=update)
 
 
-async def demo(settings: Settings, values: dict[str, Any], args: argparse.Namespace, redactor: Redactor) -> None:
-    from exporter.app import Exporter
-
-    simulator = SimulatedGenesysCloud(simulator_config(args))
+async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) -> None:
+    """Serve the simulator and the exporter until cancelled."""
+    simulator = SimulatedGenesysCloud(config)
     await simulator.start("127.0.0.1", 0)
-    exporter = Exporter(demo_settings(settings, values, simulator), redactor)
+    exporter = Exporter(demo_settings(settings, simulator), redactor)
     try:
         await exporter.start()
         print(
@@ -73,8 +63,3 @@ async def demo(settings: Settings, values: dict[str, Any], args: argparse.Namesp
     finally:
         await exporter.stop()
         await simulator.stop()
-
-
-def run_demo(settings: Settings, values: dict[str, Any], args: argparse.Namespace, redactor: Redactor) -> int:
-    asyncio.run(_until_signalled(lambda: demo(settings, values, args, redactor)))
-    return 0

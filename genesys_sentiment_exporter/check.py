@@ -13,9 +13,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from exporter.app import Exporter
-from exporter.model import Reading
-from exporter.oauth import refresh_delay
+from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.model import Reading
+from genesys_sentiment_exporter.oauth import refresh_delay
 
 
 @dataclass

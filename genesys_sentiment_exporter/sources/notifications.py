@@ -30,15 +30,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from exporter.backoff import Backoff
-from exporter.config import is_loopback
-from exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
-from exporter.model import Reading, StateChange
-from exporter.oauth import Token, TokenManager
-from exporter.sources import notifications_protocol as proto
-from exporter.sources.analytics_websocket import Deduplicator
-from exporter.sources.notifications_rest import PlatformRest, RestError
-from exporter.stream_state import StreamState
+from genesys_sentiment_exporter.backoff import Backoff
+from genesys_sentiment_exporter.config import is_loopback
+from genesys_sentiment_exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
+from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.oauth import Token, TokenManager
+from genesys_sentiment_exporter.sources import notifications_protocol as proto
+from genesys_sentiment_exporter.sources.analytics_websocket import Deduplicator
+from genesys_sentiment_exporter.sources.notifications_rest import PlatformRest, RestError
+from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source.notifications")
 
@@ -273,8 +273,9 @@ class NotificationsSource:
 
     async def _put_topics(self, slot: Slot, channel: Channel) -> None:
         topics = sorted(self.plan.slots[slot.index]) if slot.index < len(self.plan.slots) else []
-        body = await self.rest.json("PUT", f"{proto.CHANNELS_PATH}/{channel.id}/subscriptions",
-                                    [{"id": t} for t in topics])
+        body = await self.rest.json(
+            "PUT", f"{proto.CHANNELS_PATH}/{channel.id}/subscriptions", [{"id": t} for t in topics]
+        )
         slot.subscribed = set()
         self._record(proto.read_subscriptions(body, topics), slot)
 
@@ -317,13 +318,21 @@ class NotificationsSource:
         """New channel, its socket, and the slot's topics on it; the socket is read from the start."""
         token = await self.tokens.current()
         created = await self.rest.json("POST", proto.CHANNELS_PATH, ok=(200, 201))
-        if not isinstance(created, dict) or not isinstance(created.get("id"), str) or not isinstance(
-            created.get("connectUri"), str
+        if (
+            not isinstance(created, dict)
+            or not isinstance(created.get("id"), str)
+            or not isinstance(created.get("connectUri"), str)
         ):
             raise RestError("POST channels answered without id and connectUri")
         self._numbers += 1
-        channel = Channel(created["id"], created["connectUri"], _parse_expires(created.get("expires")), token,
-                          self._numbers, slot.index)
+        channel = Channel(
+            created["id"],
+            created["connectUri"],
+            _parse_expires(created.get("expires")),
+            token,
+            self._numbers,
+            slot.index,
+        )
         await self._connect(channel)
         try:
             await self._put_topics(slot, channel)
@@ -380,8 +389,11 @@ class NotificationsSource:
             await asyncio.sleep(min(1.0, self.watchdog_seconds / 10))
             idle = time.monotonic() - channel.last_frame
             if idle > self.watchdog_seconds:
-                log.warning("channel %d: no message or heartbeat for %.0f s: replacing the socket",
-                            channel.slot, self.watchdog_seconds)
+                log.warning(
+                    "channel %d: no message or heartbeat for %.0f s: replacing the socket",
+                    channel.slot,
+                    self.watchdog_seconds,
+                )
                 channel.reason = "heartbeat_timeout"
                 with contextlib.suppress(Exception):
                     await ws.close(code=4000, reason="heartbeat timeout")
@@ -530,8 +542,11 @@ class NotificationsSource:
                 log.error("too many --agent-id/--queue-id topics for the channel limit: %s refused", topic)
         for index in range(len(self.plan.slots)):
             self._slot(index)
-        self._tasks = [asyncio.create_task(self._sweep()), asyncio.create_task(self._probe()),
-                       asyncio.create_task(self._token_watch())]
+        self._tasks = [
+            asyncio.create_task(self._sweep()),
+            asyncio.create_task(self._probe()),
+            asyncio.create_task(self._token_watch()),
+        ]
         if self.resolve_names:
             self._tasks.append(asyncio.create_task(self._resolve_names()))
         for slot in self.slots:
@@ -556,32 +571,47 @@ class NotificationsSource:
     # -- metrics ----------------------------------------------------------------------------------------
     def metrics(self) -> Iterable[Metric]:
         open_ = sum(1 for s in self.slots if self._open_socket(s))
-        yield GaugeMetricFamily("genesys_notifications_channels_open",
-                                "Notifications channels with an open socket.", value=open_)
-        yield GaugeMetricFamily("genesys_notifications_topics_subscribed",
-                                "Topics currently subscribed over all channels.",
-                                value=sum(len(s.subscribed) for s in self.slots))
-        rejected = CounterMetricFamily("genesys_notifications_subscriptions_rejected",
-                                       "Topic subscriptions the platform rejected, by reason.", labels=["reason"])
+        yield GaugeMetricFamily(
+            "genesys_notifications_channels_open", "Notifications channels with an open socket.", value=open_
+        )
+        yield GaugeMetricFamily(
+            "genesys_notifications_topics_subscribed",
+            "Topics currently subscribed over all channels.",
+            value=sum(len(s.subscribed) for s in self.slots),
+        )
+        rejected = CounterMetricFamily(
+            "genesys_notifications_subscriptions_rejected",
+            "Topic subscriptions the platform rejected, by reason.",
+            labels=["reason"],
+        )
         for reason, count in sorted(self.rejected.items()):
             rejected.add_metric([reason], count)
         yield rejected
-        yield CounterMetricFamily("genesys_notifications_subscriptions_refused",
-                                  "Sentiment topics not subscribed because every channel was full.",
-                                  value=self.plan.refused)
-        expiry = GaugeMetricFamily("genesys_notifications_channel_expiry_timestamp_seconds",
-                                   "When each channel expires (the platform's `expires`).", labels=["channel"])
+        yield CounterMetricFamily(
+            "genesys_notifications_subscriptions_refused",
+            "Sentiment topics not subscribed because every channel was full.",
+            value=self.plan.refused,
+        )
+        expiry = GaugeMetricFamily(
+            "genesys_notifications_channel_expiry_timestamp_seconds",
+            "When each channel expires (the platform's `expires`).",
+            labels=["channel"],
+        )
         for slot in self.slots:
             if slot.channel is not None and slot.channel.expires:
                 expiry.add_metric([str(slot.index)], slot.channel.expires)
         yield expiry
-        requests = CounterMetricFamily("genesys_notifications_api_requests",
-                                       "REST requests of the notifications source, by result.", labels=["result"])
+        requests = CounterMetricFamily(
+            "genesys_notifications_api_requests",
+            "REST requests of the notifications source, by result.",
+            labels=["result"],
+        )
         for result, count in sorted(self.rest.results.items()):
             requests.add_metric([result], count)
         yield requests
-        scale = InfoMetricFamily("genesys_exporter_sentiment_scale",
-                                 "Scale of the platform's sentiment scores in use (normalised to -1..1).")
+        scale = InfoMetricFamily(
+            "genesys_exporter_sentiment_scale", "Scale of the platform's sentiment scores in use (normalised to -1..1)."
+        )
         scale.add_metric([], {"scale": self.scale.in_use, "setting": self.scale.setting})
         yield scale
         if self.resolve_names:

@@ -16,7 +16,7 @@ class SimulatorConfig:
     client_id: str = "demo-client"
     client_secret: str = field(default="demo-secret", repr=False)  # repr=False: configs get logged
     token_lifetime_seconds: float = 3600.0
-    # Scenario names from `exporter.simulator.scenarios.SCENARIOS`; empty = only what tests publish.
+    # Scenario names from `genesys_cloud_simulator.scenarios.SCENARIOS`; empty = only what tests publish.
     scenarios: Sequence[str] = ()
     seed: int = 0
     agents: int | None = None  # steady agents; None = the scenario's default

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from exporter.model import ENDING_STATES, UNKNOWN_QUEUE, StateChange
+from genesys_sentiment_exporter.model import ENDING_STATES, UNKNOWN_QUEUE, StateChange
 
 CHANNELS_PATH = "/api/v2/notifications/channels"
 HEARTBEAT_TOPIC = "channel.metadata"

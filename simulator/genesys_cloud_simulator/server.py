@@ -18,14 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator.analytics_ws import WS_PATH, AnalyticsWebSocketEndpoint
-from exporter.simulator.config import SimulatorConfig
-from exporter.simulator.notifications import NotificationsEndpoint
-from exporter.simulator.oauth import OAuthEndpoint, TokenStore
-from exporter.simulator.scenarios import CallEvent, ScenarioEngine
-from exporter.simulator.subscription import wire_event
+from genesys_cloud_simulator.analytics_ws import WS_PATH, AnalyticsWebSocketEndpoint
+from genesys_cloud_simulator.config import SimulatorConfig
+from genesys_cloud_simulator.notifications import NotificationsEndpoint
+from genesys_cloud_simulator.oauth import OAuthEndpoint, TokenStore
+from genesys_cloud_simulator.scenarios import CallEvent, ScenarioEngine
+from genesys_cloud_simulator.subscription import wire_event
 
-log = logging.getLogger("exporter.simulator")
+log = logging.getLogger("genesys_cloud_simulator")
 
 TOKEN_PATH = "/oauth/token"
 SCENARIO_TICK_SECONDS = 0.1
@@ -100,13 +100,16 @@ class SimulatedGenesysCloud:
         if self._engine is not None:
             self._tasks.append(asyncio.create_task(self._drive(self._engine)))
         if self.config.close_1001_every_seconds is not None:
-            self._tasks.append(asyncio.create_task(
-                self._every(self.config.close_1001_every_seconds, self.close_streams)))
+            self._tasks.append(
+                asyncio.create_task(self._every(self.config.close_1001_every_seconds, self.close_streams))
+            )
         if self.config.drop_1006_every_seconds is not None:
-            self._tasks.append(asyncio.create_task(
-                self._every(self.config.drop_1006_every_seconds, self.drop_streams)))
-        log.info("simulated Genesys Cloud listening on %s (scenarios: %s)", self._base_url,
-                 ", ".join(self.config.scenarios) or "none")
+            self._tasks.append(asyncio.create_task(self._every(self.config.drop_1006_every_seconds, self.drop_streams)))
+        log.info(
+            "simulated Genesys Cloud listening on %s (scenarios: %s)",
+            self._base_url,
+            ", ".join(self.config.scenarios) or "none",
+        )
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -28,12 +28,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from exporter.backoff import Backoff
-from exporter.config import is_loopback
-from exporter.ingest import Ingest
-from exporter.oauth import Token, TokenManager
-from exporter.sources import analytics_protocol as proto
-from exporter.stream_state import StreamState
+from genesys_sentiment_exporter.backoff import Backoff
+from genesys_sentiment_exporter.config import is_loopback
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.oauth import Token, TokenManager
+from genesys_sentiment_exporter.sources import analytics_protocol as proto
+from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source.analytics")
 

@@ -89,8 +89,7 @@ class _Call:
 
     def reading(self, at: float, score: float) -> CallEvent:
         score = round(score, 3)
-        return CallEvent(at, self.conversation_id, self.agent, self.queue, self.state, score, True,
-                         label_for(score))
+        return CallEvent(at, self.conversation_id, self.agent, self.queue, self.state, score, True, label_for(score))
 
     def null_score(self, at: float) -> CallEvent:
         return CallEvent(at, self.conversation_id, self.agent, self.queue, self.state, None, True, None)
@@ -270,15 +269,17 @@ def _no_sentiment_lane(rng: random.Random, agent: str, queue: str, interval: flo
 LaneFactory = Callable[[random.Random, str, str, float], Lane]
 
 # Fixed agents of each single-purpose scenario: (lane factory, [(agent, queue), ...]).
-_FIXED: Mapping[str, tuple[LaneFactory, tuple[tuple[str, str], ...]]] = MappingProxyType({
-    "sour": (_sour_lane, (("agent-sour", "q-billing"),)),
-    "flapping": (_flapping_lane, (("agent-flap", "q-support"),)),
-    "late-final": (_late_final_lane, (("agent-late", "q-support"),)),
-    "zero": (_zero_lane, tuple((f"agent-fr-{i}", "q-fr") for i in range(1, 4))),
-    "masking": (_masking_lane, (("agent-masked", "q-payments"),)),
-    "missing-field": (_missing_field_lane, (("agent-nofield", "q-support"),)),
-    "no-sentiment": (_no_sentiment_lane, tuple((f"agent-legacy-{i}", "q-legacy") for i in range(1, 3))),
-})
+_FIXED: Mapping[str, tuple[LaneFactory, tuple[tuple[str, str], ...]]] = MappingProxyType(
+    {
+        "sour": (_sour_lane, (("agent-sour", "q-billing"),)),
+        "flapping": (_flapping_lane, (("agent-flap", "q-support"),)),
+        "late-final": (_late_final_lane, (("agent-late", "q-support"),)),
+        "zero": (_zero_lane, tuple((f"agent-fr-{i}", "q-fr") for i in range(1, 4))),
+        "masking": (_masking_lane, (("agent-masked", "q-payments"),)),
+        "missing-field": (_missing_field_lane, (("agent-nofield", "q-support"),)),
+        "no-sentiment": (_no_sentiment_lane, tuple((f"agent-legacy-{i}", "q-legacy") for i in range(1, 3))),
+    }
+)
 
 
 def steady_agent_id(index: int) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.simulator.scenarios import CallEvent
+from genesys_cloud_simulator.scenarios import CallEvent
 
 Message = tuple[str, dict[str, Any]]
 
@@ -49,26 +49,57 @@ class _Conversation:
     def body(self) -> dict[str, Any]:
         cid = self.conversation_id
         participants: list[dict[str, Any]] = [
-            {"id": f"{cid}-customer", "purpose": "customer", "address": "tel:+15550100",
-             "calls": [{"id": f"{cid}-s0", "state": self.customer_state, "direction": "inbound"}]},
-            {"id": f"{cid}-acd", "purpose": "acd", "queueId": self.queue_id,
-             "calls": [{"id": f"{cid}-s1", "state": self.acd_state,
-                        "disconnectType": "transfer" if self.acd_state == "disconnected" else None}]},
+            {
+                "id": f"{cid}-customer",
+                "purpose": "customer",
+                "address": "tel:+15550100",
+                "calls": [{"id": f"{cid}-s0", "state": self.customer_state, "direction": "inbound"}],
+            },
+            {
+                "id": f"{cid}-acd",
+                "purpose": "acd",
+                "queueId": self.queue_id,
+                "calls": [
+                    {
+                        "id": f"{cid}-s1",
+                        "state": self.acd_state,
+                        "disconnectType": "transfer" if self.acd_state == "disconnected" else None,
+                    }
+                ],
+            },
         ]
         for n, leg in enumerate(self.legs):
             over = leg.state == "disconnected"
-            participants.append({
-                "id": leg.participant_id, "purpose": "agent", "userId": leg.agent_id, "queueId": leg.queue_id,
-                "name": f"Agent {leg.agent_id}", "connectedTime": leg.connected_time, "endTime": leg.end_time,
-                "wrapupRequired": True, "startAcwTime": leg.end_time if over else None,
-                "endAcwTime": leg.end_time if over and leg.acw == "complete" else None,
-                "wrapup": {"code": "resolved"} if over and leg.acw == "complete" else None,
-                "calls": [{"id": f"{cid}-a{n}", "state": leg.state, "direction": "inbound",
-                           "connectedTime": leg.connected_time, "disconnectedTime": leg.end_time,
-                           "disconnectType": leg.disconnect_type,
-                           "afterCallWork": {"state": leg.acw if over else "pending",
-                                             "startTime": leg.end_time, "endTime": None}}],
-            })
+            participants.append(
+                {
+                    "id": leg.participant_id,
+                    "purpose": "agent",
+                    "userId": leg.agent_id,
+                    "queueId": leg.queue_id,
+                    "name": f"Agent {leg.agent_id}",
+                    "connectedTime": leg.connected_time,
+                    "endTime": leg.end_time,
+                    "wrapupRequired": True,
+                    "startAcwTime": leg.end_time if over else None,
+                    "endAcwTime": leg.end_time if over and leg.acw == "complete" else None,
+                    "wrapup": {"code": "resolved"} if over and leg.acw == "complete" else None,
+                    "calls": [
+                        {
+                            "id": f"{cid}-a{n}",
+                            "state": leg.state,
+                            "direction": "inbound",
+                            "connectedTime": leg.connected_time,
+                            "disconnectedTime": leg.end_time,
+                            "disconnectType": leg.disconnect_type,
+                            "afterCallWork": {
+                                "state": leg.acw if over else "pending",
+                                "startTime": leg.end_time,
+                                "endTime": None,
+                            },
+                        }
+                    ],
+                }
+            )
         return {"id": cid, "participants": participants}
 
 
@@ -131,8 +162,12 @@ class ConversationBook:
         return alerting + self._messages(conv)
 
     def _sentiment(self, event: CallEvent) -> Message:
-        body: dict[str, Any] = {"conversationId": event.conversation_id, "queueIds": [event.queue_id],
-                                "divisionIds": ["d-home"], "flowIds": []}
+        body: dict[str, Any] = {
+            "conversationId": event.conversation_id,
+            "queueIds": [event.queue_id],
+            "divisionIds": ["d-home"],
+            "flowIds": [],
+        }
         if event.sentiment:
             if event.score is None:
                 body["sentimentOverallScore"] = None

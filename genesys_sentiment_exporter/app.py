@@ -15,15 +15,15 @@ from typing import Protocol
 
 import httpx
 
-from exporter.config import Settings, parse_listen_address
-from exporter.ingest import Ingest
-from exporter.logs import Redactor
-from exporter.metrics import ExporterCollector, new_registry
-from exporter.oauth import Token, TokenManager
-from exporter.stream_state import StreamState
-from exporter.tracker import AgentTracker, TrackerLimits
-from exporter.web import WebServer, build_app
-from exporter.web_config import WebConfig, load_web_config
+from genesys_sentiment_exporter.config import Settings, parse_listen_address
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.logs import Redactor
+from genesys_sentiment_exporter.metrics import ExporterCollector, new_registry
+from genesys_sentiment_exporter.oauth import Token, TokenManager
+from genesys_sentiment_exporter.stream_state import StreamState
+from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
+from genesys_sentiment_exporter.web import WebServer, build_app
+from genesys_sentiment_exporter.web_config import WebConfig, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -44,7 +44,7 @@ def make_source(
     http: httpx.AsyncClient | None = None,
 ) -> Source:
     if settings.source == "notifications":
-        from exporter.sources.notifications import NotificationsSource
+        from genesys_sentiment_exporter.sources.notifications import NotificationsSource
 
         return NotificationsSource(
             api_base_url=settings.resolved_api_base_url(),
@@ -64,7 +64,7 @@ def make_source(
             resolve_agent_names=settings.resolve_agent_names,
             ssl_context=ssl.create_default_context(),
         )
-    from exporter.sources.analytics_websocket import AnalyticsWebSocketSource
+    from genesys_sentiment_exporter.sources.analytics_websocket import AnalyticsWebSocketSource
 
     return AnalyticsWebSocketSource(
         api_base_url=settings.resolved_api_base_url(),

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from exporter.simulator.config import SimulatorConfig
+from genesys_cloud_simulator.config import SimulatorConfig
 
-log = logging.getLogger("exporter.simulator")
+log = logging.getLogger("genesys_cloud_simulator")
 
 
 class TokenStore:
@@ -107,8 +107,11 @@ class OAuthEndpoint:
             headers = {}
             if failure.retry_after is not None:
                 headers["Retry-After"] = str(math.ceil(failure.retry_after))
-            body = {"message": "injected failure", "code": "too.many.requests" if failure.status == 429
-                    else "service.unavailable", "status": failure.status}
+            body = {
+                "message": "injected failure",
+                "code": "too.many.requests" if failure.status == 429 else "service.unavailable",
+                "status": failure.status,
+            }
             return web.json_response(body, status=failure.status, headers=headers)
 
         client = _client_from_basic(request.headers.get("Authorization"))
@@ -117,8 +120,9 @@ class OAuthEndpoint:
             and hmac.compare_digest(client[1].encode(), self._config.client_secret.encode())
         ):
             log.info("token request refused: invalid client credentials")
-            return _oauth_error(401, "invalid_client", "authentication failed",
-                                **{"WWW-Authenticate": 'Basic realm="oauth"'})
+            return _oauth_error(
+                401, "invalid_client", "authentication failed", **{"WWW-Authenticate": 'Basic realm="oauth"'}
+            )
 
         # request.post() is empty unless the body is a form: a JSON body has no grant_type.
         form = await request.post()

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
+import importlib
 import sys
-from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from exporter import __version__, logs
-from exporter.config import ENV_PREFIX, Settings, is_loopback, parse_listen_address
+from genesys_sentiment_exporter import __version__, logs
+from genesys_sentiment_exporter.config import ENV_PREFIX, Settings, is_loopback, parse_listen_address
+from genesys_sentiment_exporter.lifecycle import until_signalled
 
 if TYPE_CHECKING:
-    from exporter.app import Exporter
-    from exporter.simulator import SimulatedGenesysCloud
+    from types import ModuleType
+
+    from genesys_sentiment_exporter.app import Exporter
 
 EXIT_CONFIG = 2
 
@@ -136,7 +136,7 @@ def setting_error(message: str, default_field: str) -> ConfigError:
 
 
 def build_exporter(settings: Settings, redactor: logs.Redactor) -> Exporter:
-    from exporter.app import Exporter
+    from genesys_sentiment_exporter.app import Exporter
 
     try:
         return Exporter(settings, redactor)
@@ -144,12 +144,37 @@ def build_exporter(settings: Settings, redactor: logs.Redactor) -> Exporter:
         raise setting_error(str(exc), "web_config_file") from None
 
 
-def check_scenarios(args: argparse.Namespace) -> None:
-    from exporter.simulator import SCENARIOS
+def simulator_package() -> ModuleType:
+    """The simulator, a separate distribution: `demo` and `simulate` need it, `run` and `check` do not."""
+    try:
+        return importlib.import_module("genesys_cloud_simulator")
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "`demo` and `simulate` need the simulated Genesys Cloud: pip install ./simulator "
+            "(the package genesys-cloud-simulator)"
+        ) from None
 
-    unknown = [name for name in args.scenarios or [] if name not in SCENARIOS]
+
+def simulator_config(args: argparse.Namespace) -> Any:
+    """The simulator's typed config from the `--scenario`/`--seed`/... flags (unknown scenarios refused)."""
+    simulator = simulator_package()
+    unknown = [name for name in args.scenarios or [] if name not in simulator.SCENARIOS]
     if unknown:
-        raise ConfigError(f"invalid setting --scenario: unknown {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        known = ", ".join(simulator.SCENARIOS)
+        raise ConfigError(f"invalid setting --scenario: unknown {', '.join(unknown)}; known: {known}")
+    options: dict[str, Any] = {"scenarios": tuple(args.scenarios or ["demo"]), "seed": args.seed}
+    if args.agents is not None:
+        options["agents"] = args.agents
+    if args.token_lifetime_seconds is not None:
+        options["token_lifetime_seconds"] = float(args.token_lifetime_seconds)
+    elif args.command == "demo":
+        options["token_lifetime_seconds"] = float(
+            importlib.import_module("genesys_cloud_simulator.demo").DEMO_TOKEN_LIFETIME
+        )
+    try:
+        return simulator.SimulatorConfig(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid simulator setting: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,24 +219,6 @@ def _settings_values(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in FLAGS if hasattr(args, name)}
 
 
-async def _until_signalled(main: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(main())
-    waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    for pending in (task, waiter):
-        pending.cancel()
-    for finished in done:
-        if finished is task and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -230,13 +237,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "demo":
-        from exporter.demo import run_demo
-
-        check_scenarios(args)
-        values = _settings_values(args)
-        settings = load_settings(values)
+        config = simulator_config(args)
+        settings = load_settings(_settings_values(args))
         redactor = logs.setup(settings.log_level, settings.log_format)
-        return run_demo(settings, values, args, redactor)
+        demo = importlib.import_module("genesys_cloud_simulator.demo")
+        asyncio.run(until_signalled(lambda: demo.demo(settings, config, redactor)))
+        return 0
     settings = load_settings(_settings_values(args))
     try:
         settings.require_endpoints_and_credentials()
@@ -245,7 +251,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     redactor = logs.setup(settings.log_level, settings.log_format)
     exporter = build_exporter(settings, redactor)
     if args.command == "check":
-        from exporter.check import run_check
+        from genesys_sentiment_exporter.check import run_check
 
         return asyncio.run(run_check(exporter, args.duration))
 
@@ -256,7 +262,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         finally:
             await exporter.stop()
 
-    asyncio.run(_until_signalled(serve))
+    asyncio.run(until_signalled(serve))
     return 0
 
 
@@ -270,9 +276,6 @@ async def start_or_explain(exporter: Exporter) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from exporter.demo import simulator_config
-    from exporter.simulator import serve_forever
-
     values = _settings_values(args)
     settings = load_settings(values)
     logs.setup(settings.log_level, settings.log_format)
@@ -282,15 +285,15 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ConfigError(f"invalid setting --listen-address: {exc}") from None
     if host and not is_loopback(host):
         raise ConfigError(f"invalid setting --listen-address: the simulator listens on loopback only, not {host!r}")
-    check_scenarios(args)
     config = simulator_config(args)
+    simulator = simulator_package()
 
-    def announce(sim: SimulatedGenesysCloud) -> None:
+    def announce(sim: Any) -> None:
         print(
             f"simulated Genesys Cloud on {sim.base_url} "
             f"(client id {config.client_id!r}; scenarios {', '.join(config.scenarios)})",
             flush=True,
         )
 
-    asyncio.run(_until_signalled(lambda: serve_forever(config, host or "127.0.0.1", port, on_ready=announce)))
+    asyncio.run(until_signalled(lambda: simulator.serve_forever(config, host or "127.0.0.1", port, on_ready=announce)))
     return 0

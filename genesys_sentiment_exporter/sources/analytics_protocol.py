@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.model import UNKNOWN_QUEUE, Reading, StateChange
+from genesys_sentiment_exporter.model import UNKNOWN_QUEUE, Reading, StateChange
 
 PATH = "/api/v2/analytics/websocket"
 REQUESTED_FIELDS = ("sentiment.score", "sentiment.label", "state")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from exporter.model import Phase, Reading, StateChange
+from genesys_sentiment_exporter.model import Phase, Reading, StateChange
 
 
 def _escape(value: str) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from exporter.backoff import Backoff
-from exporter.oauth import TokenManager, parse_retry_after
+from genesys_sentiment_exporter.backoff import Backoff
+from genesys_sentiment_exporter.oauth import TokenManager, parse_retry_after
 
 log = logging.getLogger("exporter.source.notifications")
 
@@ -122,8 +122,9 @@ class PlatformRest:
     async def json(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
         response = await self.request(method, path, body)
         if response.status_code not in ok:
-            raise RestError(f"{method} {path} answered HTTP {response.status_code}: {response.text[:200]}",
-                            response.status_code)
+            raise RestError(
+                f"{method} {path} answered HTTP {response.status_code}: {response.text[:200]}", response.status_code
+            )
         try:
             return response.json()
         except ValueError as exc:

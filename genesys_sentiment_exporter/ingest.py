@@ -12,8 +12,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from exporter.model import Reading, StateChange
-from exporter.tracker import AgentTracker, Outcome
+from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.tracker import AgentTracker, Outcome
 
 log = logging.getLogger("exporter.ingest")
 

@@ -24,25 +24,33 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from exporter.simulator.config import SimulatorConfig
-from exporter.simulator.notifications_conversations import ConversationBook
-from exporter.simulator.oauth import TokenStore
-from exporter.simulator.scenarios import CallEvent
+from genesys_cloud_simulator.config import SimulatorConfig
+from genesys_cloud_simulator.notifications_conversations import ConversationBook
+from genesys_cloud_simulator.oauth import TokenStore
+from genesys_cloud_simulator.scenarios import CallEvent
 
-log = logging.getLogger("exporter.simulator")
+log = logging.getLogger("genesys_cloud_simulator")
 
 CHANNELS = "/api/v2/notifications/channels"
 SOCKET_PREFIX = "/streaming/channels/"
 
 # What `availabletopics` says each topic needs (the simulator's choice of names; see docs/real-org.md).
 TOPIC_PERMISSIONS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
-    ("v2.users.{id}.conversations", re.compile(r"^v2\.users\.[^.]+\.conversations$"),
-     ("conversation:communication:view",)),
-    ("v2.routing.queues.{id}.conversations", re.compile(r"^v2\.routing\.queues\.[^.]+\.conversations$"),
-     ("routing:queue:view", "conversation:communication:view")),
-    ("v2.speechandtextanalytics.conversation.{id}.sentiment",
-     re.compile(r"^v2\.speechandtextanalytics\.conversation\.[^.]+\.sentiment$"),
-     ("speechAndTextAnalytics:data:view",)),
+    (
+        "v2.users.{id}.conversations",
+        re.compile(r"^v2\.users\.[^.]+\.conversations$"),
+        ("conversation:communication:view",),
+    ),
+    (
+        "v2.routing.queues.{id}.conversations",
+        re.compile(r"^v2\.routing\.queues\.[^.]+\.conversations$"),
+        ("routing:queue:view", "conversation:communication:view"),
+    ),
+    (
+        "v2.speechandtextanalytics.conversation.{id}.sentiment",
+        re.compile(r"^v2\.speechandtextanalytics\.conversation\.[^.]+\.sentiment$"),
+        ("speechAndTextAnalytics:data:view",),
+    ),
 )
 
 
@@ -138,8 +146,9 @@ class NotificationsEndpoint:
         token = _bearer(request)
         if token is None or not self._tokens.is_valid(token):
             raise web.HTTPUnauthorized(
-                text=json.dumps({"message": "Invalid or expired access token", "code": "bad.credentials",
-                                 "status": 401}),
+                text=json.dumps(
+                    {"message": "Invalid or expired access token", "code": "bad.credentials", "status": 401}
+                ),
                 content_type="application/json",
             )
         return token
@@ -179,9 +188,12 @@ class NotificationsEndpoint:
             if pattern.match(topic):
                 if any(fnmatch.fnmatchcase(topic, p) for p in self.config.forbidden_topics):
                     self.rejections += 1
-                    return {"id": topic, "state": "Rejected",
-                            "rejectionReason": "The client is missing permissions for this topic",
-                            "missingPermissions": list(permissions)}
+                    return {
+                        "id": topic,
+                        "state": "Rejected",
+                        "rejectionReason": "The client is missing permissions for this topic",
+                        "missingPermissions": list(permissions),
+                    }
                 return {"id": topic, "state": "Permitted"}
         self.rejections += 1
         return {"id": topic, "state": "Rejected", "rejectionReason": "Topic not found"}
@@ -198,7 +210,7 @@ class NotificationsEndpoint:
                 body = None
             valid = isinstance(body, list) and all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in body)
             if not valid or not isinstance(body, list):
-                return web.json_response({"message": "expected [{\"id\": topic}]", "status": 400}, status=400)
+                return web.json_response({"message": 'expected [{"id": topic}]', "status": 400}, status=400)
             topics = [t["id"] for t in body]
         self.subscription_requests.append((method, channel.id, topics))
         entities: list[dict[str, Any]] = []
@@ -213,8 +225,13 @@ class NotificationsEndpoint:
         new = dict.fromkeys(permitted) if method == "PUT" else {**channel.topics, **dict.fromkeys(permitted)}
         if len(new) > self.config.max_topics_per_channel:
             return web.json_response(
-                {"message": f"a channel holds at most {self.config.max_topics_per_channel} topics",
-                 "code": "notification.subscription.limit", "status": 400}, status=400)
+                {
+                    "message": f"a channel holds at most {self.config.max_topics_per_channel} topics",
+                    "code": "notification.subscription.limit",
+                    "status": 400,
+                },
+                status=400,
+            )
         channel.topics = new
         return web.json_response({"entities": judged})
 
@@ -267,8 +284,10 @@ class NotificationsEndpoint:
 
     @staticmethod
     def _envelope(topic: str, body: Mapping[str, Any]) -> str:
-        return json.dumps({"topicName": topic, "version": "2", "eventBody": body,
-                           "metadata": {"CorrelationId": str(uuid.uuid4())}}, separators=(",", ":"))
+        return json.dumps(
+            {"topicName": topic, "version": "2", "eventBody": body, "metadata": {"CorrelationId": str(uuid.uuid4())}},
+            separators=(",", ":"),
+        )
 
     async def _expire_loop(self) -> None:
         loop = asyncio.get_running_loop()

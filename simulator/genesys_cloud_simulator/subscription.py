@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.simulator.scenarios import CallEvent
+from genesys_cloud_simulator.scenarios import CallEvent
 
 FILTER_KEYS = frozenset({"queueId", "agentId"})
 # The only optional parts of an event; anything else (ids, eventTime, type) is always sent.
@@ -87,10 +87,12 @@ def parse_subscription(message: object, min_heartbeat: float) -> Subscription:
             raise SubscriptionError("fields must be a list of strings")
         # Unknown field names are ignored, not refused: that is how a mistyped field
         # silently loses data on the platform (the document's field-selection trap).
-        entries.append(SubscriptionEntry(
-            filters=tuple(sorted(filters.items())),
-            fields=frozenset(fields) & SELECTABLE_FIELDS,
-        ))
+        entries.append(
+            SubscriptionEntry(
+                filters=tuple(sorted(filters.items())),
+                fields=frozenset(fields) & SELECTABLE_FIELDS,
+            )
+        )
 
     heartbeat = message.get("heartbeat")
     if heartbeat is not None:

@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from exporter.simulator.config import SimulatorConfig
-from exporter.simulator.oauth import TokenStore
-from exporter.simulator.subscription import (
+from genesys_cloud_simulator.config import SimulatorConfig
+from genesys_cloud_simulator.oauth import TokenStore
+from genesys_cloud_simulator.subscription import (
     Subscription,
     SubscriptionError,
     parse_subscription,
@@ -27,7 +27,7 @@ from exporter.simulator.subscription import (
     utc_timestamp,
 )
 
-log = logging.getLogger("exporter.simulator")
+log = logging.getLogger("genesys_cloud_simulator")
 
 WS_PATH = "/api/v2/analytics/websocket"
 _CLOSE_HANDSHAKE_SECONDS = 3.0
@@ -204,8 +204,12 @@ class AnalyticsWebSocketEndpoint:
             sock.send(_error(str(exc)))
             return
         sock.subscribe(subscription)
-        log.info("socket #%d subscribed: %d entries, heartbeat %s", sock.number,
-                 len(subscription.entries), subscription.heartbeat)
+        log.info(
+            "socket #%d subscribed: %d entries, heartbeat %s",
+            sock.number,
+            len(subscription.entries),
+            subscription.heartbeat,
+        )
         sock.send(subscription.ack())
 
     def publish(self, event: Mapping[str, Any]) -> int:

@@ -1,0 +1,3 @@
+from genesys_sentiment_exporter.cli import main
+
+raise SystemExit(main())
