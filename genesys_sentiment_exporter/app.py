@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from typing import Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -109,7 +110,7 @@ class Exporter:
         self.source = make_source(settings, self.tokens, self.ingest, self.stream, self.http)
         self.names = self._name_resolver()
         extras: list[ExtraMetrics] = [self.source] if hasattr(self.source, "metrics") else []  # type: ignore[list-item]
-        extras.append(ExporterInfo(self.identity.mode, settings.resolved_ui_url()))
+        extras.append(ExporterInfo(self.identity.mode, settings.resolved_ui_url(), settings.web_external_url))
         if self.names is not None:
             extras.append(self.names)
         self.collector = ExporterCollector(
@@ -131,9 +132,26 @@ class Exporter:
             self.ready_reason,
             self.expire,
             web_config.basic_auth_users,
+            self.conversation_url,
         )
         self.web = WebServer(app, host, port, web_config.tls)
         self.tasks: list[asyncio.Task[None]] = []
+
+    def conversation_url(self, label: str) -> str | None:
+        """The Genesys Cloud page of the live call of the agent whose `agent_id` label is `label`.
+
+        Monitor, coach and barge are on that page (help.mypurecloud.com, "Monitor, coach, and barge
+        into live voice interactions"). Not in `none` mode: there is no per-agent label to ask with.
+        """
+        ui = self.settings.resolved_ui_url()
+        if not ui or not self.identity.per_agent_series:
+            return None
+        agent = self.tracker.agents.get(label) if self.identity.mode == "plain" else None
+        if agent is None and self.identity.mode == "pseudonymous":
+            agent = next((a for a in list(self.tracker.agents.values()) if a.label_id == label), None)
+        if agent is None or not agent.conversation_id:
+            return None
+        return f"{ui}/directory/#/engage/admin/interactions/{quote(agent.conversation_id, safe='')}"
 
     def _name_resolver(self) -> NameResolver | None:
         """Names through the notifications source's REST client (its budget), a fifth of the budget at most."""

@@ -91,6 +91,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "web_listen_address": ("--web.listen-address", {"help": "address to serve on (default :8729)"}),
     "web_telemetry_path": ("--web.telemetry-path", {"help": "metrics path (default /metrics)"}),
     "web_config_file": ("--web.config.file", {"help": "exporter-toolkit web config (TLS, basic auth)"}),
+    "web_external_url": (
+        "--web.external-url",
+        {"help": "URL supervisors reach this exporter at; alerts then link the live call through it"},
+    ),
     "log_level": ("--log.level", {"help": "debug, info, warn or error"}),
     "log_format": ("--log.format", {"help": "logfmt or json"}),
 }
@@ -101,7 +105,14 @@ ENV_NAMES = {
     "region": "GENESYSCLOUD_REGION",
 }
 
-WEB_FLAGS = ("web_listen_address", "web_telemetry_path", "web_config_file", "log_level", "log_format")
+WEB_FLAGS = (
+    "web_listen_address",
+    "web_telemetry_path",
+    "web_config_file",
+    "web_external_url",
+    "log_level",
+    "log_format",
+)
 
 
 class ConfigError(Exception):
@@ -215,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "resolve_agent_names",
         "agent_identity",
         "agent_identity_key_file",
+        "ui_url",
         "window_size",
         "grace_seconds",
     )

@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     web_listen_address: str = DEFAULT_LISTEN
     web_telemetry_path: str = "/metrics"
     web_config_file: Path | None = None
+    web_external_url: str = ""
     # Notifications source (the real platform's API)
     sentiment_scale: Literal["unit", "percent", "auto"] = "auto"
     notifications_max_channels: int = Field(20, ge=1, le=20)
@@ -178,6 +179,16 @@ class Settings(BaseSettings):
         if not value.startswith("/") or value in ("/", "/-/healthy", "/-/ready"):
             raise ValueError("must be a path such as /metrics, distinct from /, /-/healthy and /-/ready")
         return value
+
+    @field_validator("web_external_url")
+    @classmethod
+    def _external_url(cls, value: str) -> str:
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not an http(s) URL such as https://sentiment-exporter.example.com")
+        return value.rstrip("/")
 
     @field_validator("ui_url")
     @classmethod

@@ -190,9 +190,10 @@ class ExtraMetrics(Protocol):
 class ExporterInfo:
     """Settings the rules and dashboards read: the identity mode, and where the Genesys Cloud UI is."""
 
-    def __init__(self, identity_mode: str, ui_url: str) -> None:
+    def __init__(self, identity_mode: str, ui_url: str, external_url: str = "") -> None:
         self.identity_mode = identity_mode
         self.ui_url = ui_url
+        self.external_url = external_url
 
     def metrics(self) -> Iterator[Metric]:
         identity = InfoMetricFamily(
@@ -207,6 +208,13 @@ class ExporterInfo:
             )
             ui.add_metric([], {"url": self.ui_url})
             yield ui
+        if self.external_url and self.ui_url and self.identity_mode != "none":
+            web = InfoMetricFamily(
+                "genesys_exporter_web",
+                "Where supervisors reach this exporter: alerts link {external_url}/-/conversation/{agent_id}.",
+            )
+            web.add_metric([], {"external_url": self.external_url})
+            yield web
 
 
 class ExporterCollector:

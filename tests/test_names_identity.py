@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
+import httpx
 import pytest
 from genesys_cloud_simulator import SimulatorConfig
 from prometheus_client.parser import text_string_to_metric_families
@@ -190,3 +191,38 @@ async def test_none_mode_exports_per_queue_aggregates_only() -> None:
         assert one["genesys_queue_sentiment_rolling_average_min"] == pytest.approx(-0.7)
         assert 'genesys_exporter_agent_identity_info{mode="none"} 1.0' in text
         assert "genesys_agent_info" not in text
+
+
+async def test_conversation_link_redirects_to_the_live_call_in_genesys_cloud(tmp_path: Path) -> None:
+    ui = "https://apps.mypurecloud.ie"
+    async with live(queue_id=["q1"], ui_url=ui, web_external_url="https://sentiment.example") as (
+        sim,
+        exporter,
+        _src,
+    ):
+        await connect_call(sim, "c1", "a1")
+        await wait_for(lambda: "a1" in exporter.tracker.agents, what="a1 tracked")
+        async with httpx.AsyncClient(base_url=exporter.web.url) as http:
+            found = await http.get("/-/conversation/a1")
+            missing = await http.get("/-/conversation/nobody")
+        assert found.status_code == 302
+        assert found.headers["Location"] == f"{ui}/directory/#/engage/admin/interactions/c1"
+        assert missing.status_code == 404
+        text = await scrape(exporter)
+        assert 'genesys_exporter_web_info{external_url="https://sentiment.example"} 1.0' in text
+
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    async with live(queue_id=["q1"], ui_url=ui, agent_identity="pseudonymous", agent_identity_key_file=key_file) as (
+        sim,
+        exporter,
+        _src,
+    ):
+        await connect_call(sim, "c9", "a1")
+        await wait_for(lambda: "a1" in exporter.tracker.agents, what="a1 tracked")
+        async with httpx.AsyncClient(base_url=exporter.web.url) as http:
+            by_pseudonym = await http.get(f"/-/conversation/{AgentIdentity('pseudonymous', KEY).label('a1')}")
+            by_id = await http.get("/-/conversation/a1")
+        assert by_pseudonym.status_code == 302
+        assert by_pseudonym.headers["Location"].endswith("/interactions/c9")
+        assert by_id.status_code == 404, "the real id is not an address in pseudonymous mode"
