@@ -8,10 +8,11 @@
 #
 # The default image holds no simulator: a deployment that forgets its command fails on missing
 # credentials instead of serving synthetic agents and reporting ready.
-ARG PYTHON_VERSION=3.11
+# Pinned to a patch release (the compose receiver uses the same image); bump deliberately.
+ARG PYTHON_VERSION=3.11.14
 
 # ---- build: install the package and its dependencies into a virtualenv -----------------------------
-FROM python:${PYTHON_VERSION}-slim AS build
+FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -26,7 +27,7 @@ COPY simulator ./simulator
 RUN /opt/venv/bin/pip install ./simulator
 
 # ---- base: the runtime user and health check shared by both images ---------------------------------
-FROM python:${PYTHON_VERSION}-slim AS base
+FROM python:${PYTHON_VERSION}-slim-bookworm AS base
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: demo test lint tools stack stack-up stack-down stack-status rules bench clean
+.PHONY: demo test lint tools stack-tools stack stack-up stack-down stack-status rules bench clean
 
 $(STAMP): pyproject.toml simulator/pyproject.toml
 	./scripts/bootstrap-venv.sh
@@ -12,6 +12,10 @@ demo: $(STAMP)
 
 tools:
 	./scripts/install-tools.sh
+
+# Only the two Debian packages the stack runs (no Node.js, no schema project).
+stack-tools:
+	./scripts/install-tools.sh stack
 
 test: $(STAMP) tools
 	$(PY) -m pytest
@@ -23,10 +27,10 @@ lint: $(STAMP)
 
 # The whole monitoring topology without Docker (Debian's prometheus and prometheus-alertmanager, the
 # exporter in demo mode, the local Slack/PagerDuty receiver) on 127.0.0.1: 8729, 9090, 9093, 9099.
-stack: $(STAMP) tools
+stack: $(STAMP) stack-tools
 	$(PY) -m stack up $(STACK_ARGS)
 
-stack-up: $(STAMP) tools
+stack-up: $(STAMP) stack-tools
 	$(PY) -m stack up --detach $(STACK_ARGS)
 
 stack-down: $(STAMP)

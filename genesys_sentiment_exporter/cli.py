@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import importlib
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from genesys_sentiment_exporter.app import Exporter
 
 EXIT_CONFIG = 2
+# Errors of bind(): the address is taken, not on this machine, or a privileged port.
+LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 # field -> (flag, argparse options). Every flag is also ENV_PREFIX + FIELD (credentials: GENESYSCLOUD_*).
 FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -171,6 +176,30 @@ def build_exporter(settings: Settings, redactor: logs.Redactor) -> Exporter:
         raise setting_error(str(exc), "web_config_file") from None
 
 
+def check_web_config(settings: Settings) -> None:
+    """Load --web.config.file before anything starts, so `demo` refuses a bad one in one line like `run`."""
+    if settings.web_config_file is None:
+        return
+    from genesys_sentiment_exporter.web_config import load_web_config
+
+    try:
+        load_web_config(settings.web_config_file)
+    except ValueError as exc:
+        raise setting_error(str(exc), "web_config_file") from None
+
+
+@contextlib.contextmanager
+def listen_errors_explained(address: str) -> Iterator[None]:
+    """A port that is taken (or not ours to bind) is an operator's problem, said in one line, not a
+    traceback from deep inside the event loop (`run` does the same in start_or_explain)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in LISTEN_ERRNOS:
+            raise
+        raise StartError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+
+
 def simulator_package() -> ModuleType:
     """The simulator, a separate distribution: `demo` and `simulate` need it, `run` and `check` do not."""
     try:
@@ -276,8 +305,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = simulator_config(args)
         settings = load_settings(_settings_values(args))
         redactor = logs.setup(settings.log_level, settings.log_format)
+        check_web_config(settings)
         demo = importlib.import_module("genesys_cloud_simulator.demo")
-        asyncio.run(until_signalled(lambda: demo.demo(settings, config, redactor)))
+        with listen_errors_explained(settings.web_listen_address or "the demo address"):
+            asyncio.run(until_signalled(lambda: demo.demo(settings, config, redactor)))
         return 0
     settings = load_settings(_settings_values(args))
     try:
@@ -331,5 +362,8 @@ def _simulate(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    asyncio.run(until_signalled(lambda: simulator.serve_forever(config, host or "127.0.0.1", port, on_ready=announce)))
+    with listen_errors_explained(args.listen_address):
+        asyncio.run(
+            until_signalled(lambda: simulator.serve_forever(config, host or "127.0.0.1", port, on_ready=announce))
+        )
     return 0

@@ -3,12 +3,21 @@
 # prometheus-alertmanager (prometheus-alertmanager, amtool), and Node.js with npm (the dashboards are
 # type-checked against Grafana's published @grafana/schema with TypeScript). Packages only as root;
 # otherwise it says what is missing, and the tests that need those programs fail loudly, never skip.
+#
+#   scripts/install-tools.sh          everything the test suite needs
+#   scripts/install-tools.sh stack    only what `make stack` runs: prometheus and prometheus-alertmanager
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scope="${1:-all}"
+pairs="prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager"
+case "$scope" in
+  stack) ;;
+  all) pairs="$pairs node:nodejs npm:npm" ;;
+  *) echo "usage: $0 [all|stack]" >&2; exit 2 ;;
+esac
 missing=()
 packages=()
-for pair in prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
-            amtool:prometheus-alertmanager node:nodejs npm:npm; do
+for pair in $pairs; do
   bin=${pair%%:*}
   package=${pair#*:}
   if ! command -v "$bin" >/dev/null 2>&1; then
@@ -26,6 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "warning: missing ${missing[*]}; as root run: apt-get install ${packages[*]}" >&2
   fi
 fi
+[ "$scope" = stack ] && exit 0
 # The TypeScript project that checks the dashboards: installed once from the lock file.
 schema=tests/bundle/grafana_schema
 if command -v npm >/dev/null 2>&1 && [ ! -d "$schema/node_modules/@grafana/schema" ]; then

@@ -13,6 +13,21 @@ from types import FrameType
 from stack.launcher import DEFAULT_PORTS, DEFAULT_RUN_DIR, START_ORDER, Stack, StackError, StackOptions, http_get
 
 
+def useful_urls(stack: Stack) -> list[str]:
+    """The pages to open, as they exist on Debian's builds: Debian's prometheus serves only the
+    classic UI (`/alerts` is a 404 there, `/classic/alerts` works) and Debian's alertmanager has no
+    web UI at all (its `/` says so): its API and amtool stand in."""
+    am = stack.alertmanager_url
+    return [
+        f"  what Slack and PagerDuty received: {stack.receiver_url}/messages",
+        f"  exporter metrics:                  {stack.exporter_url}/metrics",
+        f"  Prometheus alerts:                 {stack.prometheus_url}/classic/alerts",
+        f"  Prometheus graph:                  {stack.prometheus_url}/classic/graph",
+        f"  Alertmanager (no web UI in Debian's package): {am}/api/v2/alerts",
+        f"      or: amtool --alertmanager.url={am} alert query",
+    ]
+
+
 def _up(args: argparse.Namespace) -> int:
     ports = dict(DEFAULT_PORTS)
     for name in START_ORDER:
@@ -37,8 +52,8 @@ def _up(args: argparse.Namespace) -> int:
     print("genesys-sentiment stack is up:")
     for name in START_ORDER:
         print(f"  {name:<13} {stack.url(name)}   (log: {stack.components[name].log_path})")
-    print(f"  receiver messages: {stack.receiver_url}/messages")
-    print(f"  alert rules:       {stack.prometheus_url}/alerts")
+    for line in useful_urls(stack):
+        print(line)
 
     if args.detach:
         stack.detach()

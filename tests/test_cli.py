@@ -221,6 +221,32 @@ def test_listen_address_in_use_is_reported_without_traceback() -> None:
     assert str(port) in result.stderr
 
 
+@pytest.mark.parametrize("command", ["demo", "simulate"])
+def test_demo_and_simulate_report_a_busy_port_in_one_line(command: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        flag = "--web.listen-address" if command == "demo" else "--listen-address"
+        result = run_cli(command, flag, f"127.0.0.1:{port}", timeout=30)
+    assert "Traceback" not in result.stderr, result.stderr
+    # The demo's simulator may log its start and stop (log lines); the error itself is one line.
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("ts=")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"genesys-sentiment-exporter: cannot listen on 127.0.0.1:{port}: "), errors
+    assert "in use" in errors[0]
+    assert result.returncode == 1
+
+
+@pytest.mark.parametrize("content", [None, "basic_auth_users:\n  u: plain\n"])
+def test_demo_refuses_a_bad_web_config_file_in_one_line(tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "web.yml"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = run_cli("demo", "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(path), timeout=30)
+    assert_one_line_config_error(result, "--web.config.file", "GENESYS_EXPORTER_WEB_CONFIG_FILE")
+
+
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import urllib.request
@@ -281,6 +282,12 @@ def test_cli_up_detach_status_down(tmp_path: Path) -> None:
         assert state and set(state["processes"]) == {"receiver", "alertmanager", "exporter", "prometheus"}
         status = run([*base, "status", *env_run_dir], cwd=REPO)
         assert status.returncode == 0, status.stdout + status.stderr
+        # Every page `up` tells a person to open works on Debian's builds (no /alerts 404).
+        printed = re.findall(r"https?://[^/\s]+/\S+", up.stdout)  # the pages, not the bare addresses
+        assert any(url.endswith("/classic/alerts") for url in printed), up.stdout
+        assert "no web UI" in up.stdout, "say that Debian's Alertmanager has no UI"
+        for url in printed:
+            assert http_get(url.rstrip(")"))[0] == 200, url
     finally:
         down = run([*base, "down", *env_run_dir], cwd=REPO, timeout=60)
     assert down.returncode == 0, down.stdout + down.stderr
