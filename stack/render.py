@@ -41,6 +41,9 @@ SLACK_SECRET_CHANNELS: Mapping[str, str] = {
     "slack_supervisors_url": "cx-supervisors",
     "slack_billing_supervisors_url": "cx-billing-supervisors",
     "slack_support_supervisors_url": "cx-support-supervisors",
+    # Not a Slack channel: the dead man's switch's heartbeat URL, posted through slack_configs
+    # (alertmanager.yml explains why); the receiver records it as channel "heartbeat".
+    "heartbeat_url": "heartbeat",
 }
 PAGERDUTY_SECRET_KEYS: Mapping[str, str] = {
     "pagerduty_platform_routing_key": "demo-platform-routing-key",

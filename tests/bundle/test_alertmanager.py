@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from genesys_sentiment_exporter import alertmanager_routes
 from stack.render import PAGERDUTY_SECRET_KEYS, SECRETS_DIR, SLACK_SECRET_CHANNELS
 
 from .support import ALERTMANAGER_CONFIG, ALERTMANAGER_DIR, alerts_by_name, load_yaml, require, run, unit_test_cases
@@ -32,7 +33,7 @@ def test_amtool_check_config() -> None:
 
 
 SENTIMENT = {
-    "alertname": "AgentSentimentSustainedNegative",
+    "alertname": "AgentSentimentSevereNegative",
     "team": "supervisors",
     "severity": "critical",
     "layer": "sentiment",
@@ -47,7 +48,29 @@ QUEUE_WARNING = {
 }
 PLATFORM = {"team": "platform", "layer": "platform", "job": "genesys-sentiment"}
 
+SOUR = {**SENTIMENT, "alertname": "AgentSentimentSustainedNegative", "severity": "warning"}
+
 ROUTE_CASES = [
+    pytest.param(
+        "supervisors-billing",
+        {**SOUR, "queue_id": "q-billing", "agent_id": "agent-sour"},
+        id="sour-call-to-the-queues-slack-only-not-pagerduty",
+    ),
+    pytest.param(
+        "supervisors-billing",
+        {**SOUR, "queue_id": "9f1c0000-guid", "queue_name": "Billing EMEA", "agent_id": "a1"},
+        id="queue-routed-by-its-name-from-queues-yml",
+    ),
+    pytest.param(
+        "contact-centre-pagerduty,supervisors-support",
+        {**SENTIMENT, "alertname": "QueueSentimentSeveralAgentsNegative", "queue_id": "q-support"},
+        id="several-sour-agents-page",
+    ),
+    pytest.param(
+        "heartbeat",
+        {"alertname": "GenesysSentimentWatchdog", "severity": "none", "team": "platform", "layer": "platform"},
+        id="watchdog-to-heartbeat",
+    ),
     pytest.param(
         "contact-centre-pagerduty,supervisors-billing",
         {**SENTIMENT, "queue_id": "q-billing", "agent_id": "agent-sour"},
@@ -142,6 +165,8 @@ def test_every_alert_of_the_rules_reaches_a_receiver() -> None:
             ("platform", "warning"): {"oncall-slack"},
             ("platform", "none"): {"blackhole"},
         }[(rule["labels"]["team"], rule["labels"]["severity"])]
+        if name == "GenesysSentimentWatchdog":
+            expected = {"heartbeat"}
         assert got == expected, f"{name}: {got}"
 
 
@@ -169,7 +194,8 @@ def test_secrets_only_through_files() -> None:
 def test_slack_sends_resolved_and_pagerduty_uses_events_v2() -> None:
     for receiver in _receivers().values():
         for slack in receiver.get("slack_configs", []):
-            assert slack.get("send_resolved") is True, receiver["name"]
+            # The heartbeat is a ping, not a message: "resolved" would mean nothing to the service.
+            assert slack.get("send_resolved") is (receiver["name"] != "heartbeat"), receiver["name"]
     assert config()["global"]["pagerduty_url"].endswith("/v2/enqueue")
 
 
@@ -261,7 +287,7 @@ def _alert(
     }
 
 
-def _render(tmp_path: Path, template: str, alerts: list[dict[str, Any]]) -> str:
+def _render(tmp_path: Path, template: str, alerts: list[dict[str, Any]], arg: str = ".") -> str:
     firing = [a for a in alerts if a["status"] == "firing"]
     common = {k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)}
     data = {
@@ -280,7 +306,7 @@ def _render(tmp_path: Path, template: str, alerts: list[dict[str, Any]]) -> str:
         "render",
         f"--template.glob={ALERTMANAGER_DIR / 'templates' / '*.tmpl'}",
         f"--template.data={path}",
-        f'--template.text={{{{ template "{template}" . }}}}',
+        f'--template.text={{{{ template "{template}" {arg} }}}}',
     )
     assert result.returncode == 0, result.stderr
     return str(result.stdout)
@@ -316,3 +342,115 @@ def test_pagerduty_summary_fits_the_events_v2_limit(tmp_path: Path) -> None:
     one = _render(tmp_path, "genesys.pagerduty.description", [_alert("agent-sour", "q-billing")])
     assert one == "[FIRING:1] Agent agent-sour in q-billing has a sustained negative sentiment (avg -0.72, 35s)"
     assert _render(tmp_path, "genesys.pagerduty.severity", alerts) == "critical"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-queue routing from alertmanager/queues.yml, names and links in the messages
+# ---------------------------------------------------------------------------------------------------
+QUEUES_FILE = ALERTMANAGER_DIR / "queues.yml"
+
+
+def test_queue_routes_are_generated_from_queues_yml() -> None:
+    current = ALERTMANAGER_CONFIG.read_text()
+    assert alertmanager_routes.render(current, QUEUES_FILE.read_text()) == current, (
+        "alertmanager.yml is stale: run python -m genesys_sentiment_exporter.alertmanager_routes"
+    )
+    assert not re.search(r"queue_id=\"q-", current.split(alertmanager_routes.ROUTES_BEGIN)[0])
+
+
+def test_every_team_of_queues_yml_is_routed_by_id_and_by_name() -> None:
+    routing = alertmanager_routes.load(QUEUES_FILE.read_text())
+    assert routing.teams
+    for team in routing.teams:
+        for queue_id in team.queue_ids:
+            labels = {**SOUR, "queue_id": queue_id, "agent_id": "a1"}
+            result = amtool(
+                "config",
+                "routes",
+                "test",
+                f"--config.file={ALERTMANAGER_CONFIG}",
+                f"--verify.receivers={team.receiver}",
+                *(f"{k}={v}" for k, v in labels.items()),
+            )
+            assert result.returncode == 0, (queue_id, result.stdout)
+    unknown = {**SOUR, "queue_id": "q-unlisted", "queue_name": "Claims", "agent_id": "a1"}
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        f"--verify.receivers={routing.default.receiver}",
+        *(f"{k}={v}" for k, v in unknown.items()),
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_generated_routes_reject_bad_input_and_render_a_new_team(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="secrets/"):
+        alertmanager_routes.load("default: {receiver: d, slack_url_file: /etc/url}\nteams: []\n")
+    with pytest.raises(ValueError, match="listed for"):
+        alertmanager_routes.load(
+            "default: {receiver: d, slack_url_file: secrets/d}\nteams:\n"
+            "  - {receiver: a, slack_url_file: secrets/a, queue_ids: [q1]}\n"
+            "  - {receiver: b, slack_url_file: secrets/b, queue_ids: [q1]}\n"
+        )
+    queues = QUEUES_FILE.read_text() + (
+        '  - receiver: supervisors-claims\n    channel: "#cx-claims"\n'
+        "    slack_url_file: secrets/slack_claims_url\n    queue_ids: [7e0c2d4a-1111-2222-3333-444455556666]\n"
+    )
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(alertmanager_routes.render(ALERTMANAGER_CONFIG.read_text(), queues))
+    assert amtool("check-config", str(config)).returncode == 0
+    labels = {**SOUR, "queue_id": "7e0c2d4a-1111-2222-3333-444455556666", "agent_id": "a1"}
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={config}",
+        "--verify.receivers=supervisors-claims",
+        *(f"{k}={v}" for k, v in labels.items()),
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def _named(alert: dict[str, Any], agent_name: str, queue_name: str, call: str, profile: str) -> dict[str, Any]:
+    alert["labels"].update(agent_name=agent_name, queue_name=queue_name)
+    alert["annotations"].update(
+        summary=f"{agent_name} in {queue_name} has a severely negative call",
+        action="Barge in or take over the call now; if it is already calmer, Monitor and Coach.",
+        conversation_url=call,
+        agent_url=profile,
+    )
+    return alert
+
+
+def test_messages_carry_names_links_and_what_to_do(tmp_path: Path) -> None:
+    call = "https://sentiment.example/-/conversation/a1"
+    profile = "https://apps.mypurecloud.ie/directory/#/person/a1"
+    alerts = [
+        _named(
+            _alert("a1", "9f1c-guid", severity="critical", alertname="AgentSentimentSevereNegative"),
+            "Jane Doe",
+            "Billing",
+            call,
+            profile,
+        )
+    ]
+    text = _render(tmp_path, "genesys.slack.text", alerts)
+    assert "*Jane Doe* in *Billing*" in text
+    assert f"<{call}|Open the call (monitor / coach / barge)>" in text
+    assert f"<{profile}|Agent in Genesys Cloud>" in text
+    assert "Barge in or take over the call now" in text
+    assert "9f1c-guid" not in text.split("var-queue")[0], "the queue id shows only inside the dashboard link"
+    assert _render(tmp_path, "genesys.pagerduty.client_url", alerts) == call
+    assert _render(tmp_path, "genesys.pagerduty.component", alerts) == "queue Billing"
+    details = _render(tmp_path, "genesys.pagerduty.details", alerts, ".Alerts.Firing").strip()
+    assert details.startswith("Jane Doe (Billing) avg -0.72") and call in details
+    assert _render(tmp_path, "genesys.pagerduty.description", alerts).startswith(
+        "[FIRING:1] Jane Doe in Billing has a severely negative call"
+    )
+    # Without links (no --web.external-url, pseudonymous ids), no empty link is drawn.
+    bare = [_named(_alert("p-1234", "q1"), "p-1234", "Q1", "", "")]
+    text = _render(tmp_path, "genesys.slack.text", bare)
+    assert "<|" not in text and "Open the call" not in text and "Agent in Genesys Cloud" not in text
+    assert _render(tmp_path, "genesys.pagerduty.client_url", bare).startswith("http://localhost:3000/d/")

@@ -22,6 +22,16 @@ from .support import (
 )
 
 REQUIRED_ANNOTATIONS = ("summary", "description", "runbook_url", "dashboard_url")
+# The bases of every link are the labels of one recording rule (a deployment sets them there).
+LINKS_RULE = "global:genesys_links:info"
+RUNBOOK_BASE = '{{ with query "global:genesys_links:info" }}{{ . | first | label "runbook_url" }}{{ end }}'
+GRAFANA_BASE = '{{ with query "global:genesys_links:info" }}{{ . | first | label "grafana_url" }}{{ end }}'
+# Always firing on purpose (the dead man's switch): it has no "quiet" case.
+ALWAYS_FIRING = frozenset({"GenesysSentimentWatchdog"})
+# Alerts about one agent / one queue: their labels carry the names (tests below).
+AGENT_ALERTS = frozenset(
+    {"AgentSentimentSustainedNegative", "AgentSentimentSevereNegative", "AgentSentimentReadingsStopped"}
+)
 # Alerts about one process keep `instance` on purpose (each replica has its own token / state).
 PER_INSTANCE_ALERTS = frozenset({"GenesysOAuthTokenNotRefreshed", "GenesysSentimentReplicaDegraded"})
 
@@ -58,7 +68,7 @@ def test_unit_tests_cover_every_alert_firing_and_not_firing() -> None:
     quiet = {c["alertname"] for c in cases if not c.get("exp_alerts")}
     assert {c["alertname"] for c in cases} <= alerts, "unit tests name alerts that do not exist"
     assert alerts - firing == set(), f"alerts never expected to fire in {RULES_TEST_FILE.name}"
-    assert alerts - quiet == set(), f"alerts never expected NOT to fire in {RULES_TEST_FILE.name}"
+    assert alerts - quiet - ALWAYS_FIRING == set(), f"alerts never expected NOT to fire in {RULES_TEST_FILE.name}"
 
 
 def test_unit_tests_pin_labels_and_annotations_of_every_alert() -> None:
@@ -83,28 +93,80 @@ def _github_anchor(heading: str) -> str:
     return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def _links() -> dict[str, str]:
+    """The label values of global:genesys_links:info, read from its label_replace() calls."""
+    (rule,) = [r for r in rules("record") if r["record"] == LINKS_RULE]
+    return dict(re.findall(r'"(\w+_url)",\s*"([^"]+)"', rule["expr"]))
+
+
+def test_link_bases_are_set_in_one_place() -> None:
+    links = _links()
+    assert set(links) == {"grafana_url", "runbook_url"}
+    assert urlsplit(links["runbook_url"]).path.endswith("docs/runbook.md")
+    for path in RULE_FILES:
+        if "alerts" in path.name:
+            text = path.read_text()
+            assert not re.search(r"https?://", text.replace("https://apps.{domain}", "")), (
+                f"{path.name} writes a URL: use {LINKS_RULE} or the exporter's info metrics"
+            )
+
+
 def test_runbook_urls_point_at_existing_sections() -> None:
     anchors = {_github_anchor(m) for m in re.findall(r"^#+\s+(.*)$", RUNBOOK.read_text(), flags=re.MULTILINE)}
-    bases = set()
     for name, rule in alerts_by_name().items():
-        url = urlsplit(rule["annotations"]["runbook_url"])
-        bases.add(url._replace(fragment="").geturl())
-        assert url.path.endswith("docs/runbook.md"), name
-        assert url.fragment == name.lower(), f"{name}: runbook anchor should be #{name.lower()}"
-        assert url.fragment in anchors, f"{name}: no '### {name}' section in docs/runbook.md"
-    assert len(bases) == 1, f"one runbook base URL, found {bases}"
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"{RUNBOOK_BASE}#{name.lower()}", (
+            f"{name}: runbook_url should be the links rule + #{name.lower()}"
+        )
+        assert name.lower() in anchors, f"{name}: no '### {name}' section in docs/runbook.md"
 
 
 def test_dashboard_urls_point_at_existing_dashboards() -> None:
     dashboards = {d["uid"]: d for d in map(load_dashboard, DASHBOARD_FILES)}
     for name, rule in alerts_by_name().items():
-        url = urlsplit(rule["annotations"]["dashboard_url"])
+        raw = rule["annotations"]["dashboard_url"]
+        assert raw.startswith(GRAFANA_BASE), f"{name}: dashboard_url should start with the links rule"
+        url = urlsplit(raw.removeprefix(GRAFANA_BASE))
         match = re.fullmatch(r"/d/([^/]+)/([^/]+)", url.path)
         assert match, f"{name}: dashboard_url path {url.path!r} is not /d/<uid>/<slug>"
         assert match.group(1) in dashboards, f"{name}: no dashboard with uid {match.group(1)}"
         variables = {v["name"] for v in dashboards[match.group(1)]["templating"]["list"]}
         for param in filter(None, url.query.split("&")):
             assert param.split("=")[0].removeprefix("var-") in variables, f"{name}: unknown variable in {param}"
+
+
+def test_agent_and_queue_alerts_carry_names_and_say_what_to_do() -> None:
+    alerts = alerts_by_name()
+    for name, rule in alerts.items():
+        expr = rule["expr"]
+        if name in AGENT_ALERTS:
+            assert "group_left (agent_name) agent:genesys_agent_name:info" in expr, name
+            assert rule["annotations"].get("action"), f"{name}: say what to do (listen, coach, barge)"
+            assert "/-/conversation/" in rule["annotations"]["conversation_url"], name
+            assert "/directory/#/person/" in rule["annotations"]["agent_url"], name
+        if rule["labels"]["team"] == "supervisors":
+            assert "group_left (queue_name) queue:genesys_queue_name:info" in expr, name
+    for case in unit_test_cases():
+        for expected in case.get("exp_alerts") or []:
+            labels = expected["exp_labels"]
+            if case["alertname"] in AGENT_ALERTS:
+                assert {"agent_name", "queue_name"} <= set(labels), case["alertname"]
+            elif "queue_id" in labels:
+                assert "queue_name" in labels, case["alertname"]
+
+
+def test_pagerduty_is_by_policy_not_for_every_sour_call() -> None:
+    alerts = alerts_by_name()
+    assert alerts["AgentSentimentSustainedNegative"]["labels"]["severity"] == "warning"
+    critical_sentiment = {
+        n for n, a in alerts.items() if a["labels"] == {**a["labels"], "team": "supervisors", "severity": "critical"}
+    }
+    assert critical_sentiment == {"AgentSentimentSevereNegative", "QueueSentimentSeveralAgentsNegative"}
+    assert "global:genesys_sentiment_page_threshold:value" in alerts["AgentSentimentSevereNegative"]["expr"] or (
+        "below_page_threshold" in alerts["AgentSentimentSevereNegative"]["expr"]
+    )
+    assert "global:genesys_sentiment_page_agents:value" in alerts["QueueSentimentSeveralAgentsNegative"]["expr"]
+    assert alerts["GenesysSentimentWatchdog"]["expr"].strip() == "vector(1)"
 
 
 def test_recording_rule_names_are_level_metric_operations() -> None:
@@ -128,9 +190,9 @@ def test_threshold_is_written_once() -> None:
 def test_sentiment_duration_is_the_for_of_one_alert() -> None:
     alerts = alerts_by_name()
     assert alerts["AgentSentimentSustainedNegative"]["for"] == "30s"
-    assert alerts["AgentSentimentSustainedNegative"]["expr"].strip() == (
-        "queue_agent:genesys_agent_sentiment_rolling_average_below_threshold:max"
-    )
+    expr = alerts["AgentSentimentSustainedNegative"]["expr"].strip()
+    assert expr.startswith("queue_agent:genesys_agent_sentiment_rolling_average_below_threshold:max\n"), expr
+    assert "<" not in expr and ">" not in expr, "the comparison belongs to the recording rule"
 
 
 def test_rules_fold_replicas_together() -> None:

@@ -3,8 +3,10 @@ source), Debian's prometheus and prometheus-alertmanager with the shipped rules 
 local receiver standing in for Slack and PagerDuty.
 
 One story, in order, because each step needs the one before:
-1. agent-sour's call turns sour: Slack and PagerDuty payloads arrive, with the right labels and links,
-   within 30 s + 15 s of the rolling average going below -0.5 (time-to-page is printed);
+1. agent-sour's call turns sour: the queue's Slack channel is told within 30 s + 15 s of the rolling
+   average going below -0.5 (time-to-page is printed), with the agent's and the queue's names, a link
+   to the live call (which redirects to it in Genesys Cloud) and to the agent; the call keeps going
+   below the paging threshold, so PagerDuty is paged too (by policy), with the same names and links;
 2. agent-flap, whose average dips below -0.5 for under 30 s at a time, pages nobody;
 3. the call ends: the resolved notification arrives;
 4. the next sour call pages again; then the simulated stream is killed: the stream alert reaches
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from stack import Stack, StackOptions
@@ -97,8 +100,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, sub
     sim_url = f"http://127.0.0.1:{sim_port}"
     secret = run_dir / "client-secret"
     secret.write_text("demo-secret")
+    exporter_port = free_port()
     options = StackOptions(
         run_dir=run_dir / "stack",
+        ports={"exporter": exporter_port},
         exporter_command=[PYTHON, "-m", "genesys_sentiment_exporter", "run"],
         exporter_args=[
             "--api-base-url",
@@ -113,6 +118,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, sub
             "q-billing",
             "--queue-id",
             "q-support",
+            # The region only names the Genesys Cloud UI the alerts link to (the API is the simulator).
+            "--region",
+            "eu-west-1",
+            "--web.external-url",
+            f"http://127.0.0.1:{exporter_port}",
         ],
     )
     stack = Stack(options)
@@ -151,16 +161,37 @@ def test_sour_call_pages_flapping_does_not_resolution_arrives_and_dead_stream_al
     assert time_to_page >= 30 - 3, "paged before the average had been low for 30 s"
     assert slack["channel"] == "cx-billing-supervisors" or "billing" in str(slack["channel"])
     slack_text = body_text(slack)
-    for needle in ("agent-sour", "q-billing", "var-agent=agent-sour", "runbook.md#agentsentimentsustainednegative"):
+    call_link = f"{stack.exporter_url}/-/conversation/agent-sour"
+    for needle in (
+        "*Agent agent-sour* in *Billing*",  # the names the simulator's users and queues API gives
+        f"<{call_link}|Open the call (monitor / coach / barge)>",
+        "<https://apps.mypurecloud.ie/directory/#/person/agent-sour|Agent in Genesys Cloud>",
+        "Listen in (Monitor)",
+        "var-agent=agent-sour",
+        "runbook.md#agentsentimentsustainednegative",
+    ):
         assert needle in slack_text, f"{needle!r} missing from the Slack payload: {slack_text}"
+    # The call link leads to the live call in the region's Genesys Cloud UI.
+    redirect = httpx.get(call_link, follow_redirects=False, timeout=5)
+    assert redirect.status_code == 302, redirect.text
+    assert redirect.headers["Location"].startswith("https://apps.mypurecloud.ie/directory/#/engage/admin/interactions/")
 
-    pager = stack.wait_for_receiver(lambda m: m["kind"] == "pagerduty" and "agent-sour" in body_text(m), timeout=30)
+    # PagerDuty by policy: not for the sustained-negative warning, for the call going below -0.7.
+    pager = stack.wait_for_receiver(lambda m: m["kind"] == "pagerduty" and "agent-sour" in body_text(m), timeout=45)
     event = pager["body"]
     assert event["event_action"] == "trigger"
     assert event["payload"]["severity"] == "critical"
     assert len(event["payload"]["summary"]) <= 1024
-    assert "agent-sour" in event["payload"]["summary"]
+    assert event["payload"]["summary"].startswith("[FIRING:1] Agent agent-sour in Billing has a severely negative call")
+    assert event["payload"]["component"] == "queue Billing"
+    assert event["client_url"] == call_link
+    details = event["payload"]["custom_details"]
+    assert call_link in details["firing"] and "Barge in" in details["action"] and details["queue"] == "Billing"
     assert any("var-agent=agent-sour" in link.get("href", "") for link in event.get("links", []))
+    earlier_pages = [
+        m for m in stack.receiver_messages() if m["kind"] == "pagerduty" and "sustained negative" in body_text(m)
+    ]
+    assert not earlier_pages, "the sustained-negative warning paged PagerDuty"
 
     # 3. The call ends (wrapup after ~75 s of sourness): the alert resolves and Slack is told.
     resolved = stack.wait_for_receiver(lambda m: is_slack(m, "resolved", "agent-sour"), timeout=120)
