@@ -11,14 +11,17 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Iterator
 from typing import Protocol
+from urllib.parse import quote
 
 import httpx
 
 from genesys_sentiment_exporter.config import Settings, parse_listen_address
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.logs import Redactor
-from genesys_sentiment_exporter.metrics import ExporterCollector, new_registry
+from genesys_sentiment_exporter.metrics import ExporterCollector, ExporterInfo, ExtraMetrics, new_registry
+from genesys_sentiment_exporter.names import NameResolver
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.stream_state import StreamState
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
@@ -61,7 +64,6 @@ def make_source(
             topics_per_channel=settings.notifications_topics_per_channel,
             requests_per_minute=settings.api_requests_per_minute,
             probe_seconds=settings.notifications_channel_probe_seconds,
-            resolve_agent_names=settings.resolve_agent_names,
             ssl_context=ssl.create_default_context(),
         )
     from genesys_sentiment_exporter.sources.analytics_websocket import AnalyticsWebSocketSource
@@ -83,13 +85,15 @@ class Exporter:
         self.settings = settings
         self.redactor = redactor or Redactor()
         self.redactor.add(settings.client_secret.get_secret_value())
+        self.identity = settings.identity()
         self.tracker = AgentTracker(
             TrackerLimits(
                 window_size=settings.window_size,
                 grace_seconds=settings.grace_seconds,
                 idle_seconds=settings.idle_seconds,
                 max_agents=settings.max_agents,
-            )
+            ),
+            label_id=self.identity.label if self.identity.mode == "pseudonymous" else None,
         )
         self.ingest = Ingest(self.tracker)
         self.stream = StreamState()
@@ -104,6 +108,11 @@ class Exporter:
             on_token=self._new_token,
         )
         self.source = make_source(settings, self.tokens, self.ingest, self.stream, self.http)
+        self.names = self._name_resolver()
+        extras: list[ExtraMetrics] = [self.source] if hasattr(self.source, "metrics") else []  # type: ignore[list-item]
+        extras.append(ExporterInfo(self.identity.mode, settings.resolved_ui_url(), settings.web_external_url))
+        if self.names is not None:
+            extras.append(self.names)
         self.collector = ExporterCollector(
             tracker=self.tracker,
             ingest=self.ingest,
@@ -111,7 +120,8 @@ class Exporter:
             tokens=self.tokens,
             source_name=self.source.name,
             ready=lambda: self.ready_reason() is None,
-            extras=[self.source] if hasattr(self.source, "metrics") else [],  # type: ignore[list-item]
+            extras=extras,
+            per_agent_series=self.identity.per_agent_series,
         )
         self.registry = new_registry(self.collector)
         host, port = parse_listen_address(settings.web_listen_address)
@@ -122,9 +132,44 @@ class Exporter:
             self.ready_reason,
             self.expire,
             web_config.basic_auth_users,
+            self.conversation_url,
         )
         self.web = WebServer(app, host, port, web_config.tls)
         self.tasks: list[asyncio.Task[None]] = []
+
+    def conversation_url(self, label: str) -> str | None:
+        """The Genesys Cloud page of the live call of the agent whose `agent_id` label is `label`.
+
+        Monitor, coach and barge are on that page (help.mypurecloud.com, "Monitor, coach, and barge
+        into live voice interactions"). Not in `none` mode: there is no per-agent label to ask with.
+        """
+        ui = self.settings.resolved_ui_url()
+        if not ui or not self.identity.per_agent_series:
+            return None
+        agent = self.tracker.agents.get(label) if self.identity.mode == "plain" else None
+        if agent is None and self.identity.mode == "pseudonymous":
+            agent = next((a for a in list(self.tracker.agents.values()) if a.label_id == label), None)
+        if agent is None or not agent.conversation_id:
+            return None
+        return f"{ui}/directory/#/engage/admin/interactions/{quote(agent.conversation_id, safe='')}"
+
+    def _name_resolver(self) -> NameResolver | None:
+        """Names through the notifications source's REST client (its budget), a fifth of the budget at most."""
+        rest = getattr(self.source, "rest", None)
+        if not self.settings.resolve_agent_names or rest is None or not self.identity.per_agent_series:
+            return None
+        agents = self.tracker.agents
+
+        def tracked() -> Iterator[tuple[str, str, str]]:
+            for agent in list(agents.values()):
+                yield agent.agent_id, agent.label_id, agent.queue_id
+
+        return NameResolver(
+            rest,
+            tracked,
+            agents=self.identity.names_allowed,
+            requests_per_minute=max(1.0, self.settings.api_requests_per_minute / 5),
+        )
 
     def _new_token(self, token: Token) -> None:
         self.redactor.add(token.value)
@@ -147,6 +192,8 @@ class Exporter:
             asyncio.create_task(self.source.run(), name="source"),
             asyncio.create_task(self._expiry(), name="expiry"),
         ]
+        if self.names is not None:
+            self.tasks.append(asyncio.create_task(self.names.run(), name="names"))
         for task in self.tasks:
             task.add_done_callback(self._crashed)
         log.info("listening on %s (source %s)", self.web.url, self.source.name)

@@ -75,11 +75,31 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "resolve_agent_names": (
         "--resolve-agent-names",
-        {"action": "store_const", "const": True, "help": "export genesys_agent_info{agent_id,agent_name}"},
+        {
+            "action": argparse.BooleanOptionalAction,
+            "help": "export genesys_agent_info and genesys_queue_info names (default on; agent names only "
+            "with --agent-identity plain)",
+        },
+    ),
+    "agent_identity": (
+        "--agent-identity",
+        {"help": "plain (user ids, default), pseudonymous (keyed hash) or none (per-queue aggregates only)"},
+    ),
+    "agent_identity_key_file": (
+        "--agent-identity-key-file",
+        {"help": "file holding the key of --agent-identity pseudonymous (at least 16 bytes)"},
+    ),
+    "ui_url": (
+        "--ui-url",
+        {"help": "Genesys Cloud web app for links in alerts (default https://apps.{region domain})"},
     ),
     "web_listen_address": ("--web.listen-address", {"help": "address to serve on (default :8729)"}),
     "web_telemetry_path": ("--web.telemetry-path", {"help": "metrics path (default /metrics)"}),
     "web_config_file": ("--web.config.file", {"help": "exporter-toolkit web config (TLS, basic auth)"}),
+    "web_external_url": (
+        "--web.external-url",
+        {"help": "URL supervisors reach this exporter at; alerts then link the live call through it"},
+    ),
     "log_level": ("--log.level", {"help": "debug, info, warn or error"}),
     "log_format": ("--log.format", {"help": "logfmt or json"}),
 }
@@ -90,7 +110,14 @@ ENV_NAMES = {
     "region": "GENESYSCLOUD_REGION",
 }
 
-WEB_FLAGS = ("web_listen_address", "web_telemetry_path", "web_config_file", "log_level", "log_format")
+WEB_FLAGS = (
+    "web_listen_address",
+    "web_telemetry_path",
+    "web_config_file",
+    "web_external_url",
+    "log_level",
+    "log_format",
+)
 
 
 class ConfigError(Exception):
@@ -222,7 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--duration", type=float, default=60.0, help="seconds to read (default 60)")
 
     demo = sub.add_parser("demo", help="simulated Genesys Cloud and exporter in one process")
-    demo_flags = ("source", "sentiment_scale", "resolve_agent_names", "window_size", "grace_seconds")
+    demo_flags = (
+        "source",
+        "sentiment_scale",
+        "resolve_agent_names",
+        "agent_identity",
+        "agent_identity_key_file",
+        "ui_url",
+        "window_size",
+        "grace_seconds",
+    )
     _add_flags(demo, (*demo_flags, "heartbeat_seconds", *WEB_FLAGS))
     _add_simulator_flags(demo)
 

@@ -9,12 +9,15 @@ CLI, blueprints): `GENESYSCLOUD_OAUTHCLIENT_ID`, `..._SECRET`, `GENESYSCLOUD_REG
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from genesys_sentiment_exporter.identity import AgentIdentity, read_key
 
 ENV_PREFIX = "GENESYS_EXPORTER_"
 DEFAULT_LISTEN = ":8729"  # outside 9100-9999, which the Prometheus port registry has fully allocated
@@ -121,13 +124,19 @@ class Settings(BaseSettings):
     web_listen_address: str = DEFAULT_LISTEN
     web_telemetry_path: str = "/metrics"
     web_config_file: Path | None = None
+    web_external_url: str = ""
     # Notifications source (the real platform's API)
     sentiment_scale: Literal["unit", "percent", "auto"] = "auto"
     notifications_max_channels: int = Field(20, ge=1, le=20)
     notifications_topics_per_channel: int = Field(1000, ge=1, le=1000)
     notifications_channel_probe_seconds: float = Field(60.0, gt=0)
     api_requests_per_minute: int = Field(300, ge=1)
-    resolve_agent_names: bool = False
+    resolve_agent_names: bool = True
+    # Privacy (identity.py): how agents are named in /metrics; the key file for pseudonyms.
+    agent_identity: Literal["plain", "pseudonymous", "none"] = "plain"
+    agent_identity_key_file: Path | None = None
+    # Where supervisors open an agent in Genesys Cloud; default from the region: https://apps.{domain}
+    ui_url: str = ""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
 
@@ -171,6 +180,37 @@ class Settings(BaseSettings):
             raise ValueError("must be a path such as /metrics, distinct from /, /-/healthy and /-/ready")
         return value
 
+    @field_validator("web_external_url")
+    @classmethod
+    def _external_url(cls, value: str) -> str:
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not an http(s) URL such as https://sentiment-exporter.example.com")
+        return value.rstrip("/")
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url(cls, value: str) -> str:
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not an https base URL such as https://apps.mypurecloud.ie")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _identity_key(self) -> Settings:
+        if self.agent_identity == "pseudonymous" and self.agent_identity_key_file is None:
+            raise ValueError(
+                "agent_identity_key_file: --agent-identity pseudonymous needs --agent-identity-key-file "
+                "(a file holding a secret key of at least 16 bytes, kept across restarts)"
+            )
+        if self.agent_identity == "pseudonymous" and self.agent_identity_key_file is not None:
+            read_key(self.agent_identity_key_file)  # fails now, with one line, not at the first agent
+        return self
+
     @model_validator(mode="after")
     def _secret_file(self) -> Settings:
         if self.client_secret_file is not None:
@@ -184,6 +224,18 @@ class Settings(BaseSettings):
     # -- derived ---------------------------------------------------------------------------------
     def resolved_api_base_url(self) -> str:
         return self.api_base_url or (f"https://api.{self.region}" if self.region else "")
+
+    def resolved_ui_url(self) -> str:
+        """The region's Genesys Cloud web app (apps.{domain}), for links in alerts."""
+        return self.ui_url or (f"https://apps.{self.region}" if self.region else "")
+
+    def identity(self) -> AgentIdentity:
+        key = b""
+        if self.agent_identity == "pseudonymous" and self.agent_identity_key_file is not None:
+            key = read_key(self.agent_identity_key_file)
+        if self.agent_identity == "none":
+            key = secrets.token_bytes(32)  # agents are keyed in memory only; nothing per agent is exported
+        return AgentIdentity(self.agent_identity, key)
 
     def resolved_login_base_url(self) -> str:
         return self.login_base_url or (f"https://login.{self.region}" if self.region else "")

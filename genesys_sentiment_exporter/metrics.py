@@ -110,7 +110,7 @@ class AgentGaugeFamily(Metric):
         for agent in self._agents:
             value = self._value(agent)
             if value is not None:
-                labels = {"agent_id": agent.agent_id, "queue_id": agent.queue_id}
+                labels = {"agent_id": agent.label_id, "queue_id": agent.queue_id}
                 out.append(Sample(self.name, labels, value, None, None))
         return out
 
@@ -131,8 +131,90 @@ class AgentGaugeFamily(Metric):
         return "".join(lines)
 
 
+QUEUE_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("genesys_queue_conversations_active", "Live conversations tracked in the queue."),
+    ("genesys_queue_conversations_scored", "Live conversations in the queue with at least one sentiment reading."),
+    (
+        "genesys_queue_sentiment_full_windows",
+        "Live conversations in the queue whose rolling window is full (the ones the alerts judge).",
+    ),
+    (
+        "genesys_queue_sentiment_zero_windows",
+        "Live full-window conversations in the queue whose window and last reading are exactly 0.0.",
+    ),
+)
+
+
+def queue_aggregates(agents: Iterable[AgentState], window_size: int) -> Iterator[Metric]:
+    """Per-queue families for `--agent-identity none`: what the rules need, without naming anyone.
+
+    The lowest full-window rolling average of a queue stands for "some call in this queue is
+    sour"; it cannot say which one, by design.
+    """
+    counts: dict[str, list[int]] = {}
+    lowest: dict[str, float] = {}
+    for agent in agents:
+        row = counts.setdefault(agent.queue_id, [0, 0, 0, 0])
+        if agent.phase is not Phase.ACTIVE:
+            continue
+        row[0] += 1
+        n = len(agent.scores)
+        if n:
+            row[1] += 1
+        if n >= window_size:
+            row[2] += 1
+            average = agent.sum / n
+            if not any(agent.scores):  # every reading of the window (the last one too) is 0.0
+                row[3] += 1
+            if average < lowest.get(agent.queue_id, float("inf")):
+                lowest[agent.queue_id] = average
+    for index, (name, doc) in enumerate(QUEUE_FAMILIES):
+        family = GaugeMetricFamily(name, doc, labels=["queue_id"])
+        for queue_id, row in sorted(counts.items()):
+            family.add_metric([queue_id], row[index])
+        yield family
+    minimum = GaugeMetricFamily(
+        "genesys_queue_sentiment_rolling_average_min",
+        "Lowest rolling average among the queue's live full-window conversations.",
+        labels=["queue_id"],
+    )
+    for queue_id, value in sorted(lowest.items()):
+        minimum.add_metric([queue_id], value)
+    yield minimum
+
+
 class ExtraMetrics(Protocol):
     def metrics(self) -> Iterable[Metric]: ...
+
+
+class ExporterInfo:
+    """Settings the rules and dashboards read: the identity mode, and where the Genesys Cloud UI is."""
+
+    def __init__(self, identity_mode: str, ui_url: str, external_url: str = "") -> None:
+        self.identity_mode = identity_mode
+        self.ui_url = ui_url
+        self.external_url = external_url
+
+    def metrics(self) -> Iterator[Metric]:
+        identity = InfoMetricFamily(
+            "genesys_exporter_agent_identity", "How agents are named: plain, pseudonymous or none (aggregates only)."
+        )
+        identity.add_metric([], {"mode": self.identity_mode})
+        yield identity
+        if self.ui_url:
+            ui = InfoMetricFamily(
+                "genesys_exporter_ui",
+                "The region's Genesys Cloud web app, for links in alerts (agent links only with plain identities).",
+            )
+            ui.add_metric([], {"url": self.ui_url})
+            yield ui
+        if self.external_url and self.ui_url and self.identity_mode != "none":
+            web = InfoMetricFamily(
+                "genesys_exporter_web",
+                "Where supervisors reach this exporter: alerts link {external_url}/-/conversation/{agent_id}.",
+            )
+            web.add_metric([], {"external_url": self.external_url})
+            yield web
 
 
 class ExporterCollector:
@@ -148,6 +230,7 @@ class ExporterCollector:
         source_name: str,
         ready: Callable[[], bool],
         extras: list[ExtraMetrics] | None = None,
+        per_agent_series: bool = True,
     ) -> None:
         self.tracker = tracker
         self.ingest = ingest
@@ -156,11 +239,15 @@ class ExporterCollector:
         self.source_name = source_name
         self.ready = ready
         self.extras = extras or []
+        self.per_agent_series = per_agent_series  # False: `--agent-identity none`
 
     def collect(self) -> Iterator[Metric]:
         agents = list(self.tracker.agents.values())
-        for name, doc, value in AGENT_FAMILIES:
-            yield AgentGaugeFamily(name, doc, agents, value)
+        if self.per_agent_series:
+            for name, doc, value in AGENT_FAMILIES:
+                yield AgentGaugeFamily(name, doc, agents, value)
+        else:
+            yield from queue_aggregates(agents, self.tracker.limits.window_size)
         yield from self.collect_small()
 
     def collect_small(self) -> Iterator[Metric]:

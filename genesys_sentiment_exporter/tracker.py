@@ -9,6 +9,7 @@ Callers pass `now` (a monotonic clock reading) so that tests drive time directly
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
@@ -25,6 +26,7 @@ class AgentState:
         "agent_id",
         "conversation_id",
         "grace_deadline",
+        "label_id",
         "label_text",
         "last_seen",
         "last_timestamp",
@@ -38,8 +40,11 @@ class AgentState:
         "trend",
     )
 
-    def __init__(self, agent_id: str, queue_id: str, conversation_id: str, now: float) -> None:
+    def __init__(
+        self, agent_id: str, queue_id: str, conversation_id: str, now: float, label_id: str | None = None
+    ) -> None:
         self.agent_id = agent_id
+        self.label_id = agent_id if label_id is None else label_id  # what `agent_id` says in /metrics
         self.queue_id = queue_id
         self.conversation_id = conversation_id
         self.previous_conversation_id = ""
@@ -56,7 +61,7 @@ class AgentState:
 
     def _render_labels(self) -> str:
         # Cached, pre-escaped label text: the scrape path renders it without re-escaping.
-        return f'agent_id="{_escape(self.agent_id)}",queue_id="{_escape(self.queue_id)}"'
+        return f'agent_id="{_escape(self.label_id)}",queue_id="{_escape(self.queue_id)}"'
 
     @property
     def window_readings(self) -> int:
@@ -122,8 +127,10 @@ class Outcome:
 class AgentTracker:
     """Holds every tracked agent; answers what the collector needs at scrape time."""
 
-    def __init__(self, limits: TrackerLimits | None = None) -> None:
+    def __init__(self, limits: TrackerLimits | None = None, label_id: Callable[[str], str] | None = None) -> None:
         self.limits = limits or TrackerLimits()
+        # identity.AgentIdentity.label: applied once per agent, when it is first tracked.
+        self.label_id = label_id
         self.agents: dict[str, AgentState] = {}
         self.agents_refused = 0
         self.dropped: Counter[str] = Counter()
@@ -136,7 +143,8 @@ class AgentTracker:
             if len(self.agents) >= self.limits.max_agents:
                 self.agents_refused += 1
                 return None
-            agent = AgentState(agent_id, queue_id, conversation_id, now)
+            label = None if self.label_id is None else self.label_id(agent_id)
+            agent = AgentState(agent_id, queue_id, conversation_id, now, label)
             self.agents[agent_id] = agent
         return agent
 

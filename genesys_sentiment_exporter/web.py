@@ -27,6 +27,7 @@ def build_app(
     ready_reason: Callable[[], str | None],
     before_scrape: Callable[[], None] | None = None,
     basic_auth_users: dict[str, bytes] | None = None,
+    conversation_url: Callable[[str], str | None] | None = None,
 ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         if before_scrape is not None:
@@ -58,12 +59,21 @@ def build_app(
             return web.Response(text="Ready\n")
         return web.Response(status=503, text=f"Not ready: {reason}\n")
 
+    async def conversation(request: web.Request) -> web.Response:
+        # Alerts link here, not to the call itself: a conversation id is never a label (unbounded),
+        # so the exporter, which knows the agent's live call, redirects to it in Genesys Cloud.
+        url = conversation_url(request.match_info["agent_id"]) if conversation_url is not None else None
+        if url is None:
+            return web.Response(status=404, text="No tracked conversation for this agent (the call has ended).\n")
+        raise web.HTTPFound(url)
+
     middlewares: list[Any] = [_basic_auth(basic_auth_users)] if basic_auth_users else []
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/", landing)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_get("/-/conversation/{agent_id}", conversation)
     return app
 
 

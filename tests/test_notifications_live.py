@@ -232,7 +232,9 @@ async def test_heartbeat_and_pong_keep_the_channel_alive() -> None:
         source.ping_after = 0.0  # ping at once
         await wait_for(lambda: exporter.ingest.messages["control"] >= 1, what="pong")
         await connect_call(sim, "c1", "a1")
-        await wait_for(lambda: source.names.get("a1") == "Agent a1", what="agent name")
+        names = exporter.names
+        assert names is not None
+        await wait_for(lambda: names.cache.name("agent", "a1") == "Agent a1", what="agent name")
         assert 'genesys_agent_info{agent_id="a1",agent_name="Agent a1"} 1.0' in await scrape(exporter)
 
 

@@ -45,7 +45,6 @@ log = logging.getLogger("exporter.source.notifications")
 OVERLAP_SECONDS = 2.0
 OPEN_TIMEOUT = 10.0
 SWEEP_SECONDS = 0.25
-MAX_NAMES = 20_000
 
 
 @dataclass(eq=False)
@@ -106,7 +105,6 @@ class NotificationsSource:
         requests_per_minute: int = 300,
         probe_seconds: float = 60.0,
         heartbeat_seconds: float = 30.0,
-        resolve_agent_names: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -127,7 +125,6 @@ class NotificationsSource:
         self.probe_seconds = probe_seconds
         self.watchdog_seconds = 2.5 * heartbeat_seconds
         self.ping_after = heartbeat_seconds * 1.2
-        self.resolve_names = resolve_agent_names
         self.ssl = ssl_context
         self.wall = wall
         self.dedup = Deduplicator()
@@ -135,8 +132,6 @@ class NotificationsSource:
         self.rejected: Counter[str] = Counter()
         self.topic_results: dict[str, proto.TopicResult] = {}  # latest answer per base topic / topic kind
         self.missing_permissions: set[str] = set()
-        self.names: dict[str, str] = {}
-        self._name_queue: asyncio.Queue[str] = asyncio.Queue()
         self._numbers = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._retiring: set[asyncio.Task[None]] = set()
@@ -182,11 +177,6 @@ class NotificationsSource:
         if not outcome:
             outcome = update.outcome or "state_change"
             self.ingest.count(outcome)
-        if self.resolve_names:
-            for change in update.changes:
-                if change.agent_id not in self.names and len(self.names) < MAX_NAMES:
-                    self.names[change.agent_id] = ""  # queued once
-                    self._name_queue.put_nowait(change.agent_id)
         return outcome
 
     def _apply(self, changes: list[StateChange]) -> str:
@@ -523,18 +513,6 @@ class NotificationsSource:
             for slot in list(self.slots):
                 slot.requests.put_nowait("token_refresh")
 
-    async def _resolve_names(self) -> None:
-        while True:
-            agent = await self._name_queue.get()
-            try:
-                body = await self.rest.json("GET", f"/api/v2/users/{agent}")
-            except (RestError, httpx.HTTPError) as exc:
-                log.debug("cannot resolve agent %s: %s", agent, exc)
-                continue
-            name = body.get("name") if isinstance(body, dict) else None
-            if isinstance(name, str) and name:
-                self.names[agent] = name
-
     # -- life ------------------------------------------------------------------------------------------
     async def run(self) -> None:
         for topic in self.base_topics:
@@ -547,8 +525,6 @@ class NotificationsSource:
             asyncio.create_task(self._probe()),
             asyncio.create_task(self._token_watch()),
         ]
-        if self.resolve_names:
-            self._tasks.append(asyncio.create_task(self._resolve_names()))
         for slot in self.slots:
             self._start_slot(slot)
         try:
@@ -614,13 +590,6 @@ class NotificationsSource:
         )
         scale.add_metric([], {"scale": self.scale.in_use, "setting": self.scale.setting})
         yield scale
-        if self.resolve_names:
-            info = InfoMetricFamily("genesys_agent", "Agent names (GET /api/v2/users/{id}), to join on agent_id.")
-            for agent_id in list(self.ingest.tracker.agents):
-                name = self.names.get(agent_id)
-                if name:
-                    info.add_metric([], {"agent_id": agent_id, "agent_name": name})
-            yield info
 
     def subscription_report(self) -> list[tuple[bool, str, str]]:
         """For `check`: (ok, what, text) per base topic and per sentiment topic kind."""

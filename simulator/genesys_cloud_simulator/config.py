@@ -36,6 +36,7 @@ class SimulatorConfig:
     max_channels: int = 20
     max_topics_per_channel: int = 1000
     forbidden_topics: Sequence[str] = ()  # fnmatch patterns rejected with missingPermissions
+    forbidden_names: Sequence[str] = ()  # "users" / "queues": GET /api/v2/{users,routing/queues}/{id} answers 403
     sentiment_scale: str = "unit"  # "percent": sentiment topic scores are sent as -100..100
 
     def __post_init__(self) -> None:

@@ -127,6 +127,7 @@ class NotificationsEndpoint:
         app.router.add_delete(subs, self._subscriptions)
         app.router.add_get("/api/v2/notifications/availabletopics", self._available)
         app.router.add_get("/api/v2/users/{id}", self._user)
+        app.router.add_get("/api/v2/routing/queues/{id}", self._queue)
         app.router.add_get(SOCKET_PREFIX + "{id}", self._socket)
 
     def start(self) -> None:
@@ -243,7 +244,17 @@ class NotificationsEndpoint:
     async def _user(self, request: web.Request) -> web.Response:
         self._auth(request)
         user_id = request.match_info["id"]
+        if "users" in self.config.forbidden_names:
+            return _missing_permission("directory:user:view")
         return web.json_response({"id": user_id, "name": f"Agent {user_id}", "state": "active"})
+
+    async def _queue(self, request: web.Request) -> web.Response:
+        self._auth(request)
+        queue_id = request.match_info["id"]
+        if "queues" in self.config.forbidden_names:
+            return _missing_permission("routing:queue:view")
+        name = queue_id.removeprefix("q-").replace("-", " ").title() or queue_id
+        return web.json_response({"id": queue_id, "name": name})
 
     # -- sockets -------------------------------------------------------------------------------------
     async def _socket(self, request: web.Request) -> web.StreamResponse:
@@ -351,3 +362,16 @@ class NotificationsEndpoint:
         if close_socket and channel.socket is not None:
             channel.socket.close(1000)
         return channel.id
+
+
+def _missing_permission(permission: str) -> web.Response:
+    """The platform's 403 body shape (code missing.permissions, messageParams)."""
+    return web.json_response(
+        {
+            "status": 403,
+            "code": "missing.permissions",
+            "message": f"You are missing the following permission(s): {permission}",
+            "messageParams": {"missingPermissions": permission},
+        },
+        status=403,
+    )
