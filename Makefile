@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: demo test lint tools stack-tools stack stack-up stack-down stack-status rules bench clean
+.PHONY: demo test lint tools stack-tools k8s stack stack-up stack-down stack-status rules bench clean
 
 $(STAMP): pyproject.toml simulator/pyproject.toml
 	./scripts/bootstrap-venv.sh
@@ -24,6 +24,7 @@ lint: $(STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/mypy deploy/kubernetes/generate.py
 
 # The whole monitoring topology without Docker (Debian's prometheus and prometheus-alertmanager, the
 # exporter in demo mode, the local Slack/PagerDuty receiver) on 127.0.0.1: 8729, 9090, 9093, 9099.
@@ -39,10 +40,14 @@ stack-down: $(STAMP)
 stack-status: $(STAMP)
 	$(PY) -m stack status
 
-rules: tools
+rules: tools k8s
 	promtool check rules prometheus/rules/*.rules.yml
 	promtool test rules prometheus/tests/genesys_sentiment_rules_test.yml
 	amtool check-config alertmanager/alertmanager.yml
+
+# deploy/kubernetes' copies of prometheus/rules and grafana/dashboards (tests/deploy checks they match).
+k8s: $(STAMP)
+	$(PY) deploy/kubernetes/generate.py
 
 bench: $(STAMP)
 	$(PY) -m bench

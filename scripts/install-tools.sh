@@ -41,3 +41,8 @@ schema=tests/bundle/grafana_schema
 if command -v npm >/dev/null 2>&1 && [ ! -d "$schema/node_modules/@grafana/schema" ]; then
   (cd "$schema" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The Prometheus Operator schemas the Kubernetes objects are validated against (tests/deploy).
+operator_schema=tests/deploy/operator_schema
+if command -v npm >/dev/null 2>&1 && [ ! -d "$operator_schema/node_modules/@kubernetes-models/prometheus-operator" ]; then
+  (cd "$operator_schema" && npm ci --no-audit --no-fund --loglevel=error)
+fi
