@@ -80,8 +80,8 @@ def test_any_sequence_gives_scores_within_unit_bounds(setting: str, values: list
 
 
 async def test_live_one_absurd_score_is_refused_and_later_scores_are_not_divided() -> None:
-    from tests.test_notifications_live import connect_call, live, score, scrape
     from tests.live_helpers import wait_for
+    from tests.test_notifications_live import connect_call, live, score, scrape
 
     async with live() as (sim, exporter, _source):
         await connect_call(sim, "c1", "a1")
