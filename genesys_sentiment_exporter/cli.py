@@ -112,6 +112,18 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--web.external-url",
         {"help": "URL supervisors reach this exporter at; alerts then link the live call through it"},
     ),
+    "web_max_requests": (
+        "--web.max-requests",
+        {"help": "concurrent scrapes; more are answered 503 at once (default 40)"},
+    ),
+    "web_max_connections": (
+        "--web.max-connections",
+        {"help": "open HTTP connections; more are closed as they open (default 512)"},
+    ),
+    "web_read_timeout": (
+        "--web.read-timeout",
+        {"help": "seconds before an idle or half-sent HTTP connection is closed (default 15)"},
+    ),
     "log_level": ("--log.level", {"help": "debug, info, warn or error"}),
     "log_format": ("--log.format", {"help": "logfmt or json"}),
 }
@@ -127,6 +139,9 @@ WEB_FLAGS = (
     "web_telemetry_path",
     "web_config_file",
     "web_external_url",
+    "web_max_requests",
+    "web_max_connections",
+    "web_read_timeout",
     "log_level",
     "log_format",
 )
