@@ -216,10 +216,10 @@ class NotificationsSession:
                 log, "sentiment event without sentimentOverallScore (agent %s): not counted as 0.0", agent
             )
             return Received(MISSING_SENTIMENT)
-        score = self.scale.normalise(raw)
+        score = self.scale.normalise(raw, conversation_id)
         if score is None:
             return Received(INVALID_SCORE)
-        trend = self.scale.normalise(body.get("sentimentTrendScore"))
+        trend = self.scale.trend(body.get("sentimentTrendScore"))
         return Received(reading=Reading(agent, queue, conversation_id, score, wall, trend))
 
     # -- topics ------------------------------------------------------------------------------------
