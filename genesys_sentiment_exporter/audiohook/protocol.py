@@ -303,14 +303,17 @@ class ServerSession:
         if message is None:
             return Result(MALFORMED, self.disconnect("error", "malformed message", now))
         seq, serverseq = message["seq"], message["serverseq"]
-        if seq != self.client_seq + 1 or serverseq > self.server_seq:
+        kind, parameters = message["type"], message["parameters"]
+        # Once we have asked the client to go, its `close` is answered whatever its numbering:
+        # the close transaction is how the session ends cleanly.
+        closing = self.state is State.DISCONNECTING and kind == "close"
+        if (seq != self.client_seq + 1 or serverseq > self.server_seq) and not closing:
             return Result(SEQUENCE_ERROR, self.disconnect("error", "sequence number out of order", now))
         self.client_seq = seq
         position = parse_duration(message["position"])
-        if position is None or position + 1e-6 < self.last_position:
+        if (position is None or position + 1e-6 < self.last_position) and not closing:
             return Result(POSITION_ERROR, self.disconnect("error", "position ran backwards", now))
-        self.last_position = position
-        kind, parameters = message["type"], message["parameters"]
+        self.last_position = position = self.last_position if position is None else position
         handler = _HANDLERS.get(kind)
         if handler is None:
             return Result(UNKNOWN_TYPE)

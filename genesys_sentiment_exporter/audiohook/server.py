@@ -82,7 +82,13 @@ def build_audiohook(settings: Settings, tracker: AgentTracker, redactor: Redacto
     except ValueError as exc:
         field = "audiohook_client_secret_file" if "secret" in str(exc) else "audiohook_api_key_file"
         raise ValueError(f"{field}: {exc}") from None
-    spec = WorkerSpec(engine=settings.audiohook_engine, model_dir=settings.audiohook_model_dir)
+    spec = WorkerSpec(
+        engine=settings.audiohook_engine,
+        model_dir=settings.audiohook_model_dir,
+        analyzer=settings.sentiment_analyzer,
+        analyzer_model_dir=settings.sentiment_model_dir,
+        analyzer_languages=tuple(settings.sentiment_languages),
+    )
     return AudioHookSource(
         verifier=verifier,
         tracker=tracker,

@@ -98,10 +98,12 @@ def worker_main(index: int, spec: WorkerSpec, inbox: Any, outbox: Any) -> None:
     except Exception as exc:  # reported to the parent, which fails start-up with this line
         outbox.put(("failed", index, f"{type(exc).__name__}: {exc}"))
         return
-    vad = webrtcvad.Vad(spec.vad_mode)
 
-    def is_speech(frame: bytes) -> bool:
-        return bool(vad.is_speech(frame, RATE))
+    def detector() -> Callable[[bytes], bool]:
+        # One VAD per channel: WebRTC's detector keeps state across frames (it smooths its decisions),
+        # so two streams through one instance would blur each other's pauses.
+        vad = webrtcvad.Vad(spec.vad_mode)
+        return lambda frame: bool(vad.is_speech(frame, RATE))
 
     sessions: dict[int, _Session] = {}
     outbox.put(("ready", index, sorted(engine.languages)))
@@ -140,7 +142,7 @@ def worker_main(index: int, spec: WorkerSpec, inbox: Any, outbox: Any) -> None:
             _, _, _, fmt, channels, analysed, language = message
             session = sessions[key] = _Session(fmt, channels, analysed, language)
             for position, _name in analysed:
-                session.segmenters[position] = Segmenter(is_speech, spec.segmenter)
+                session.segmenters[position] = Segmenter(detector(), spec.segmenter)
         elif session is None:
             pass  # a late message of a session already closed
         elif kind == "audio":

@@ -117,7 +117,11 @@ def resample(samples: array[int], rate: int, target: int) -> array[int]:
     """Linear interpolation after a 3-tap smoothing (a crude anti-alias filter; telephony-grade)."""
     if rate == target or not samples:
         return samples
-    smooth = [samples[0], *((a + 2 * b + c) >> 2 for a, b, c in zip(samples, samples[1:], samples[2:])), samples[-1]]
+    smooth = [
+        samples[0],
+        *((a + 2 * b + c) >> 2 for a, b, c in zip(samples, samples[1:], samples[2:], strict=False)),
+        samples[-1],
+    ]
     count = int(len(smooth) * target / rate)
     step = rate / target
     out = array("h", bytes(2 * count))
