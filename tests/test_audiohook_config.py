@@ -52,7 +52,7 @@ def test_audiohook_without_a_key_is_refused_in_one_line(capsys: pytest.CaptureFi
 
 
 def test_unreadable_secret_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="audiohook.client-secret-file"):
+    with pytest.raises(ConfigError, match=r"audiohook\.client-secret-file"):
         load_settings(
             {
                 "source": "notifications,audiohook",
