@@ -288,24 +288,23 @@ class AudioHookClient:
     async def stream(
         self, customer: bytes, agent: bytes = b"", realtime: float = 1.0, frame_seconds: float = FRAME_SECONDS
     ) -> None:
-        """Send both parties' 8 kHz int16 audio as the negotiated media, in frames, paced at `realtime`x."""
+        """Send both parties' 8 kHz int16 audio as the negotiated media, in frames, paced at `realtime`x
+        (0: as fast as the socket takes it)."""
         assert self.ws is not None and self.media is not None
         names = self.media["channels"]
-        per_channel = {"external": customer, "internal": agent}
         length = max(len(customer), len(agent))
-        step = int(frame_seconds * RATE) * 2
+        per_channel = {"external": customer, "internal": agent}
+        pcmu = self.media["format"] == "PCMU"
+        padded = [per_channel[name] + bytes(length - len(per_channel[name])) for name in names]
+        encoded = interleave([pcm_to_ulaw(c) for c in padded], 1) if pcmu else interleave(padded, 2)
+        step = int(frame_seconds * RATE) * (1 if pcmu else 2) * len(names)
         started = time.monotonic()
-        for offset in range(0, length, step):
-            chunks = [per_channel[name][offset : offset + step] for name in names]
-            chunks = [c + bytes(min(step, length - offset) - len(c)) for c in chunks]
-            if self.media["format"] == "PCMU":
-                frame = interleave([pcm_to_ulaw(c) for c in chunks], 1)
-            else:
-                frame = interleave(chunks, 2)
+        for offset in range(0, len(encoded), step):
+            frame = encoded[offset : offset + step]
             await self.ws.send_bytes(frame)
-            self.samples += len(chunks[0]) // 2
+            self.samples += len(frame) // ((1 if pcmu else 2) * len(names))
             if realtime > 0:
-                due = started + self.samples / RATE / realtime
+                due = started + (offset + len(frame)) / step * frame_seconds / realtime
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
 
     async def close(self, reason: str = "end") -> dict[str, Any]:
