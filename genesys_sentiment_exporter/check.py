@@ -119,6 +119,9 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
 
 
 async def run_check(exporter: Exporter, duration: float) -> int:
+    from genesys_sentiment_exporter.audit_shell import audit_at_start
+
+    audit_failed = await audit_at_start(exporter)  # the org's configuration first (audit.py)
     readings = ReadingStats()
     exporter.ingest.on_reading = readings
     tasks = [
@@ -139,4 +142,4 @@ async def run_check(exporter: Exporter, duration: float) -> int:
         print(finding.line(), flush=True)
     failed = [f for f in findings if not f.ok]
     print(f"check: {len(findings) - len(failed)} ok, {len(failed)} failed", flush=True)
-    return 1 if failed else 0
+    return 1 if failed or audit_failed else 0
