@@ -196,7 +196,8 @@ async def run_check(exporter: Exporter, duration: float) -> int:
     exporter.expire()
     findings = diagnose(exporter, readings, time.monotonic() - started)
     for finding in findings:
-        print(finding.line(), flush=True)
+        # Findings quote server answers (stream.last_error), which may echo the request's token.
+        print(exporter.redactor.scrub(finding.line()), flush=True)
     failed = [f for f in findings if not f.ok]
     print(f"check: {len(findings) - len(failed)} ok, {len(failed)} failed", flush=True)
     return 1 if failed or audit_failed else 0
