@@ -786,25 +786,40 @@ class _Evaluation:
         return language
 
     def _scorer(self, language: str, wanted: str, state: _QueueState, add: Callable[..., None]) -> None:
+        """Genesys' own sentiment (the live score on the analytics stream, the post-call score otherwise)
+        and, when the exporter scores transcripts itself, its analyzer's languages."""
         analyzer = self.analyzer
-        if analyzer.native:
-            body = _ok(self.answers, "sentiment_dialects")
-            if body is None:
-                return  # reported as a read finding
-            listed = {norm_language(_dialect_of(item)) for item in (body.get("entities") or [])} - {""}
-            if listed and wanted not in listed and wanted.split("-")[0] not in listed:
+        body = _ok(self.answers, "sentiment_dialects")
+        listed = (
+            {norm_language(_dialect_of(item)) for item in (body.get("entities") or [])} - {""}
+            if isinstance(body, dict)
+            else set()
+        )
+        if listed and wanted not in listed and wanted.split("-")[0] not in listed:
+            if analyzer.native:
                 add(
                     "FAIL",
                     "language",
                     f"Genesys sentiment is not available for {language} (GET /api/v2/speechandtextanalytics/"
                     f"sentiment/dialects lists {', '.join(sorted(listed))}): calls are transcribed but not scored",
-                    "route this language to a queue whose calls can be scored, or run the exporter's own "
-                    "analyzer on transcripts (--source with transcripts)",
+                    "route this language to a queue whose calls can be scored, or score transcripts with the "
+                    "exporter's own analyzer (--source notifications)",
                     "language_not_scored",
                     inferred=True,
                 )
-            elif listed:
-                state.good.append(f"{language} scored by Genesys")
+            else:
+                add(
+                    "WARN",
+                    "language",
+                    f"Genesys' own (post-call) sentiment is not available for {language}; the live score comes "
+                    "from the exporter's analyzer",
+                    "none needed for live monitoring",
+                    "",
+                    inferred=True,
+                )
+        elif listed and analyzer.native:
+            state.good.append(f"{language} scored by Genesys")
+        if analyzer.native:
             return
         can = analyzer.can_score(language) if analyzer.can_score is not None else None
         if can is False:
@@ -812,8 +827,9 @@ class _Evaluation:
                 "FAIL",
                 "language",
                 f"the exporter's analyzer ({analyzer.name}) cannot score {language}: every utterance will be "
-                "counted as unsupported_language and the queue gets no score",
-                "choose an analyzer (--sentiment-analyzer) that supports this language",
+                "counted as unsupported_language and the queue gets no live score",
+                "run an analyzer that scores this language (--sentiment-analyzer onnx with a model for it, and "
+                "--sentiment-languages)",
                 "language_not_scored",
             )
         elif can is True:

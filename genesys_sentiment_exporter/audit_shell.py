@@ -22,6 +22,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from genesys_sentiment_exporter.analysis import build_analyzer
 from genesys_sentiment_exporter.audit import (
     GENESYS_NATIVE,
     Analyzer,
@@ -247,9 +248,16 @@ async def first_token(tokens: TokenManager, attempts: int = 4) -> str | None:
 
 
 def analyzer_for(settings: Settings) -> Analyzer:
-    """The sentiment the exporter reads: Genesys' own for both platform sources."""
-    del settings
-    return GENESYS_NATIVE
+    """Who scores the live calls: Genesys' own sentiment on the analytics stream; on the Notifications
+    source the exporter scores transcripts with its own analyzer (`--sentiment-analyzer`)."""
+    if settings.source == "analytics-websocket":
+        return GENESYS_NATIVE
+    try:
+        analyzer = build_analyzer(settings.sentiment_analyzer, settings.analyzer_options())
+    except Exception as exc:  # e.g. the onnx extra is not installed: the audit still runs, without this check
+        log.warning("cannot load the %s analyzer to check its languages: %s", settings.sentiment_analyzer, exc)
+        return Analyzer(settings.sentiment_analyzer)
+    return Analyzer(analyzer.name, can_score=analyzer.supports)
 
 
 def rest_for(settings: Settings, http: httpx.AsyncClient, tokens: TokenManager, source: object = None) -> Rest:

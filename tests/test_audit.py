@@ -295,10 +295,12 @@ def settings_for(sim: SimulatedGenesysCloud, **values: Any) -> Settings:
 
 
 async def run_audit_on(
-    start_sim: SimFactory, capsys: pytest.CaptureFixture[str], output: str = "text", **sim: Any
+    start_sim: SimFactory, capsys: pytest.CaptureFixture[str], source: str = "analytics-websocket", **sim: Any
 ) -> tuple[int, str]:
+    """`audit --all-queues`; by default as for the analytics stream, whose live scores are Genesys' own
+    (the Notifications source scores transcripts with the exporter's analyzer: its own test below)."""
     simulated = await start_sim(org_max_page_size=2, **sim)  # small pages: every listing is paged
-    status = await audit_command(settings_for(simulated, audit_all_queues=True), output)
+    status = await audit_command(settings_for(simulated, audit_all_queues=True, source=source), "text")
     return status, capsys.readouterr().out
 
 
@@ -313,6 +315,21 @@ async def test_clean_org_no_false_alarm(start_sim: SimFactory, capsys: pytest.Ca
     coverage = [line for line in out.splitlines() if " coverage " in line]
     assert len(coverage) == 5 and all("will be analysed" in line for line in coverage), out
     assert out.splitlines()[-1] == "audit: 7 ok, 0 warnings, 0 failed; queues: 5 ok"
+
+
+async def test_the_exporters_analyzer_is_checked_against_each_queue_language(
+    start_sim: SimFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The Notifications source scores transcripts with --sentiment-analyzer (vader: English only).
+    status, out = await run_audit_on(start_sim, capsys, source="notifications", scenarios=["steady"])
+    assert status == 1, out
+    [fail] = lines_at(out, "FAIL")
+    assert fail.startswith(
+        'FAIL language         queue "Fr" (q-fr): the exporter\'s analyzer (vader) cannot score fr-FR'
+    )
+    assert "--sentiment-analyzer onnx" in fail
+    english = [line for line in out.splitlines() if " coverage " in line]
+    assert len(english) == 4 and all("en-US scored by vader" in line for line in english), out
 
 
 TRAPS: list[tuple[str, str, list[str]]] = [
