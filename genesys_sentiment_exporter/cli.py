@@ -244,6 +244,8 @@ def simulator_config(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {"scenarios": tuple(args.scenarios or ["demo"]), "seed": args.seed}
     if args.agents is not None:
         options["agents"] = args.agents
+    if args.transcript_batch_seconds is not None:
+        options["transcript_batch_seconds"] = args.transcript_batch_seconds
     if args.token_lifetime_seconds is not None:
         options["token_lifetime_seconds"] = float(args.token_lifetime_seconds)
     elif args.command == "demo":
@@ -308,6 +310,13 @@ def _add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--agents", type=int, default=None, help="agents in the steady population")
     parser.add_argument("--token-lifetime-seconds", type=int, default=None, help="lifetime of simulated tokens")
+    parser.add_argument(
+        "--transcript-batch-seconds",
+        type=float,
+        default=None,
+        help="how the simulated transcription groups utterances (default 2, low latency; the platform's default "
+        "is about 35)",
+    )
 
 
 def _settings_values(args: argparse.Namespace) -> dict[str, Any]:
