@@ -18,10 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
+from genesys_sentiment_exporter.audit_shell import audit_loop_for
 from genesys_sentiment_exporter.config import Settings, parse_listen_address
-
-if TYPE_CHECKING:
-    from genesys_sentiment_exporter.audiohook.server import AudioHookSource
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.logs import Redactor
 from genesys_sentiment_exporter.metrics import ExporterCollector, ExporterInfo, ExtraMetrics, new_registry
@@ -31,6 +29,9 @@ from genesys_sentiment_exporter.stream_state import StreamState
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
 from genesys_sentiment_exporter.web import WebServer, build_app
 from genesys_sentiment_exporter.web_config import WebConfig, load_web_config
+
+if TYPE_CHECKING:
+    from genesys_sentiment_exporter.audiohook.server import AudioHookSource
 
 log = logging.getLogger("exporter")
 
@@ -123,6 +124,9 @@ class Exporter:
         extras.append(ExporterInfo(self.identity.mode, settings.resolved_ui_url(), settings.web_external_url))
         if self.names is not None:
             extras.append(self.names)
+        self.audit = audit_loop_for(self)  # genesys_queue_sentiment_coverage_info on a slow timer
+        if self.audit is not None:
+            extras.append(self.audit)
         self.collector = ExporterCollector(
             tracker=self.tracker,
             ingest=self.ingest,
@@ -215,6 +219,8 @@ class Exporter:
             self.tasks.append(asyncio.create_task(self.names.run(), name="names"))
         if self.audiohook is not None:
             self.tasks.append(asyncio.create_task(self.audiohook.run(), name="audiohook"))
+        if self.audit is not None:
+            self.tasks.append(asyncio.create_task(self.audit.run(), name="audit"))
         for task in self.tasks:
             task.add_done_callback(self._crashed)
         log.info("listening on %s (source %s)", self.web.url, self.source.name)
