@@ -92,6 +92,7 @@ def build_app(
     before_scrape: Callable[[], None] | None = None,
     basic_auth_users: dict[str, bytes] | None = None,
     conversation_url: Callable[[str], str | None] | None = None,
+    mount: Callable[[web.Application], frozenset[str]] | None = None,
     limits: WebLimits | None = None,
 ) -> web.Application:
     limits = limits or WebLimits()
@@ -153,9 +154,13 @@ def build_app(
             return web.Response(status=404, text="No tracked conversation for this agent (the call has ended).\n")
         raise web.HTTPFound(url)
 
-    middlewares: list[Any] = [BasicAuth(basic_auth_users).middleware] if basic_auth_users else []
+    # `mount` adds a source's own endpoints (AudioHook) and names those that authenticate themselves.
+    own_auth: set[str] = set()
+    middlewares: list[Any] = [BasicAuth(basic_auth_users, own_auth).middleware] if basic_auth_users else []
     app = web.Application(middlewares=middlewares)
     app[SCRAPE_PAGE] = page
+    if mount is not None:
+        own_auth.update(mount(app))
     app.router.add_get("/", landing)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
@@ -212,8 +217,9 @@ class BasicAuth:
     and no flood of wrong passwords can evict it.
     """
 
-    def __init__(self, users: dict[str, bytes]) -> None:
+    def __init__(self, users: dict[str, bytes], own_auth: set[str] | None = None) -> None:
         self.users = users
+        self.own_auth = own_auth if own_auth is not None else set()  # paths that authenticate themselves
         cost = max((_cost(h) for h in users.values()), default=12)
         self.dummy = bcrypt.hashpw(b"no user has this password", bcrypt.gensalt(rounds=cost))
         self.verified: OrderedDict[tuple[str, bytes], None] = OrderedDict()
@@ -263,6 +269,8 @@ class BasicAuth:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.own_auth and request.path in self.own_auth:
+            return await handler(request)
         allowed = await self.allowed(request.headers.get("Authorization", ""))
         if allowed is None:
             return web.Response(status=429, text="Too many authentication attempts\n", headers={"Retry-After": "1"})
