@@ -91,8 +91,11 @@ async def test_unknown_users_pay_the_same_bcrypt_as_known_ones(tmp_path: Path) -
 
 
 async def test_wrong_passwords_never_hold_a_valid_scrape_or_evict_its_success(tmp_path: Path) -> None:
-    config = web_config(tmp_path, "right-password", rounds=10)
-    async with exporter_on_sim(web_config_file=config) as exporter, httpx.AsyncClient(trust_env=False) as http:
+    config = web_config(tmp_path, "right-password", rounds=8)
+    async with (
+        exporter_on_sim(web_config_file=config) as exporter,
+        httpx.AsyncClient(trust_env=False, timeout=60) as http,
+    ):
         auth = auth_of(exporter)
         assert (await http.get(exporter.metrics_url, auth=("prometheus", "right-password"))).status_code == 200
         verified = auth.verifications
