@@ -41,7 +41,13 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "region": ("--region", {"help": "region name or domain, e.g. eu-west-1 [GENESYSCLOUD_REGION]"}),
     "api_base_url": ("--api-base-url", {"help": "API base URL override (gateway, simulator)"}),
     "login_base_url": ("--login-base-url", {"help": "login base URL override"}),
-    "source": ("--source", {"help": "stream to read: notifications (default) or analytics-websocket"}),
+    "source": (
+        "--source",
+        {
+            "help": "stream to read: notifications (default) or analytics-websocket; add audiohook to also serve "
+            "AudioHook Monitor on /audiohook (comma-separated, e.g. notifications,audiohook)"
+        },
+    ),
     "queue_id": ("--queue-id", {"action": "append", "help": "only this queue (repeatable)"}),
     "agent_id": ("--agent-id", {"action": "append", "help": "only this agent (repeatable)"}),
     "heartbeat_seconds": ("--heartbeat-seconds", {"help": "stream heartbeat interval, >= 10 (default 30)"}),
@@ -122,6 +128,24 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "web_external_url": (
         "--web.external-url",
         {"help": "URL supervisors reach this exporter at; alerts then link the live call through it"},
+    ),
+    "audiohook_api_key_file": (
+        "--audiohook.api-key-file",
+        {"help": "file holding the AudioHook integration's API key (else GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"},
+    ),
+    "audiohook_client_secret_file": (
+        "--audiohook.client-secret-file",
+        {"help": "file holding its client secret (else GENESYS_EXPORTER_AUDIOHOOK_CLIENT_SECRET); empty: unsigned"},
+    ),
+    "audiohook_workers": ("--audiohook.workers", {"help": "recognition worker processes (default 0: one per core)"}),
+    "audiohook_engine": (
+        "--audiohook.engine",
+        {"help": "speech-to-text engine: pocketsphinx (default) or module:factory"},
+    ),
+    "audiohook_model_dir": ("--audiohook.model-dir", {"help": "local model directory for the engine"}),
+    "audiohook_max_lag_seconds": (
+        "--audiohook.max-lag-seconds",
+        {"help": "drop audio (counted) while recognition is this far behind (default 10)"},
     ),
     "log_level": ("--log.level", {"help": "debug, info, warn or error"}),
     "log_format": ("--log.format", {"help": "logfmt or json"}),
