@@ -285,6 +285,8 @@ def simulator_config(args: argparse.Namespace) -> Any:
         options["agents"] = args.agents
     if args.transcript_batch_seconds is not None:
         options["transcript_batch_seconds"] = args.transcript_batch_seconds
+    options["org_traps"] = tuple(args.org_traps or ())  # what `audit` finds (simulator org_config.py)
+    options["forbidden_permissions"] = tuple(args.forbidden_permissions or ())
     if args.token_lifetime_seconds is not None:
         options["token_lifetime_seconds"] = float(args.token_lifetime_seconds)
     elif args.command == "demo":
@@ -349,6 +351,19 @@ def _add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--agents", type=int, default=None, help="agents in the steady population")
     parser.add_argument("--token-lifetime-seconds", type=int, default=None, help="lifetime of simulated tokens")
+    parser.add_argument(
+        "--org-trap",
+        action="append",
+        dest="org_traps",
+        help="configuration trap for `audit` (repeatable): no-transcription, legacy-policy, sentiment-off, "
+        "dialect-mismatch, masking, trunk-recording-off",
+    )
+    parser.add_argument(
+        "--forbid-permission",
+        action="append",
+        dest="forbidden_permissions",
+        help="a permission the simulated OAuth client lacks (its reads answer 403), e.g. routing:queue:view",
+    )
     parser.add_argument(
         "--transcript-batch-seconds",
         type=float,
