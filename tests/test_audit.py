@@ -562,7 +562,7 @@ RECORD = st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=8)
 LISTING = st.builds(lambda entities, rest: {**rest, "entities": entities}, st.lists(RECORD | JSON, max_size=4), RECORD)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from([*org().keys(), "queue:q1"]),
