@@ -129,6 +129,18 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--web.external-url",
         {"help": "URL supervisors reach this exporter at; alerts then link the live call through it"},
     ),
+    "web_max_requests": (
+        "--web.max-requests",
+        {"help": "concurrent scrapes; more are answered 503 at once (default 40)"},
+    ),
+    "web_max_connections": (
+        "--web.max-connections",
+        {"help": "open HTTP connections; more are closed as they open (default 512)"},
+    ),
+    "web_read_timeout": (
+        "--web.read-timeout",
+        {"help": "seconds before an idle or half-sent HTTP connection is closed (default 15)"},
+    ),
     "audiohook_api_key_file": (
         "--audiohook.api-key-file",
         {"help": "file holding the AudioHook integration's API key (else GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"},
@@ -162,6 +174,9 @@ WEB_FLAGS = (
     "web_telemetry_path",
     "web_config_file",
     "web_external_url",
+    "web_max_requests",
+    "web_max_connections",
+    "web_read_timeout",
     "log_level",
     "log_format",
 )
