@@ -19,10 +19,12 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
 
+from genesys_sentiment_exporter.audit_shell import audit_loop_for
 from genesys_sentiment_exporter.config import Settings, parse_listen_address
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.lifecycle import run_tasks
@@ -33,8 +35,11 @@ from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import Source
 from genesys_sentiment_exporter.stream_state import StreamState
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
-from genesys_sentiment_exporter.web import WebServer, build_app
+from genesys_sentiment_exporter.web import WebLimits, WebServer, build_app
 from genesys_sentiment_exporter.web_config import WebConfig, load_web_config
+
+if TYPE_CHECKING:
+    from genesys_sentiment_exporter.audiohook.server import AudioHookSource
 
 log = logging.getLogger("exporter")
 
@@ -49,7 +54,7 @@ def make_source(
     stream: StreamState,
     http: httpx.AsyncClient | None = None,
 ) -> Source:
-    if settings.source == "notifications":
+    if settings.stream_source == "notifications":
         from genesys_sentiment_exporter.sources.notifications import NotificationsSource
 
         return NotificationsSource(
@@ -116,9 +121,15 @@ class Exporter:
         self.source = make_source(settings, self.tokens, self.ingest, self.stream, self.http)
         self.names = self._name_resolver()
         extras: list[ExtraMetrics] = [self.source]
+        self.audiohook = self._audiohook()
+        if self.audiohook is not None:
+            extras.append(self.audiohook)
         extras.append(ExporterInfo(self.identity.mode, settings.resolved_ui_url(), settings.web_external_url))
         if self.names is not None:
             extras.append(self.names)
+        self.audit = audit_loop_for(self)  # genesys_queue_sentiment_coverage_info on a slow timer
+        if self.audit is not None:
+            extras.append(self.audit)
         self.collector = ExporterCollector(
             tracker=self.tracker,
             ingest=self.ingest,
@@ -132,6 +143,12 @@ class Exporter:
         self.registry = new_registry(self.collector)
         host, port = parse_listen_address(settings.web_listen_address)
         web_config = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
+        web_limits = WebLimits(
+            max_requests=settings.web_max_requests,
+            max_connections=settings.web_max_connections,
+            read_timeout=settings.web_read_timeout,
+            write_timeout=2 * settings.web_read_timeout,
+        )
         app = build_app(
             self.registry,
             settings.web_telemetry_path,
@@ -139,8 +156,10 @@ class Exporter:
             self.expire,
             web_config.basic_auth_users,
             self.conversation_url,
+            self.audiohook.install if self.audiohook is not None else None,
+            web_limits,
         )
-        self.web = WebServer(app, host, port, web_config.tls)
+        self.web = WebServer(app, host, port, web_config.tls, web_limits)
         self._life: asyncio.Task[None] | None = None
 
     def conversation_url(self, label: str) -> str | None:
@@ -158,6 +177,13 @@ class Exporter:
         if agent is None or not agent.conversation_id:
             return None
         return f"{ui}/directory/#/engage/admin/interactions/{quote(agent.conversation_id, safe='')}"
+
+    def _audiohook(self) -> AudioHookSource | None:
+        if not self.settings.audiohook:
+            return None
+        from genesys_sentiment_exporter.audiohook.server import build_audiohook
+
+        return build_audiohook(self.settings, self.tracker, self.redactor)
 
     def _name_resolver(self) -> NameResolver | None:
         """Names through the notifications source's REST client (its budget), a fifth of the budget at most."""
@@ -194,10 +220,14 @@ class Exporter:
 
     def _jobs(self, serving: bool) -> dict[str, Callable[[], Awaitable[None]]]:
         jobs: dict[str, Callable[[], Awaitable[None]]] = {"oauth": self.tokens.run, "source": self.source.run}
-        if serving:  # what only /metrics needs
+        if serving:  # what only the web server's pages need
             jobs["expiry"] = self._expiry
             if self.names is not None:
                 jobs["names"] = self.names.run
+            if self.audiohook is not None:
+                jobs["audiohook"] = self.audiohook.run
+            if self.audit is not None:
+                jobs["audit"] = self.audit.run
         return jobs
 
     async def run(
