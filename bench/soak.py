@@ -111,7 +111,9 @@ async def _until(condition: Callable[[], bool], timeout: float) -> float | None:
     return time.monotonic() - started
 
 
-async def soak(duration: float, cycle: float, warmup: float, agents: int, seed: int) -> dict[str, Any]:
+async def soak(
+    duration: float, cycle: float, warmup: float, agents: int, seed: int, trace: Any = None
+) -> dict[str, Any]:
     rng = random.Random(seed)
     sim = SimulatedGenesysCloud(
         SimulatorConfig(
@@ -139,6 +141,8 @@ async def soak(duration: float, cycle: float, warmup: float, agents: int, seed: 
     assert isinstance(source, NotificationsSource)
     await exporter.start()
     faults: Counter[str] = Counter()
+    by_fault: Counter[str] = Counter()  # unaccounted frames by the fault of their cycle
+    baseline: Any = None
     unobserved: Counter[str] = Counter()  # faults that left no trace in the exporter's counters
     recoveries: list[float] = []
     missed: list[str] = []
@@ -180,9 +184,16 @@ async def soak(duration: float, cycle: float, warmup: float, agents: int, seed: 
             sent_mark, seen_mark = sim.notifications.messages_sent, data_outcomes(exporter)
             sim.resume_scenarios()
             rss.append((time.monotonic() - started, rss_bytes()))
+            by_fault[name] += abs(sent - seen) if settled is not None and accounted is None else 0
+            if trace is not None and baseline is None and time.monotonic() - started >= warmup:
+                baseline = trace.take_snapshot()
     finally:
         await exporter.stop()
         await sim.stop()
+    if trace is not None and baseline is not None:
+        growth_lines = trace.take_snapshot().compare_to(baseline, "lineno")[:15]
+        for line in growth_lines:
+            print("tracemalloc", line)
     after_warmup = [value for at, value in rss if at >= warmup] or [value for _at, value in rss]
     growth = (after_warmup[-1] / after_warmup[0] - 1.0) if after_warmup else 0.0
     return {
@@ -196,6 +207,7 @@ async def soak(duration: float, cycle: float, warmup: float, agents: int, seed: 
         "faults_unobserved": dict(unobserved),
         "frames_checked": checked,
         "frames_unaccounted": unaccounted,
+        "unaccounted_by_fault": dict(by_fault),
         "messages": dict(exporter.ingest.messages),
         "rss_bytes_first_after_warmup": after_warmup[0] if after_warmup else 0,
         "rss_bytes_last": after_warmup[-1] if after_warmup else 0,
@@ -211,8 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=200, help="steady agents in the load (default 200)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--tracemalloc", action="store_true", help="print the 15 lines whose memory grew most")
     args = parser.parse_args(argv)
-    result = asyncio.run(soak(args.duration, args.cycle, args.warmup, args.agents, args.seed))
+    trace = None
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start()
+        trace = tracemalloc
+    result = asyncio.run(soak(args.duration, args.cycle, args.warmup, args.agents, args.seed, trace))
     for key, value in result.items():
         print(f"{key:32} {value}")
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
