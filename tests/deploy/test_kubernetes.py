@@ -75,6 +75,7 @@ def renderings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[
         "defaults": render(kustomization(tmp / "defaults", ALL_COMPONENTS)),
         "podmonitor": render(kustomization(tmp / "podmonitor", ("podmonitor", "prometheusrule"))),
         "example": render(DEPLOY / "overlays" / "example"),
+        "audiohook": render(kustomization(tmp / "audiohook", (*ALL_COMPONENTS, "audiohook"))),
     }
 
 
@@ -331,6 +332,40 @@ def test_network_policy_lets_prometheus_in_and_only_dns_and_https_out(
     (https,) = [r for r in policy["egress"] if r["ports"][0]["port"] == 443]
     excepted = https["to"][0]["ipBlock"]["except"]
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(excepted)
+
+
+def test_audiohook_component_lets_the_ingress_controller_in_on_the_audiohook_path_only(
+    renderings: dict[str, list[dict[str, Any]]],
+) -> None:
+    """components/audiohook: Genesys Cloud's wss:// stream reaches /audiohook on the exporter's web listener
+    through the ingress controller (TLS on 443); nothing else of the exporter is exposed, and the
+    NetworkPolicy keeps Prometheus' rule and adds one for the controller's pods, on the same port."""
+    docs = renderings["audiohook"]
+    policy = one(docs, "NetworkPolicy")["spec"]
+    assert policy["ingress"][0] == one(renderings["base"], "NetworkPolicy")["spec"]["ingress"][0]
+    (audiohook_rule,) = policy["ingress"][1:]
+    assert [p["port"] for p in audiohook_rule["ports"]] == ["http-metrics"]
+    (source,) = audiohook_rule["from"]
+    assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
+    assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "ingress-nginx"}
+    assert policy["egress"] == one(renderings["base"], "NetworkPolicy")["spec"]["egress"]
+
+    ingress = one(docs, "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/audiohook", "Exact"), "only AudioHook, never /metrics"
+    service = one(docs, "Service")
+    assert path["backend"]["service"]["name"] == service["metadata"]["name"]
+    assert path["backend"]["service"]["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    (tls,) = ingress["spec"]["tls"]
+    assert tls["hosts"] == [rule["host"]] and tls["secretName"], "AudioHook needs wss:// with a real certificate"
+    assert ingress["metadata"]["namespace"] == service["metadata"]["namespace"]
+    # Pods the NetworkPolicy applies to are the exporter's.
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    # Without the component: no Ingress, one ingress rule (Prometheus).
+    assert not of_kind(renderings["defaults"], "Ingress")
+    assert len(one(renderings["defaults"], "NetworkPolicy")["spec"]["ingress"]) == 1
 
 
 def test_example_overlay_labels_overrides_disables_and_relabels_by_alert_name(
