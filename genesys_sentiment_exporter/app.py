@@ -7,16 +7,18 @@ exporters in one process without their metrics leaking into each other.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import ssl
 import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 import httpx
 
+from genesys_sentiment_exporter.audit_shell import audit_loop_for
 from genesys_sentiment_exporter.config import Settings, parse_listen_address
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.logs import Redactor
@@ -27,6 +29,9 @@ from genesys_sentiment_exporter.stream_state import StreamState
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
 from genesys_sentiment_exporter.web import WebServer, build_app
 from genesys_sentiment_exporter.web_config import WebConfig, load_web_config
+
+if TYPE_CHECKING:
+    from genesys_sentiment_exporter.audiohook.server import AudioHookSource
 
 log = logging.getLogger("exporter")
 
@@ -46,7 +51,7 @@ def make_source(
     stream: StreamState,
     http: httpx.AsyncClient | None = None,
 ) -> Source:
-    if settings.source == "notifications":
+    if settings.stream_source == "notifications":
         from genesys_sentiment_exporter.sources.notifications import NotificationsSource
 
         return NotificationsSource(
@@ -84,7 +89,10 @@ class Exporter:
     def __init__(self, settings: Settings, redactor: Redactor | None = None) -> None:
         self.settings = settings
         self.redactor = redactor or Redactor()
-        self.redactor.add(settings.client_secret.get_secret_value())
+        secret = settings.client_secret.get_secret_value()
+        self.redactor.add(secret)
+        # The token request's Basic header carries the secret in base64: an echo of it is a leak too.
+        self.redactor.add(base64.b64encode(f"{settings.client_id}:{secret}".encode()).decode("ascii"))
         self.identity = settings.identity()
         self.tracker = AgentTracker(
             TrackerLimits(
@@ -110,9 +118,15 @@ class Exporter:
         self.source = make_source(settings, self.tokens, self.ingest, self.stream, self.http)
         self.names = self._name_resolver()
         extras: list[ExtraMetrics] = [self.source] if hasattr(self.source, "metrics") else []  # type: ignore[list-item]
+        self.audiohook = self._audiohook()
+        if self.audiohook is not None:
+            extras.append(self.audiohook)
         extras.append(ExporterInfo(self.identity.mode, settings.resolved_ui_url(), settings.web_external_url))
         if self.names is not None:
             extras.append(self.names)
+        self.audit = audit_loop_for(self)  # genesys_queue_sentiment_coverage_info on a slow timer
+        if self.audit is not None:
+            extras.append(self.audit)
         self.collector = ExporterCollector(
             tracker=self.tracker,
             ingest=self.ingest,
@@ -133,6 +147,7 @@ class Exporter:
             self.expire,
             web_config.basic_auth_users,
             self.conversation_url,
+            self.audiohook.install if self.audiohook is not None else None,
         )
         self.web = WebServer(app, host, port, web_config.tls)
         self.tasks: list[asyncio.Task[None]] = []
@@ -153,6 +168,13 @@ class Exporter:
             return None
         return f"{ui}/directory/#/engage/admin/interactions/{quote(agent.conversation_id, safe='')}"
 
+    def _audiohook(self) -> AudioHookSource | None:
+        if not self.settings.audiohook:
+            return None
+        from genesys_sentiment_exporter.audiohook.server import build_audiohook
+
+        return build_audiohook(self.settings, self.tracker, self.redactor)
+
     def _name_resolver(self) -> NameResolver | None:
         """Names through the notifications source's REST client (its budget), a fifth of the budget at most."""
         rest = getattr(self.source, "rest", None)
@@ -172,14 +194,15 @@ class Exporter:
         )
 
     def _new_token(self, token: Token) -> None:
-        self.redactor.add(token.value)
+        self.redactor.add_token(token.value)
 
     def expire(self) -> None:
         self.tracker.expire(time.monotonic())
 
     def ready_reason(self) -> str | None:
         reasons = [r for r in (self.tokens.ready_reason(), self.stream.ready_reason()) if r]
-        return "; ".join(reasons) if reasons else None
+        # The reasons quote what servers answered; an answer may echo the request (and its token).
+        return self.redactor.scrub("; ".join(reasons)) if reasons else None
 
     @property
     def metrics_url(self) -> str:
@@ -194,6 +217,10 @@ class Exporter:
         ]
         if self.names is not None:
             self.tasks.append(asyncio.create_task(self.names.run(), name="names"))
+        if self.audiohook is not None:
+            self.tasks.append(asyncio.create_task(self.audiohook.run(), name="audiohook"))
+        if self.audit is not None:
+            self.tasks.append(asyncio.create_task(self.audit.run(), name="audit"))
         for task in self.tasks:
             task.add_done_callback(self._crashed)
         log.info("listening on %s (source %s)", self.web.url, self.source.name)

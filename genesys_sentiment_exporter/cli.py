@@ -1,4 +1,4 @@
-"""Command line: `run`, `simulate`, `demo`, `check`.
+"""Command line: `run`, `simulate`, `demo`, `check`, `audit`.
 
 Flags are parsed with argparse (Prometheus-style dotted names) and handed to
 pydantic-settings as init values, so a flag beats its environment variable and
@@ -41,7 +41,13 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "region": ("--region", {"help": "region name or domain, e.g. eu-west-1 [GENESYSCLOUD_REGION]"}),
     "api_base_url": ("--api-base-url", {"help": "API base URL override (gateway, simulator)"}),
     "login_base_url": ("--login-base-url", {"help": "login base URL override"}),
-    "source": ("--source", {"help": "stream to read: notifications (default) or analytics-websocket"}),
+    "source": (
+        "--source",
+        {
+            "help": "stream to read: notifications (default) or analytics-websocket; add audiohook to also serve "
+            "AudioHook Monitor on /audiohook (comma-separated, e.g. notifications,audiohook)"
+        },
+    ),
     "queue_id": ("--queue-id", {"action": "append", "help": "only this queue (repeatable)"}),
     "agent_id": ("--agent-id", {"action": "append", "help": "only this agent (repeatable)"}),
     "heartbeat_seconds": ("--heartbeat-seconds", {"help": "stream heartbeat interval, >= 10 (default 30)"}),
@@ -81,6 +87,17 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "with --agent-identity plain)",
         },
     ),
+    "audit_all_queues": (
+        "--all-queues",
+        {
+            "action": argparse.BooleanOptionalAction,
+            "help": "audit every queue of the org, not only the --queue-id ones (audit, check, coverage metric)",
+        },
+    ),
+    "audit_interval_seconds": (
+        "--audit.interval-seconds",
+        {"help": "run: re-audit the configuration this often for the coverage metric; 0 = off (default 3600)"},
+    ),
     "agent_identity": (
         "--agent-identity",
         {"help": "plain (user ids, default), pseudonymous (keyed hash) or none (per-queue aggregates only)"},
@@ -93,12 +110,42 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--ui-url",
         {"help": "Genesys Cloud web app for links in alerts (default https://apps.{region domain})"},
     ),
+    "sentiment_analyzer": (
+        "--sentiment-analyzer",
+        {"help": "what scores transcript utterances: vader (default, English) or onnx (a local model)"},
+    ),
+    "sentiment_model_dir": (
+        "--sentiment-model-dir",
+        {"help": "onnx: directory with model.onnx, tokenizer.json and config.json (id2label)"},
+    ),
+    "sentiment_languages": (
+        "--sentiment-languages",
+        {"action": "append", "help": "languages the analyzer scores, e.g. en,de (default: the analyzer's own)"},
+    ),
     "web_listen_address": ("--web.listen-address", {"help": "address to serve on (default :8729)"}),
     "web_telemetry_path": ("--web.telemetry-path", {"help": "metrics path (default /metrics)"}),
     "web_config_file": ("--web.config.file", {"help": "exporter-toolkit web config (TLS, basic auth)"}),
     "web_external_url": (
         "--web.external-url",
         {"help": "URL supervisors reach this exporter at; alerts then link the live call through it"},
+    ),
+    "audiohook_api_key_file": (
+        "--audiohook.api-key-file",
+        {"help": "file holding the AudioHook integration's API key (else GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"},
+    ),
+    "audiohook_client_secret_file": (
+        "--audiohook.client-secret-file",
+        {"help": "file holding its client secret (else GENESYS_EXPORTER_AUDIOHOOK_CLIENT_SECRET); empty: unsigned"},
+    ),
+    "audiohook_workers": ("--audiohook.workers", {"help": "recognition worker processes (default 0: one per core)"}),
+    "audiohook_engine": (
+        "--audiohook.engine",
+        {"help": "speech-to-text engine: pocketsphinx (default) or module:factory"},
+    ),
+    "audiohook_model_dir": ("--audiohook.model-dir", {"help": "local model directory for the engine"}),
+    "audiohook_max_lag_seconds": (
+        "--audiohook.max-lag-seconds",
+        {"help": "drop audio (counted) while recognition is this far behind (default 10)"},
     ),
     "log_level": ("--log.level", {"help": "debug, info, warn or error"}),
     "log_format": ("--log.format", {"help": "logfmt or json"}),
@@ -221,6 +268,8 @@ def simulator_config(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {"scenarios": tuple(args.scenarios or ["demo"]), "seed": args.seed}
     if args.agents is not None:
         options["agents"] = args.agents
+    if args.transcript_batch_seconds is not None:
+        options["transcript_batch_seconds"] = args.transcript_batch_seconds
     if args.token_lifetime_seconds is not None:
         options["token_lifetime_seconds"] = float(args.token_lifetime_seconds)
     elif args.command == "demo":
@@ -248,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flags(check)
     check.add_argument("--duration", type=float, default=60.0, help="seconds to read (default 60)")
 
+    audit = sub.add_parser("audit", help="audit the org's configuration: will each queue's calls get sentiment?")
+    _add_flags(audit)
+    audit.add_argument("--output", choices=("text", "json"), default="text", help="text lines (default) or json")
+
     demo = sub.add_parser("demo", help="simulated Genesys Cloud and exporter in one process")
     demo_flags = (
         "source",
@@ -258,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ui_url",
         "window_size",
         "grace_seconds",
+        "sentiment_analyzer",
+        "sentiment_model_dir",
+        "sentiment_languages",
     )
     _add_flags(demo, (*demo_flags, "heartbeat_seconds", *WEB_FLAGS))
     _add_simulator_flags(demo)
@@ -278,6 +334,13 @@ def _add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--agents", type=int, default=None, help="agents in the steady population")
     parser.add_argument("--token-lifetime-seconds", type=int, default=None, help="lifetime of simulated tokens")
+    parser.add_argument(
+        "--transcript-batch-seconds",
+        type=float,
+        default=None,
+        help="how the simulated transcription groups utterances (default 2, low latency; the platform's default "
+        "is about 35)",
+    )
 
 
 def _settings_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -311,6 +374,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             asyncio.run(until_signalled(lambda: demo.demo(settings, config, redactor)))
         return 0
     settings = load_settings(_settings_values(args))
+    if args.command == "audit":
+        return _audit(args, settings)
     try:
         settings.require_endpoints_and_credentials()
     except ValueError as exc:
@@ -331,6 +396,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     asyncio.run(until_signalled(serve))
     return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    """`audit` needs credentials and queues (or --all-queues), not the stream's agent/queue rule."""
+    try:
+        settings.model_copy(update={"source": "analytics-websocket"}).require_endpoints_and_credentials()
+    except ValueError as exc:
+        raise setting_error(str(exc), "settings") from None
+    redactor = logs.setup(settings.log_level, settings.log_format)
+    redactor.add(settings.client_secret.get_secret_value())
+    from genesys_sentiment_exporter.audit_shell import audit_command
+
+    return asyncio.run(audit_command(settings, args.output, redactor))
 
 
 async def start_or_explain(exporter: Exporter) -> None:

@@ -107,12 +107,35 @@ class AgentState:
             self.sum = sum(self.scores)
 
 
+# Genesys ids are 36-character GUIDs; pseudonyms are shorter. Anything longer is not an id: refused, so
+# that one frame of megabyte "ids" cannot make a megabyte /metrics page (or a label Prometheus rejects).
+MAX_ID_LENGTH = 128
+OVERFLOW_QUEUE = "other"  # ended calls of queues beyond `max_queue_series` are counted here
+
+
+def exportable_id(value: str) -> bool:
+    """True for ids that can be label values: bounded, and UTF-8 can carry them (no lone surrogates)."""
+    if len(value) > MAX_ID_LENGTH:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerLimits:
     window_size: int = 5
     grace_seconds: float = 5.0
     idle_seconds: float = 900.0
     max_agents: int = 20_000
+    # genesys_conversations_ended_total{queue_id}: at most this many queues, each dropped after an hour
+    # without an ended call or a tracked agent (30 000 forged queue ids once made 30 000 series for good).
+    max_queue_series: int = 2_000
+    queue_series_idle_seconds: float = 3_600.0
 
 
 class Outcome:
@@ -122,6 +145,7 @@ class Outcome:
     STATE_CHANGE = "state_change"
     STALE = "stale"  # a reading for a conversation the agent has already left
     AGENT_REFUSED = "agent_refused"  # the tracked-agent cap is full
+    INVALID_ID = "invalid_id"  # an agent, queue or conversation id that cannot be a label (see exportable_id)
 
 
 class AgentTracker:
@@ -136,6 +160,8 @@ class AgentTracker:
         self.dropped: Counter[str] = Counter()
         # (queue_id, had_sentiment "true"/"false") -> conversations finished
         self.conversations_ended: Counter[tuple[str, str]] = Counter()
+        self.queue_last_ended: dict[str, float] = {}  # queue -> `now` of its last ended call (expiry)
+        self._now = 0.0  # latest `now` a caller passed: ended calls are stamped with it
 
     def _agent(self, agent_id: str, queue_id: str, conversation_id: str, now: float) -> AgentState | None:
         agent = self.agents.get(agent_id)
@@ -150,9 +176,20 @@ class AgentTracker:
 
     def _finish(self, agent: AgentState) -> None:
         had = "true" if agent.readings else "false"
-        self.conversations_ended[(agent.queue_id, had)] += 1
+        queue = agent.queue_id
+        if queue not in self.queue_last_ended and len(self.queue_last_ended) >= self.limits.max_queue_series:
+            queue = OVERFLOW_QUEUE
+        self.queue_last_ended[queue] = self._now
+        self.conversations_ended[(queue, had)] += 1
+
+    @staticmethod
+    def _exportable(agent_id: str, queue_id: str, conversation_id: str) -> bool:
+        return exportable_id(agent_id) and exportable_id(queue_id) and len(conversation_id) <= MAX_ID_LENGTH
 
     def reading(self, event: Reading, now: float) -> str:
+        self._now = now
+        if not self._exportable(event.agent_id, event.queue_id, event.conversation_id):
+            return Outcome.INVALID_ID
         agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)
         if agent is None:
             return Outcome.AGENT_REFUSED
@@ -179,6 +216,9 @@ class AgentTracker:
         agent.last_seen = now
 
     def state(self, event: StateChange, now: float) -> str:
+        self._now = now
+        if not self._exportable(event.agent_id, event.queue_id, event.conversation_id):
+            return Outcome.INVALID_ID
         agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)
         if agent is None:
             return Outcome.AGENT_REFUSED
@@ -211,11 +251,28 @@ class AgentTracker:
                 gone.append((agent_id, "grace_elapsed"))
             elif agent.last_seen < idle_before:
                 gone.append((agent_id, "idle"))
+        self._now = now
         for agent_id, reason in gone:
             agent = self.agents.pop(agent_id)
             if reason == "grace_elapsed":
                 self._finish(agent)
             self.dropped[reason] += 1
+        self._expire_queues(now)
+
+    def _expire_queues(self, now: float) -> None:
+        """Forget the ended-calls series of queues with no ended call and no tracked agent for a while."""
+        before = now - self.limits.queue_series_idle_seconds
+        idle = [q for q, at in self.queue_last_ended.items() if at < before]
+        if not idle:
+            return
+        busy = {agent.queue_id for agent in self.agents.values()}
+        for queue in idle:
+            if queue in busy:
+                self.queue_last_ended[queue] = now
+                continue
+            del self.queue_last_ended[queue]
+            for had in ("true", "false"):
+                self.conversations_ended.pop((queue, had), None)
 
     def is_current_state(self, agent_id: str, conversation_id: str, state: str) -> bool:
         """True when an event's state adds nothing: the agent's current conversation, already in it."""

@@ -28,6 +28,7 @@ def build_app(
     before_scrape: Callable[[], None] | None = None,
     basic_auth_users: dict[str, bytes] | None = None,
     conversation_url: Callable[[str], str | None] | None = None,
+    mount: Callable[[web.Application], frozenset[str]] | None = None,
 ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         if before_scrape is not None:
@@ -67,8 +68,12 @@ def build_app(
             return web.Response(status=404, text="No tracked conversation for this agent (the call has ended).\n")
         raise web.HTTPFound(url)
 
-    middlewares: list[Any] = [_basic_auth(basic_auth_users)] if basic_auth_users else []
+    # `mount` adds a source's own endpoints (AudioHook) and names those that authenticate themselves.
+    own_auth: set[str] = set()
+    middlewares: list[Any] = [_basic_auth(basic_auth_users, own_auth)] if basic_auth_users else []
     app = web.Application(middlewares=middlewares)
+    if mount is not None:
+        own_auth.update(mount(app))
     app.router.add_get("/", landing)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
@@ -81,7 +86,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def _basic_auth(users: dict[str, bytes]) -> Middleware:
+def _basic_auth(users: dict[str, bytes], own_auth: set[str] | None = None) -> Middleware:
     """Every path needs a user from the web config file (as exporter-toolkit does)."""
     verified: dict[tuple[str, str], bool] = {}  # bcrypt is slow by design; scrapes repeat credentials
 
@@ -105,6 +110,8 @@ def _basic_auth(users: dict[str, bytes]) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if own_auth and request.path in own_auth:
+            return await handler(request)
         if not allowed(request.headers.get("Authorization", "")):
             return web.Response(
                 status=401, text="Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="exporter"'}

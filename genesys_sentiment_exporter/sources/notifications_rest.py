@@ -13,10 +13,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from genesys_sentiment_exporter.backoff import Backoff
+from genesys_sentiment_exporter.logs import mask_credentials
+from genesys_sentiment_exporter.neterrors import describe
 from genesys_sentiment_exporter.oauth import TokenManager, parse_retry_after
 
 log = logging.getLogger("exporter.source.notifications")
@@ -97,7 +100,7 @@ class PlatformRest:
             except httpx.TransportError as exc:
                 self.results["network_error"] += 1
                 if attempt == MAX_ATTEMPTS:
-                    raise RestError(f"{method} {path}: {type(exc).__name__}") from exc
+                    raise RestError(f"{method} {urlsplit(self.base).netloc}{path}: {describe(exc)}") from exc
                 await self.sleep(backoff.next_delay())
                 continue
             status = response.status_code
@@ -119,13 +122,22 @@ class PlatformRest:
             return response
         raise RestError(f"{method} {path}: gave up after {MAX_ATTEMPTS} attempts", 429)
 
+    def _excerpt(self, response: httpx.Response) -> str:
+        """The start of an error body for the operator, with any token it echoes removed first."""
+        text = response.text
+        token = self.tokens.token
+        if token is not None:
+            text = text.replace(token.value, "<redacted>")
+        return mask_credentials(text)[:200]
+
     async def json(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
         response = await self.request(method, path, body)
         if response.status_code not in ok:
             raise RestError(
-                f"{method} {path} answered HTTP {response.status_code}: {response.text[:200]}", response.status_code
+                f"{method} {path} answered HTTP {response.status_code}: {self._excerpt(response)}",
+                response.status_code,
             )
         try:
             return response.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
             raise RestError(f"{method} {path} answered a body that is not JSON", response.status_code) from exc
