@@ -275,18 +275,26 @@ def test_oauth_client_comes_from_an_existing_secret_only(renderings: dict[str, l
     assert volumes[mount["name"]]["secret"]["items"] == [{"key": "client-secret", "path": secret_file.name}]
 
 
+@pytest.mark.parametrize("rendering", ["example", "audiohook"])
 def test_the_exporter_accepts_the_rendered_settings(
-    renderings: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    renderings: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rendering: str
 ) -> None:
-    """The example overlay's ConfigMap and the Deployment's args and env are settings `run` accepts."""
-    docs = renderings["example"]
+    """The example overlay's (and the AudioHook component's) ConfigMap and the Deployment's args and env are
+    settings `run` accepts; the Secrets' files are stood in for by temporary files."""
+    docs = renderings[rendering]
     (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     (config_map_ref,) = container["envFrom"]
     (config_map,) = [
         c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == config_map_ref["configMapRef"]["name"]
     ]
     for name, value in config_map["data"].items():
+        if name.endswith("_FILE"):  # a mounted Secret's file: a stand-in with the same role
+            stand_in = tmp_path / name.lower()
+            stand_in.write_text("c3RhbmQtaW4tc2VjcmV0\n")
+            value = str(stand_in)
         monkeypatch.setenv(name, value)
+    if rendering == "audiohook":  # the overlay sets the queues; here the component's own kustomization
+        monkeypatch.setenv("GENESYS_EXPORTER_QUEUE_ID", "q-1")
     secret = tmp_path / "client-secret"
     secret.write_text("not-a-real-secret\n")
     monkeypatch.setenv("GENESYSCLOUD_OAUTHCLIENT_ID", "client-id-from-secret")
@@ -296,6 +304,7 @@ def test_the_exporter_accepts_the_rendered_settings(
     settings = load_settings({name: getattr(args, name) for name in vars(args) if name != "command"})
     settings.require_endpoints_and_credentials()
     assert settings.queue_id and settings.web_listen_address == ":8729"
+    assert settings.audiohook == (rendering == "audiohook")
 
 
 def test_service_monitor_and_pdb_select_the_exporter_pods(renderings: dict[str, list[dict[str, Any]]]) -> None:
@@ -363,6 +372,22 @@ def test_audiohook_component_lets_the_ingress_controller_in_on_the_audiohook_pat
     # Pods the NetworkPolicy applies to are the exporter's.
     pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    # It turns AudioHook on with the credentials from a Secret, mounted where the settings read them.
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (config_map,) = [
+        c
+        for c in of_kind(docs, "ConfigMap")
+        if c["metadata"]["name"] == container["envFrom"][0]["configMapRef"]["name"]
+    ]
+    data = config_map["data"]
+    assert data["GENESYS_EXPORTER_SOURCE"] == "notifications,audiohook"
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "audiohook"]
+    assert volumes["audiohook"]["secret"]["secretName"] == "genesys-sentiment-exporter-audiohook"
+    for key in ("API_KEY", "CLIENT_SECRET"):
+        path = Path(data[f"GENESYS_EXPORTER_AUDIOHOOK_{key}_FILE"])
+        assert str(path.parent) == mount["mountPath"]
+        assert {"key": path.name, "path": path.name} in volumes["audiohook"]["secret"]["items"]
     # Without the component: no Ingress, one ingress rule (Prometheus).
     assert not of_kind(renderings["defaults"], "Ingress")
     assert len(one(renderings["defaults"], "NetworkPolicy")["spec"]["ingress"]) == 1
