@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.catalogue import HadSentiment, Outcome
 from genesys_sentiment_exporter.model import Reading
 from genesys_sentiment_exporter.oauth import refresh_delay
 
@@ -59,15 +60,15 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
     if report is not None:  # notifications: which topics were permitted or rejected, permissions missing
         findings.extend(Finding(ok, topic, text) for ok, topic, text in report())
     heartbeat = exporter.settings.heartbeat_seconds
-    if messages["heartbeat"]:
-        findings.append(Finding(True, "heartbeat", f"{messages['heartbeat']} heartbeats received"))
+    if messages[Outcome.HEARTBEAT]:
+        findings.append(Finding(True, "heartbeat", f"{messages[Outcome.HEARTBEAT]} heartbeats received"))
     elif duration >= heartbeat * 1.5:
         findings.append(Finding(False, "heartbeat", f"none in {duration:.0f} s although {heartbeat} s was requested"))
     else:
         findings.append(
             Finding(True, "heartbeat", f"none yet (read {duration:.0f} s; run longer than {heartbeat} s to see one)")
         )
-    events = messages["reading"] + messages["state_change"] + messages["missing_sentiment"]
+    events = messages[Outcome.READING] + messages[Outcome.STATE_CHANGE] + messages[Outcome.MISSING_SENTIMENT]
     if events == 0:
         findings.append(
             Finding(
@@ -77,8 +78,10 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
             )
         )
     else:
-        findings.append(Finding(True, "events", f"{events} conversation events, {messages['reading']} with a score"))
-    missing = messages["missing_sentiment"]
+        findings.append(
+            Finding(True, "events", f"{events} conversation events, {messages[Outcome.READING]} with a score")
+        )
+    missing = messages[Outcome.MISSING_SENTIMENT]
     if missing:
         findings.append(
             Finding(
@@ -102,7 +105,9 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
         )
     elif readings.per_queue:
         findings.append(Finding(True, "scores stuck at 0.0", "no queue with only 0.0 scores"))
-    no_sentiment = sorted(q for (q, had), n in exporter.tracker.conversations_ended.items() if had == "false" and n)
+    no_sentiment = sorted(
+        q for (q, had), n in exporter.tracker.conversations_ended.items() if had is HadSentiment.FALSE and n
+    )
     if no_sentiment:
         findings.append(
             Finding(
@@ -112,7 +117,7 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
                 "policy enables real-time sentiment analysis",
             )
         )
-    invalid = messages["invalid_score"] + messages["malformed"] + messages["unknown_type"]
+    invalid = messages[Outcome.INVALID_SCORE] + messages[Outcome.MALFORMED] + messages[Outcome.UNKNOWN_TYPE]
     if invalid:
         findings.append(Finding(False, "message validity", f"{invalid} messages rejected as invalid"))
     return findings

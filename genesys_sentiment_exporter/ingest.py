@@ -12,13 +12,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.model import Reading, StateChange
-from genesys_sentiment_exporter.tracker import AgentTracker, Outcome
+from genesys_sentiment_exporter.tracker import AgentTracker
 
 log = logging.getLogger("exporter.ingest")
 
-MISSING_SENTIMENT = "missing_sentiment"
-INVALID_SCORE = "invalid_score"
+MISSING_SENTIMENT = Outcome.MISSING_SENTIMENT
+INVALID_SCORE = Outcome.INVALID_SCORE
 
 
 class RateLimitedWarning:
@@ -49,11 +50,11 @@ class Ingest:
     def __init__(self, tracker: AgentTracker, clock: Callable[[], float] = time.monotonic) -> None:
         self.tracker = tracker
         self.clock = clock
-        self.messages: Counter[str] = Counter()
+        self.messages: Counter[Outcome] = Counter()
         self._warn_missing = RateLimitedWarning(60.0, clock)
         self.on_reading: Callable[[Reading], None] | None = None  # `check` watches readings go by
 
-    def count(self, outcome: str) -> None:
+    def count(self, outcome: Outcome) -> None:
         self.messages[outcome] += 1
 
     def conversation_fields(
@@ -65,7 +66,7 @@ class Ingest:
         score: float | None,
         timestamp: float,
         sentiment: str,
-    ) -> str:
+    ) -> Outcome:
         """Apply a validated event given as plain fields; the hot path of a stream.
 
         Most of a live stream is the next score of a call the agent is already on,
@@ -88,11 +89,11 @@ class Ingest:
         change = None if state is None else StateChange(agent_id, queue_id, conversation_id, state, timestamp)
         return self.conversation(reading, change, sentiment)
 
-    def conversation(self, reading: Reading | None, state: StateChange | None, sentiment: str = "ok") -> str:
+    def conversation(self, reading: Reading | None, state: StateChange | None, sentiment: str = "ok") -> Outcome:
         """Apply one conversation message; `sentiment` says why a message has no reading."""
         now = self.clock()
         tracker = self.tracker
-        outcome = ""
+        outcome: Outcome | None = None
         if state is not None and not tracker.is_current_state(state.agent_id, state.conversation_id, state.state):
             outcome = tracker.state(state, now)
         if reading is not None:
@@ -110,5 +111,6 @@ class Ingest:
                     "was not requested or a server-side filter removed it; it is NOT counted as 0.0",
                     state.agent_id if state is not None else "?",
                 )
+        assert outcome is not None  # every branch above set one
         self.messages[outcome] += 1
         return outcome

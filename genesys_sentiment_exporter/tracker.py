@@ -12,7 +12,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from genesys_sentiment_exporter.catalogue import DropReason, HadSentiment, Outcome
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
+
+__all__ = ["AgentState", "AgentTracker", "Outcome", "TrackerLimits"]
 
 
 def _escape(value: str) -> str:
@@ -115,15 +118,6 @@ class TrackerLimits:
     max_agents: int = 20_000
 
 
-class Outcome:
-    """What the tracker did with an event; the source counts it as the message's outcome."""
-
-    READING = "reading"
-    STATE_CHANGE = "state_change"
-    STALE = "stale"  # a reading for a conversation the agent has already left
-    AGENT_REFUSED = "agent_refused"  # the tracked-agent cap is full
-
-
 class AgentTracker:
     """Holds every tracked agent; answers what the collector needs at scrape time."""
 
@@ -133,9 +127,12 @@ class AgentTracker:
         self.label_id = label_id
         self.agents: dict[str, AgentState] = {}
         self.agents_refused = 0
-        self.dropped: Counter[str] = Counter()
-        # (queue_id, had_sentiment "true"/"false") -> conversations finished
-        self.conversations_ended: Counter[tuple[str, str]] = Counter()
+        self.dropped: Counter[DropReason] = Counter()
+        # (queue_id, had_sentiment) -> conversations finished
+        self.conversations_ended: Counter[tuple[str, HadSentiment]] = Counter()
+        # Every queue a tracked call was ever in: its ended-calls series are served at 0 from then on,
+        # so the first call that ends there is an increase Prometheus sees (a series born at 1 is not).
+        self.queues: set[str] = set()
 
     def _agent(self, agent_id: str, queue_id: str, conversation_id: str, now: float) -> AgentState | None:
         agent = self.agents.get(agent_id)
@@ -146,13 +143,14 @@ class AgentTracker:
             label = None if self.label_id is None else self.label_id(agent_id)
             agent = AgentState(agent_id, queue_id, conversation_id, now, label)
             self.agents[agent_id] = agent
+            self.queues.add(queue_id)
         return agent
 
     def _finish(self, agent: AgentState) -> None:
-        had = "true" if agent.readings else "false"
+        had = HadSentiment.TRUE if agent.readings else HadSentiment.FALSE
         self.conversations_ended[(agent.queue_id, had)] += 1
 
-    def reading(self, event: Reading, now: float) -> str:
+    def reading(self, event: Reading, now: float) -> Outcome:
         agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)
         if agent is None:
             return Outcome.AGENT_REFUSED
@@ -172,13 +170,14 @@ class AgentTracker:
         """Add a reading to the agent's current conversation (the caller checked it is that one)."""
         if queue_id != agent.queue_id:
             agent.set_queue(queue_id)
+            self.queues.add(queue_id)
         agent.add(score, self.limits.window_size)
         agent.last_timestamp = timestamp
         if trend is not None:
             agent.trend = trend
         agent.last_seen = now
 
-    def state(self, event: StateChange, now: float) -> str:
+    def state(self, event: StateChange, now: float) -> Outcome:
         agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)
         if agent is None:
             return Outcome.AGENT_REFUSED
@@ -191,7 +190,9 @@ class AgentTracker:
                 return Outcome.STALE
             self._finish(agent)
             agent.start_conversation(event.conversation_id)
-        agent.set_queue(event.queue_id)
+        if event.queue_id != agent.queue_id:
+            agent.set_queue(event.queue_id)
+            self.queues.add(event.queue_id)
         agent.last_seen = now
         agent.state = event.state
         if phase is Phase.ENDING:
@@ -205,15 +206,15 @@ class AgentTracker:
     def expire(self, now: float) -> None:
         """Drop agents whose grace period is over (alerts resolve) or who went silent."""
         idle_before = now - self.limits.idle_seconds
-        gone: list[tuple[str, str]] = []
+        gone: list[tuple[str, DropReason]] = []
         for agent_id, agent in self.agents.items():
             if agent.phase is Phase.ENDING and now >= agent.grace_deadline:
-                gone.append((agent_id, "grace_elapsed"))
+                gone.append((agent_id, DropReason.GRACE_ELAPSED))
             elif agent.last_seen < idle_before:
-                gone.append((agent_id, "idle"))
+                gone.append((agent_id, DropReason.IDLE))
         for agent_id, reason in gone:
             agent = self.agents.pop(agent_id)
-            if reason == "grace_elapsed":
+            if reason is DropReason.GRACE_ELAPSED:
                 self._finish(agent)
             self.dropped[reason] += 1
 

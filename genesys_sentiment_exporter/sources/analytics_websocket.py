@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from genesys_sentiment_exporter.backoff import Backoff
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.config import is_loopback
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.oauth import Token, TokenManager
@@ -176,14 +177,14 @@ class AnalyticsWebSocketSource:
             await ws.close()
             raise
         self._numbers += 1
-        self.ingest.count("control")
+        self.ingest.count(Outcome.CONTROL)
         return Connection(ws, token, self._numbers)
 
     def _handle(self, frame: str | bytes, parsed: proto.Parsed, number: int) -> None:
         kind = parsed.kind
         if kind == proto.Kind.CONVERSATION:
             if self.dedup.active and self.dedup.duplicate(frame, number):
-                self.ingest.count("duplicate")
+                self.ingest.count(Outcome.DUPLICATE)
                 return
             self.ingest.conversation_fields(
                 parsed.agent_id,
@@ -196,13 +197,13 @@ class AnalyticsWebSocketSource:
             )
         elif kind == proto.Kind.HEARTBEAT:
             self.stream.last_heartbeat = self.wall()
-            self.ingest.count("heartbeat")
+            self.ingest.count(Outcome.HEARTBEAT)
         elif kind == proto.Kind.REJECTED:
-            self.ingest.count(parsed.reason)
+            self.ingest.count(Outcome(parsed.reason))
         else:
             if kind == proto.Kind.ERROR:
                 log.error("stream error from server: %s: %s", parsed.reason, parsed.detail)
-            self.ingest.count("control")
+            self.ingest.count(Outcome.CONTROL)
 
     async def read(self, conn: Connection) -> str:
         """Process frames until the socket closes; returns the close code (or our reason)."""

@@ -26,13 +26,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import Metric
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from genesys_sentiment_exporter import catalogue
 from genesys_sentiment_exporter.backoff import Backoff
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.config import is_loopback
 from genesys_sentiment_exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
+from genesys_sentiment_exporter.metrics import counter, gauge, info
 from genesys_sentiment_exporter.model import Reading, StateChange
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
@@ -140,49 +143,49 @@ class NotificationsSource:
         self._warn_missing = RateLimitedWarning(60.0)
 
     # -- messages ----------------------------------------------------------------------------------
-    def handle(self, frame: str | bytes, channel: Channel | None = None) -> str:
+    def handle(self, frame: str | bytes, channel: Channel | None = None) -> Outcome:
         """Give one frame its outcome (returned for tests)."""
         message = proto.parse(frame)
         kind = message.kind
         if kind == proto.Kind.HEARTBEAT:
             self.stream.last_heartbeat = self.wall()
-            return self._count("heartbeat")
+            return self._count(Outcome.HEARTBEAT)
         if kind in (proto.Kind.MALFORMED, proto.Kind.UNKNOWN):
-            return self._count(kind)
+            return self._count(Outcome(kind))
         if kind == proto.Kind.SOCKET_CLOSING:
             current = channel is not None and self.slots[channel.slot].channel is channel
             if channel is not None and current and not channel.closing_announced:
                 channel.closing_announced = True
                 log.info("channel %d: platform announced socket_closing; rolling over", channel.slot)
                 self.slots[channel.slot].requests.put_nowait("socket_closing")
-            return self._count("control")
+            return self._count(Outcome.CONTROL)
         if kind not in (proto.Kind.CONVERSATION, proto.Kind.SENTIMENT):
-            return self._count("control")  # pong and other channel.metadata
+            return self._count(Outcome.CONTROL)  # pong and other channel.metadata
         if self.dedup.active and channel is not None and self.dedup.duplicate(message.dedup_key(), channel.number):
-            return self._count("duplicate")
+            return self._count(Outcome.DUPLICATE)
         if kind == proto.Kind.CONVERSATION:
             return self._conversation(message)
         return self._sentiment(message)
 
-    def _count(self, outcome: str) -> str:
+    def _count(self, outcome: Outcome) -> Outcome:
         self.ingest.count(outcome)
         return outcome
 
-    def _conversation(self, message: proto.Message) -> str:
+    def _conversation(self, message: proto.Message) -> Outcome:
         topic_queue = message.topic_id if message.topic.startswith("v2.routing.queues.") else None
         update = self.attribution.on_conversation(message.body, topic_queue, time.monotonic(), self.wall())
         if update.subscribe is not None:
             self._subscribe(update.subscribe)
         outcome = self._apply(update.changes)
         if not outcome:
-            outcome = update.outcome or "state_change"
+            outcome = Outcome(update.outcome or Outcome.STATE_CHANGE)
             self.ingest.count(outcome)
         return outcome
 
-    def _apply(self, changes: list[StateChange]) -> str:
+    def _apply(self, changes: list[StateChange]) -> Outcome | None:
         """The first real change is the message's counted outcome; the others go to the tracker."""
         tracker = self.ingest.tracker
-        outcome = ""
+        outcome: Outcome | None = None
         for change in changes:
             if tracker.is_current_state(change.agent_id, change.conversation_id, change.state):
                 continue
@@ -192,14 +195,14 @@ class NotificationsSource:
                 tracker.state(change, self.ingest.clock())
         return outcome
 
-    def _sentiment(self, message: proto.Message) -> str:
+    def _sentiment(self, message: proto.Message) -> Outcome:
         body = message.body
         conversation_id = body.get("conversationId")
         if not isinstance(conversation_id, str) or not conversation_id:
             conversation_id = message.topic_id
         who = self.attribution.attribute(conversation_id, body.get("queueIds"))
         if isinstance(who, str):
-            return self._count(who)
+            return self._count(Outcome(who))
         agent, queue = who
         raw = body.get("sentimentOverallScore")
         if raw is None:
@@ -547,49 +550,17 @@ class NotificationsSource:
     # -- metrics ----------------------------------------------------------------------------------------
     def metrics(self) -> Iterable[Metric]:
         open_ = sum(1 for s in self.slots if self._open_socket(s))
-        yield GaugeMetricFamily(
-            "genesys_notifications_channels_open", "Notifications channels with an open socket.", value=open_
-        )
-        yield GaugeMetricFamily(
-            "genesys_notifications_topics_subscribed",
-            "Topics currently subscribed over all channels.",
-            value=sum(len(s.subscribed) for s in self.slots),
-        )
-        rejected = CounterMetricFamily(
-            "genesys_notifications_subscriptions_rejected",
-            "Topic subscriptions the platform rejected, by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(self.rejected.items()):
-            rejected.add_metric([reason], count)
-        yield rejected
-        yield CounterMetricFamily(
-            "genesys_notifications_subscriptions_refused",
-            "Sentiment topics not subscribed because every channel was full.",
-            value=self.plan.refused,
-        )
-        expiry = GaugeMetricFamily(
-            "genesys_notifications_channel_expiry_timestamp_seconds",
-            "When each channel expires (the platform's `expires`).",
-            labels=["channel"],
-        )
+        yield gauge(catalogue.NOTIFICATIONS_CHANNELS_OPEN, open_)
+        yield gauge(catalogue.NOTIFICATIONS_TOPICS_SUBSCRIBED, sum(len(s.subscribed) for s in self.slots))
+        yield counter(catalogue.NOTIFICATIONS_REJECTED, self.rejected)
+        yield counter(catalogue.NOTIFICATIONS_REFUSED, self.plan.refused)
+        expiry = gauge(catalogue.NOTIFICATIONS_CHANNEL_EXPIRY)
         for slot in self.slots:
             if slot.channel is not None and slot.channel.expires:
                 expiry.add_metric([str(slot.index)], slot.channel.expires)
         yield expiry
-        requests = CounterMetricFamily(
-            "genesys_notifications_api_requests",
-            "REST requests of the notifications source, by result.",
-            labels=["result"],
-        )
-        for result, count in sorted(self.rest.results.items()):
-            requests.add_metric([result], count)
-        yield requests
-        scale = InfoMetricFamily(
-            "genesys_exporter_sentiment_scale", "Scale of the platform's sentiment scores in use (normalised to -1..1)."
-        )
-        scale.add_metric([], {"scale": self.scale.in_use, "setting": self.scale.setting})
-        yield scale
+        yield counter(catalogue.NOTIFICATIONS_API_REQUESTS, self.rest.results)
+        yield info(catalogue.SENTIMENT_SCALE, {"scale": self.scale.in_use, "setting": self.scale.setting})
 
     def subscription_report(self) -> list[tuple[bool, str, str]]:
         """For `check`: (ok, what, text) per base topic and per sentiment topic kind."""
