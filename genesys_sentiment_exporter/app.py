@@ -7,6 +7,7 @@ exporters in one process without their metrics leaking into each other.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import ssl
@@ -84,7 +85,10 @@ class Exporter:
     def __init__(self, settings: Settings, redactor: Redactor | None = None) -> None:
         self.settings = settings
         self.redactor = redactor or Redactor()
-        self.redactor.add(settings.client_secret.get_secret_value())
+        secret = settings.client_secret.get_secret_value()
+        self.redactor.add(secret)
+        # The token request's Basic header carries the secret in base64: an echo of it is a leak too.
+        self.redactor.add(base64.b64encode(f"{settings.client_id}:{secret}".encode()).decode("ascii"))
         self.identity = settings.identity()
         self.tracker = AgentTracker(
             TrackerLimits(
@@ -172,14 +176,15 @@ class Exporter:
         )
 
     def _new_token(self, token: Token) -> None:
-        self.redactor.add(token.value)
+        self.redactor.add_token(token.value)
 
     def expire(self) -> None:
         self.tracker.expire(time.monotonic())
 
     def ready_reason(self) -> str | None:
         reasons = [r for r in (self.tokens.ready_reason(), self.stream.ready_reason()) if r]
-        return "; ".join(reasons) if reasons else None
+        # The reasons quote what servers answered; an answer may echo the request (and its token).
+        return self.redactor.scrub("; ".join(reasons)) if reasons else None
 
     @property
     def metrics_url(self) -> str:

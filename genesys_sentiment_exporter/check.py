@@ -14,8 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from genesys_sentiment_exporter.app import Exporter
-from genesys_sentiment_exporter.catalogue import HadSentiment, Outcome
-from genesys_sentiment_exporter.model import Reading
+from genesys_sentiment_exporter.catalogue import Outcome
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.model import Phase, Reading, StateChange
 from genesys_sentiment_exporter.oauth import refresh_delay
 
 
@@ -29,15 +30,53 @@ class Finding:
         return f"[{'ok' if self.ok else 'FAIL'}] {self.topic}: {self.text}"
 
 
+# States a call is in before anyone talks: the first event of a call in one of these means check
+# saw the call begin. A call first seen connected was (most likely) already running when check
+# started, and its readings may all have come before: it is not judged as "ended with no reading".
+START_STATES = frozenset({"alerting", "offering", "contacting", "dialing", "scheduled", "queued"})
+
+
+@dataclass
+class CallSeen:
+    queue_id: str
+    from_start: bool
+    scored: bool = False
+    ended: bool = False
+
+
 @dataclass
 class ReadingStats:
     per_queue: Counter[str] = field(default_factory=Counter)
     zero_per_queue: Counter[str] = field(default_factory=Counter)
+    calls: dict[str, CallSeen] = field(default_factory=dict)  # conversation id -> what check saw of it
 
     def __call__(self, reading: Reading) -> None:
         self.per_queue[reading.queue_id] += 1
         if reading.score == 0.0:
             self.zero_per_queue[reading.queue_id] += 1
+        call = self.calls.get(reading.conversation_id)
+        if call is None:
+            self.calls[reading.conversation_id] = CallSeen(reading.queue_id, from_start=False, scored=True)
+        else:
+            call.scored = True
+
+    def state(self, change: StateChange) -> None:
+        call = self.calls.get(change.conversation_id)
+        if call is None:
+            call = self.calls[change.conversation_id] = CallSeen(change.queue_id, change.state in START_STATES)
+        if change.phase is Phase.ENDING:
+            call.ended = True
+
+    def watch(self, ingest: Ingest) -> None:
+        ingest.on_reading = self
+        ingest.on_state = self.state
+
+    def unscored_per_queue(self) -> Counter[str]:
+        """Calls seen from their start to their end without a single reading, per queue."""
+        return Counter(c.queue_id for c in self.calls.values() if c.from_start and c.ended and not c.scored)
+
+    def already_running(self) -> int:
+        return sum(1 for c in self.calls.values() if not c.from_start)
 
 
 def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> list[Finding]:
@@ -77,6 +116,15 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
                 "no conversation events: no calls in the filtered queues/agents, or the filters name the wrong ids",
             )
         )
+    elif messages[Outcome.READING] == 0:
+        findings.append(
+            Finding(
+                False,
+                "events",
+                f"{events} conversation events, none with a score: sentiment analysis produced nothing for "
+                "these calls (licence, recording policy, speech model) or the run was too short to see a score",
+            )
+        )
     else:
         findings.append(
             Finding(True, "events", f"{events} conversation events, {messages[Outcome.READING]} with a score")
@@ -105,16 +153,23 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
         )
     elif readings.per_queue:
         findings.append(Finding(True, "scores stuck at 0.0", "no queue with only 0.0 scores"))
-    no_sentiment = sorted(
-        q for (q, had), n in exporter.tracker.conversations_ended.items() if had is HadSentiment.FALSE and n
-    )
-    if no_sentiment:
+    unscored = readings.unscored_per_queue()
+    if unscored:
         findings.append(
             Finding(
                 False,
                 "calls without sentiment",
-                f"calls ended with no reading in queues {', '.join(no_sentiment)}: check that their recording "
+                f"calls ended with no reading in queues {', '.join(sorted(unscored))}: check that their recording "
                 "policy enables real-time sentiment analysis",
+            )
+        )
+    elif readings.calls:
+        findings.append(
+            Finding(
+                True,
+                "calls without sentiment",
+                f"every call seen from start to end had a reading ({readings.already_running()} calls already "
+                "running when check started were not judged)",
             )
         )
     invalid = messages[Outcome.INVALID_SCORE] + messages[Outcome.MALFORMED] + messages[Outcome.UNKNOWN_TYPE]
@@ -125,7 +180,7 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
 
 async def run_check(exporter: Exporter, duration: float) -> int:
     readings = ReadingStats()
-    exporter.ingest.on_reading = readings
+    readings.watch(exporter.ingest)
     tasks = [
         asyncio.create_task(exporter.tokens.run()),
         asyncio.create_task(exporter.source.run()),
@@ -141,7 +196,8 @@ async def run_check(exporter: Exporter, duration: float) -> int:
     exporter.expire()
     findings = diagnose(exporter, readings, time.monotonic() - started)
     for finding in findings:
-        print(finding.line(), flush=True)
+        # Findings quote server answers (stream.last_error), which may echo the request's token.
+        print(exporter.redactor.scrub(finding.line()), flush=True)
     failed = [f for f in findings if not f.ok]
     print(f"check: {len(findings) - len(failed)} ok, {len(failed)} failed", flush=True)
     return 1 if failed else 0

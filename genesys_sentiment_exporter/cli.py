@@ -93,6 +93,18 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--ui-url",
         {"help": "Genesys Cloud web app for links in alerts (default https://apps.{region domain})"},
     ),
+    "sentiment_analyzer": (
+        "--sentiment-analyzer",
+        {"help": "what scores transcript utterances: vader (default, English) or onnx (a local model)"},
+    ),
+    "sentiment_model_dir": (
+        "--sentiment-model-dir",
+        {"help": "onnx: directory with model.onnx, tokenizer.json and config.json (id2label)"},
+    ),
+    "sentiment_languages": (
+        "--sentiment-languages",
+        {"action": "append", "help": "languages the analyzer scores, e.g. en,de (default: the analyzer's own)"},
+    ),
     "web_listen_address": ("--web.listen-address", {"help": "address to serve on (default :8729)"}),
     "web_telemetry_path": ("--web.telemetry-path", {"help": "metrics path (default /metrics)"}),
     "web_config_file": ("--web.config.file", {"help": "exporter-toolkit web config (TLS, basic auth)"}),
@@ -263,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ui_url",
         "window_size",
         "grace_seconds",
+        "sentiment_analyzer",
+        "sentiment_model_dir",
+        "sentiment_languages",
     )
     _add_flags(demo, (*demo_flags, "heartbeat_seconds", *WEB_FLAGS))
     _add_simulator_flags(demo)

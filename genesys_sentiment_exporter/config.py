@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from genesys_sentiment_exporter.analysis import DEFAULT_ANALYZER, AnalyzerOptions, available
 from genesys_sentiment_exporter.identity import AgentIdentity, read_key
 
 ENV_PREFIX = "GENESYS_EXPORTER_"
@@ -150,10 +151,14 @@ class Settings(BaseSettings):
     agent_identity_key_file: Path | None = None
     # Where supervisors open an agent in Genesys Cloud; default from the region: https://apps.{domain}
     ui_url: str = ""
+    # Utterance sentiment (analysis/): which analyzer scores transcript utterances, and its inputs.
+    sentiment_analyzer: str = DEFAULT_ANALYZER
+    sentiment_model_dir: Path | None = None
+    sentiment_languages: IdList = []
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
 
-    @field_validator("queue_id", "agent_id", mode="before")
+    @field_validator("queue_id", "agent_id", "sentiment_languages", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split(value)
@@ -213,6 +218,23 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an https base URL such as https://apps.mypurecloud.ie")
         return value.rstrip("/")
 
+    @field_validator("sentiment_analyzer")
+    @classmethod
+    def _analyzer(cls, value: str) -> str:
+        known = available()
+        if value not in known:
+            raise ValueError(f"unknown analyzer {value!r}; known: {', '.join(sorted(known))}")
+        return value
+
+    @model_validator(mode="after")
+    def _analyzer_model(self) -> Settings:
+        if self.sentiment_analyzer == "onnx" and self.sentiment_model_dir is None:
+            raise ValueError(
+                "sentiment_model_dir: --sentiment-analyzer onnx needs --sentiment-model-dir (a directory with "
+                "model.onnx, tokenizer.json and config.json)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _identity_key(self) -> Settings:
         if self.agent_identity == "pseudonymous" and self.agent_identity_key_file is None:
@@ -250,6 +272,9 @@ class Settings(BaseSettings):
         if self.agent_identity == "none":
             key = secrets.token_bytes(32)  # agents are keyed in memory only; nothing per agent is exported
         return AgentIdentity(self.agent_identity, key)
+
+    def analyzer_options(self) -> AnalyzerOptions:
+        return AnalyzerOptions(self.sentiment_model_dir, tuple(self.sentiment_languages))
 
     def resolved_login_base_url(self) -> str:
         return self.login_base_url or (f"https://login.{self.region}" if self.region else "")

@@ -53,6 +53,8 @@ class Ingest:
         self.messages: Counter[Outcome] = Counter()
         self._warn_missing = RateLimitedWarning(60.0, clock)
         self.on_reading: Callable[[Reading], None] | None = None  # `check` watches readings go by
+        # ... and the states events carry (a repeat of an agent's current state may skip it).
+        self.on_state: Callable[[StateChange], None] | None = None
 
     def count(self, outcome: Outcome) -> None:
         self.messages[outcome] += 1
@@ -94,6 +96,8 @@ class Ingest:
         now = self.clock()
         tracker = self.tracker
         outcome: Outcome | None = None
+        if state is not None and self.on_state is not None:
+            self.on_state(state)
         if state is not None and not tracker.is_current_state(state.agent_id, state.conversation_id, state.state):
             outcome = tracker.state(state, now)
         if reading is not None:

@@ -9,31 +9,58 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+from collections import deque
 from typing import Any
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
+RECENT_TOKENS = 8  # a token lives at least 300 s: eight cover any echo of a recent one
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}")
+
+
+def mask_credentials(text: str) -> str:
+    """Blank anything shaped like an Authorization header value, known to us or not."""
+    return _CREDENTIAL.sub(lambda m: m.group(1) + " <redacted>", text)
+
+
 class Redactor(logging.Filter):
+    """Replaces registered secrets in log records and in any text the exporter shows (/-/ready, `check`).
+
+    The client secret (and its Basic-auth form) is `pinned` for the life of the process; tokens go to a
+    short `recent` list. One list for both once let eight token refreshes push the client secret out.
+    """
+
     def __init__(self) -> None:
         super().__init__()
-        self.secrets: list[str] = []
+        self.pinned: list[str] = []
+        self.recent: deque[str] = deque(maxlen=RECENT_TOKENS)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [*self.pinned, *self.recent]
 
     def add(self, secret: str) -> None:
-        if len(secret) >= 6 and secret not in self.secrets:
-            self.secrets.append(secret)
-            del self.secrets[:-8]  # the client secret plus a few recent tokens are enough
+        """A secret for the life of the process (the client secret)."""
+        if len(secret) >= 6 and secret not in self.pinned:
+            self.pinned.append(secret)
+
+    def add_token(self, token: str) -> None:
+        """A short-lived secret: remembered until RECENT_TOKENS newer ones came."""
+        if len(token) >= 6 and token not in self.recent and token not in self.pinned:
+            self.recent.append(token)
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "<redacted>")
-        return text
+        return mask_credentials(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
+        if self.pinned or self.recent:
             record.msg = self.scrub(record.getMessage())
             record.args = None
             if record.exc_info and record.exc_info[1] is not None:

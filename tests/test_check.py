@@ -19,10 +19,19 @@ from genesys_sentiment_exporter.ingest import MISSING_SENTIMENT
 from genesys_sentiment_exporter.logs import Redactor
 from genesys_sentiment_exporter.model import Reading, StateChange
 from genesys_sentiment_exporter.oauth import Token
+from tests.live_helpers import wait_for
 
 SimFactory = Callable[..., Awaitable[SimulatedGenesysCloud]]
 REPO = Path(__file__).resolve().parent.parent
-HEALTHY_TOPICS = ["token", "stream", "heartbeat", "events", "sentiment field", "scores stuck at 0.0"]
+HEALTHY_TOPICS = [
+    "token",
+    "stream",
+    "heartbeat",
+    "events",
+    "sentiment field",
+    "scores stuck at 0.0",
+    "calls without sentiment",
+]
 
 
 @pytest.fixture
@@ -52,13 +61,16 @@ def subscribed(e: Exporter) -> ReadingStats:
     e.stream.connects = 1
     e.stream.connected = True
     stats = ReadingStats()
-    e.ingest.on_reading = stats
+    stats.watch(e.ingest)
     return stats
 
 
-def call(e: Exporter, agent: str, queue: str, conversation: str, scores: list[float]) -> None:
+def call(
+    e: Exporter, agent: str, queue: str, conversation: str, scores: list[float], first_state: str = "connected"
+) -> None:
     now = time.time()
-    e.ingest.conversation(None, StateChange(agent, queue, conversation, "connected", now))
+    for state in dict.fromkeys((first_state, "connected")):
+        e.ingest.conversation(None, StateChange(agent, queue, conversation, state, now))
     for score in scores:
         e.ingest.conversation(Reading(agent, queue, conversation, score, now), None)
 
@@ -172,8 +184,8 @@ def test_trap_calls_without_sentiment(exporter: Exporter) -> None:
     now = time.time()
     for i in range(2):
         agent, conversation = f"agent-legacy-{i}", f"c-legacy-{i}"
-        exporter.ingest.conversation(None, StateChange(agent, "q-legacy", conversation, "connected", now))
-        exporter.ingest.conversation(None, StateChange(agent, "q-legacy", conversation, "ended", now))
+        for state in ("alerting", "connected", "ended"):  # seen from its start to its end, never a score
+            exporter.ingest.conversation(None, StateChange(agent, "q-legacy", conversation, state, now))
     exporter.expire()  # grace 0: the ended calls are finished now
     findings = diagnose(exporter, stats, 60.0)
     assert failures(findings) == ["calls without sentiment"]
@@ -181,6 +193,43 @@ def test_trap_calls_without_sentiment(exporter: Exporter) -> None:
     assert "q-legacy" in text
     assert "q-billing" not in text
     assert "recording policy" in text
+
+
+def test_calls_already_running_at_start_are_not_judged(exporter: Exporter) -> None:
+    """A call first seen connected (or ending) began before check: its readings may all be behind us."""
+    stats = healthy(exporter)
+    now = time.time()
+    for i, states in enumerate((("connected", "wrapup", "ended"), ("wrapup", "ended"))):
+        for state in states:
+            exporter.ingest.conversation(None, StateChange(f"agent-masked-{i}", "q-payments", f"c-m-{i}", state, now))
+    exporter.expire()
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == []
+    text = only(findings, "calls without sentiment").text
+    assert text.startswith("every call seen from start to end had a reading")
+    assert "(4 calls already running when check started were not judged)" in text  # c1, c2 and the two above
+
+
+def test_a_call_seen_from_its_start_with_a_score_is_fine(exporter: Exporter) -> None:
+    stats = subscribed(exporter)
+    exporter.ingest.count("heartbeat")
+    call(exporter, "agent-1", "q-billing", "c1", [0.2, 0.1], first_state="alerting")
+    exporter.ingest.conversation(None, StateChange("agent-1", "q-billing", "c1", "ended", time.time()))
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == []
+    assert "(0 calls already running" in only(findings, "calls without sentiment").text
+
+
+def test_events_without_a_single_score_fail(exporter: Exporter) -> None:
+    """Calls come and go but no event carries a score: "0 with a score" is a failure, not an ok."""
+    stats = subscribed(exporter)
+    exporter.ingest.count("heartbeat")
+    now = time.time()
+    for state in ("alerting", "connected"):
+        exporter.ingest.conversation(None, StateChange("agent-1", "q-billing", "c1", state, now))
+    findings = diagnose(exporter, stats, 60.0)
+    assert failures(findings) == ["events"]
+    assert only(findings, "events").text.startswith("2 conversation events, none with a score")
 
 
 def test_invalid_messages_are_reported(exporter: Exporter) -> None:
@@ -227,6 +276,24 @@ async def test_live_check_finds_zero_scores_and_missing_field(
     assert "[ok] heartbeat: none yet" in out  # 3 s is too short for a 10 s heartbeat, and that is not a failure
     assert lines[-1].endswith(", 2 failed")
     assert "demo-secret" not in out
+
+
+async def test_live_check_ignores_a_call_already_running_at_its_start(
+    start_sim: SimFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # agent-masked's first call: readings for 40 s, then silence until it ends at 247-251 s (scenario time).
+    # check starts at 60 s, after the last reading, and reads past the end: that call ended with no
+    # reading *during the check*, yet it had readings; it must not be reported as a call without sentiment.
+    sim = await start_sim(scenarios=["masking", "steady"], agents=2, speed=40.0, seed=3)
+    await wait_for(lambda: sim.scenario_elapsed >= 60.0, timeout=20, what="scenario time 60 s")
+    status = await run_check(Exporter(sim_settings(sim, grace_seconds=0), Redactor()), 6.0)
+    out = capsys.readouterr().out
+    assert sim.scenario_elapsed >= 255.0, f"the check did not read past the masked call's end: {out}"
+    assert status == 0, out
+    line = next(line for line in out.splitlines() if "calls without sentiment" in line)
+    assert line.startswith("[ok] calls without sentiment: every call seen from start to end had a reading"), out
+    running = int(line.split("(")[1].split()[0])
+    assert running >= 3, out  # agent-masked's call and both steady agents' calls were already running
 
 
 async def test_live_check_healthy_via_cli(start_sim: SimFactory) -> None:

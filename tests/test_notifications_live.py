@@ -214,13 +214,20 @@ async def test_channel_expiry_rolls_over_before_expires() -> None:
 
 async def test_percent_scale_scores_are_normalised() -> None:
     async with live(SimulatorConfig(sentiment_scale="percent"), sentiment_scale="auto") as (sim, exporter, _src):
+        # `auto` decides percent from a run of percent-range scores over several calls (scale.py); the
+        # run itself is refused (invalid_score), the scores after it are normalised.
+        for conv, agent in (("c0", "a0"), ("c2", "a2"), ("c3", "a3")):
+            await connect_call(sim, conv, agent)
+            sim.notifications.publish_call(score(conv, agent, -0.5))
         await connect_call(sim, "c1", "a1")
-        for value in (-0.6, -0.8):
+        for value in (-0.5, -0.5, -0.6, -0.8):
             sim.notifications.publish_call(score("c1", "a1", value))
-        await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="readings")
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 3, what="readings")
+        assert exporter.ingest.messages["invalid_score"] == 4
         text = await scrape(exporter)
-        assert 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1"} -0.7' in text
-        assert 'genesys_agent_sentiment_trend{agent_id="a1",queue_id="q1"} -0.2' in text
+        average = 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1"} '
+        assert math.isclose(float(text.split(average)[1].split()[0]), (-0.5 - 0.6 - 0.8) / 3)
+        assert 'genesys_agent_sentiment_trend{agent_id="a1",queue_id="q1"} -0.3' in text
         assert 'genesys_exporter_sentiment_scale_info{scale="percent",setting="auto"} 1.0' in text
 
 

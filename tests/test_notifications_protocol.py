@@ -107,8 +107,11 @@ def test_non_voice_and_agentless_conversations() -> None:
         ("unit", [0.5, -1.0], [0.5, -1.0], "unit"),
         ("unit", [50], [None], "unit"),
         ("percent", [50, -100, 0.5], [0.5, -1.0, 0.005], "percent"),
-        ("auto", [0.5, -62, 0.5], [0.5, -0.62, 0.005], "percent"),
-        ("auto", ["0.5", True, float("nan"), 250], [None, None, None, None], "percent"),
+        ("percent", [100.5, 1e308, -1e308], [None, None, None], "percent"),
+        # One value outside [-1, 1] is refused, not a reason to rescale everything after it.
+        ("auto", [0.5, -62, 0.5], [0.5, None, 0.5], "unit"),
+        ("auto", [1e308, -0.8, -0.8], [None, -0.8, -0.8], "unit"),
+        ("auto", ["0.5", True, float("nan"), float("inf"), 250], [None, None, None, None, None], "unit"),
     ],
 )
 def test_scale(setting: proto.ScaleSetting, values: list[object], expected: list[float | None], in_use: str) -> None:

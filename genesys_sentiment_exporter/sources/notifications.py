@@ -210,10 +210,10 @@ class NotificationsSource:
                 log, "sentiment event without sentimentOverallScore (agent %s): not counted as 0.0", agent
             )
             return self._count(MISSING_SENTIMENT)
-        score = self.scale.normalise(raw)
+        score = self.scale.normalise(raw, conversation_id)
         if score is None:
             return self._count(INVALID_SCORE)
-        trend = self.scale.normalise(body.get("sentimentTrendScore"))
+        trend = self.scale.trend(body.get("sentimentTrendScore"))
         reading = Reading(agent, queue, conversation_id, score, self.wall(), trend)
         return self.ingest.conversation(reading, None)
 

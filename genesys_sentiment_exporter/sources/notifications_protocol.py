@@ -15,14 +15,15 @@ which sentiment topics to subscribe or drop, on which channel.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.model import ENDING_STATES, UNKNOWN_QUEUE, StateChange
+from genesys_sentiment_exporter.scale import Scale as Scale  # re-exported for the shell and tests
+from genesys_sentiment_exporter.scale import ScaleSetting as ScaleSetting
 
 CHANNELS_PATH = "/api/v2/notifications/channels"
 HEARTBEAT_TOPIC = "channel.metadata"
@@ -116,26 +117,7 @@ def parse(frame: str | bytes) -> Message:
     return Message(Kind.UNKNOWN, topic, body)
 
 
-# -- scores -----------------------------------------------------------------------------------------
-
-ScaleSetting = Literal["unit", "percent", "auto"]
-
-
-class Scale:
-    """Normalises scores to [-1, 1]. `auto` starts as unit and switches to percent for good
-    on the first value outside [-1, 1] (the UI's -100..100 scale)."""
-
-    def __init__(self, setting: ScaleSetting) -> None:
-        self.setting = setting
-        self.in_use: str = "percent" if setting == "percent" else "unit"
-
-    def normalise(self, value: object) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return None
-        if self.setting == "auto" and self.in_use == "unit" and not -1.0 <= value <= 1.0:
-            self.in_use = "percent"
-        score = float(value) / 100.0 if self.in_use == "percent" else float(value)
-        return score if -1.0 <= score <= 1.0 else None
+# -- scores: genesys_sentiment_exporter.scale (re-exported: the shell and tests name them here) ------
 
 
 # -- conversations ----------------------------------------------------------------------------------

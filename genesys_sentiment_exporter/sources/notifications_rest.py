@@ -18,6 +18,7 @@ import httpx
 
 from genesys_sentiment_exporter.backoff import Backoff
 from genesys_sentiment_exporter.catalogue import ApiResult
+from genesys_sentiment_exporter.logs import mask_credentials
 from genesys_sentiment_exporter.oauth import TokenManager, parse_retry_after
 
 log = logging.getLogger("exporter.source.notifications")
@@ -120,11 +121,20 @@ class PlatformRest:
             return response
         raise RestError(f"{method} {path}: gave up after {MAX_ATTEMPTS} attempts", 429)
 
+    def _excerpt(self, response: httpx.Response) -> str:
+        """The start of an error body for the operator, with any token it echoes removed first."""
+        text = response.text
+        token = self.tokens.token
+        if token is not None:
+            text = text.replace(token.value, "<redacted>")
+        return mask_credentials(text)[:200]
+
     async def json(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
         response = await self.request(method, path, body)
         if response.status_code not in ok:
             raise RestError(
-                f"{method} {path} answered HTTP {response.status_code}: {response.text[:200]}", response.status_code
+                f"{method} {path} answered HTTP {response.status_code}: {self._excerpt(response)}",
+                response.status_code,
             )
         try:
             return response.json()
