@@ -113,7 +113,7 @@ def counter(
     opens = [i for i, label in enumerate(labels) if label.values is None]
     rows: dict[tuple[str, ...], float] = {}
     keyed = {(tuple(map(str, key)) if isinstance(key, tuple) else (str(key),)): value for key, value in counts.items()}
-    combos = {tuple(key[i] for i in opens) for key in keyed} | set(open_values)
+    combos = {tuple(key[i] for i in opens) for key in keyed} | set(open_values) if opens else {()}
     for combo in sorted(combos):
         for closed in product(*(label.known for label in labels if label.values is not None)):
             open_it, closed_it = iter(combo), iter(closed)

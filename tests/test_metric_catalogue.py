@@ -30,7 +30,7 @@ from genesys_sentiment_exporter import catalogue
 from genesys_sentiment_exporter.catalogue import BY_SAMPLE_NAME, FAMILIES, Family, Outcome
 from genesys_sentiment_exporter.metrics import ExporterInfo, render
 from tests.bundle.support import dashboard_queries, substitute, variable_selectors
-from tests.test_metrics_render import busy_world
+from tests.test_metrics_render import World, busy_world
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
@@ -365,6 +365,24 @@ def test_every_known_label_value_is_served_at_zero_from_the_start() -> None:
         for had in ("true", "false"):
             key = ("genesys_conversations_ended_total", (("had_sentiment", had), ("queue_id", queue)))
             assert key in samples, key
+
+
+def test_a_fresh_exporter_serves_every_closed_label_value_at_zero() -> None:
+    """Nothing counted yet: each closed-label counter family still has every known value, at 0."""
+    world = World()
+    world.collector.extras.append(ExporterInfo("plain", "", ""))
+    families = {f.name: f for f in text_string_to_metric_families(render(world.registry).decode())}
+    for family in FAMILIES:
+        closed = [label for label in family.labels if label.values is not None]
+        if family.kind != "counter" or not closed or len(closed) != len(family.labels):
+            continue
+        if family.group == "notifications" or family.name == "genesys_name_lookups":
+            continue  # served by the notifications source / the name resolver, not built here
+        served = families[family.name].samples
+        expected = 1
+        for label in closed:
+            expected *= len(label.known)
+        assert len(served) == expected and all(s.value == 0 for s in served), family.name
 
 
 def test_an_unknown_close_code_is_served_as_other() -> None:
