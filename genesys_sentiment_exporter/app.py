@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from genesys_sentiment_exporter.audit_shell import audit_loop_for
 from genesys_sentiment_exporter.config import Settings, parse_listen_address
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.logs import Redactor
@@ -117,6 +118,9 @@ class Exporter:
         extras.append(ExporterInfo(self.identity.mode, settings.resolved_ui_url(), settings.web_external_url))
         if self.names is not None:
             extras.append(self.names)
+        self.audit = audit_loop_for(self)  # genesys_queue_sentiment_coverage_info on a slow timer
+        if self.audit is not None:
+            extras.append(self.audit)
         self.collector = ExporterCollector(
             tracker=self.tracker,
             ingest=self.ingest,
@@ -199,6 +203,8 @@ class Exporter:
         ]
         if self.names is not None:
             self.tasks.append(asyncio.create_task(self.names.run(), name="names"))
+        if self.audit is not None:
+            self.tasks.append(asyncio.create_task(self.audit.run(), name="audit"))
         for task in self.tasks:
             task.add_done_callback(self._crashed)
         log.info("listening on %s (source %s)", self.web.url, self.source.name)

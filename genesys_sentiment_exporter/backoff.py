@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 
 class Backoff:
@@ -25,3 +26,10 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def delays(base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> Iterator[float]:
+    """The same equal-jitter schedule as a generator: `next()` it before each retry."""
+    backoff = Backoff(base, cap, rng)
+    while True:
+        yield backoff.next_delay()

@@ -41,6 +41,7 @@ class Outcome(StrEnum):
     MISSING_AGENT = "missing_agent"
     STALE = "stale"  # a reading for a conversation the agent has already left
     AGENT_REFUSED = "agent_refused"  # the tracked-agent cap is full
+    INVALID_ID = "invalid_id"  # an agent, queue or conversation id that cannot be a label
     UNATTRIBUTED = "unattributed"  # notifications: sentiment for a conversation with no known agent
     NOT_VOICE = "not_voice"  # notifications: chat, email, ...: no speech sentiment
 
@@ -128,6 +129,26 @@ class ApiResult(StrEnum):
     @classmethod
     def of_status(cls, status: int) -> ApiResult:
         return cls.RATE_LIMITED if status == 429 else cls(f"{min(max(status // 100, 1), 5)}xx")
+
+
+class CoverageVerdict(StrEnum):
+    """The configuration audit's verdict on a queue (audit.VERDICTS)."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    LOST = "lost"
+    UNKNOWN = "unknown"
+
+
+class AuditLevel(StrEnum):
+    OK = "ok"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+class AuditResult(StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"
 
 
 class RejectReason(StrEnum):
@@ -336,7 +357,8 @@ CONVERSATIONS_ENDED = Family(
     "Conversations finished, by whether any sentiment reading arrived for them.",
     (QUEUE, _closed("had_sentiment", HadSentiment)),
     note='`had_sentiment="false"`: the call ended without a single reading (recording-policy trap); '
-    "both series of a queue exist at 0 from the queue's first tracked call",
+    "both series of a queue exist at 0 from the queue's first tracked call; at most 2 000 queues (beyond: "
+    '`queue_id="other"`); a queue\'s series go after an hour with no ended call and no tracked agent',
 )
 STREAM_CONNECTED = Family("genesys_stream_connected", "gauge", "1 while a subscribed stream socket is open.")
 STREAM_CONNECTS = Family("genesys_stream_connects", "counter", "Successful stream connections (subscribed).")
@@ -371,7 +393,8 @@ STREAM_MESSAGES = Family(
     "counter",
     "Stream messages by what became of them.",
     (_closed("outcome", Outcome),),
-    note="every message's one outcome",
+    note="every message's one outcome; `invalid_id`: an agent, queue or conversation id longer than 128 "
+    "characters or not encodable as UTF-8 (it could not be a label)",
 )
 TOKEN_EXPIRY = Family(
     "genesys_oauth_token_expiry_timestamp_seconds", "gauge", "When the current OAuth token expires.", unit="seconds"
@@ -390,6 +413,32 @@ NAME_LOOKUPS = Family(
     "counter",
     "Agent and queue name look-ups by kind and result.",
     (_closed("kind", LookupKind), _closed("result", LookupResult)),
+)
+
+# ---- the configuration audit (run: on a timer) --------------------------------------------------------
+QUEUE_COVERAGE = Family(
+    "genesys_queue_sentiment_coverage",
+    "info",
+    "Whether the queue's calls will get sentiment, from the configuration audit: verdict ok, degraded, "
+    "lost or unknown, and the reason.",
+    (QUEUE, Label("queue_name"), _closed("verdict", CoverageVerdict), Label("reason")),
+    note="`lost`: its calls will not get sentiment; `reason` the worst finding (`queue_transcription_off`, "
+    "`no_program`, `sentiment_disabled`, `dialect_not_transcribed`, ...); absent until the first audit completes",
+)
+AUDIT_FINDINGS = Family(
+    "genesys_audit_findings",
+    "gauge",
+    "Findings of the last configuration audit by level.",
+    (_closed("level", AuditLevel),),
+)
+AUDIT_LAST_SUCCESS = Family(
+    "genesys_audit_last_success_timestamp_seconds",
+    "gauge",
+    "When the configuration audit last completed.",
+    unit="seconds",
+)
+AUDIT_RUNS = Family(
+    "genesys_audit_runs", "counter", "Configuration audits by result.", (_closed("result", AuditResult),)
 )
 
 # ---- the notifications source ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Command line: `run`, `simulate`, `demo`, `check`.
+"""Command line: `run`, `simulate`, `demo`, `check`, `audit`.
 
 Flags are parsed with argparse (Prometheus-style dotted names) and handed to
 pydantic-settings as init values, so a flag beats its environment variable and
@@ -80,6 +80,17 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "help": "export genesys_agent_info and genesys_queue_info names (default on; agent names only "
             "with --agent-identity plain)",
         },
+    ),
+    "audit_all_queues": (
+        "--all-queues",
+        {
+            "action": argparse.BooleanOptionalAction,
+            "help": "audit every queue of the org, not only the --queue-id ones (audit, check, coverage metric)",
+        },
+    ),
+    "audit_interval_seconds": (
+        "--audit.interval-seconds",
+        {"help": "run: re-audit the configuration this often for the coverage metric; 0 = off (default 3600)"},
     ),
     "agent_identity": (
         "--agent-identity",
@@ -238,6 +249,8 @@ def simulator_config(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {"scenarios": tuple(args.scenarios or ["demo"]), "seed": args.seed}
     if args.agents is not None:
         options["agents"] = args.agents
+    if args.transcript_batch_seconds is not None:
+        options["transcript_batch_seconds"] = args.transcript_batch_seconds
     if args.token_lifetime_seconds is not None:
         options["token_lifetime_seconds"] = float(args.token_lifetime_seconds)
     elif args.command == "demo":
@@ -264,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="diagnose a deployment: authenticate, subscribe, read, report")
     _add_flags(check)
     check.add_argument("--duration", type=float, default=60.0, help="seconds to read (default 60)")
+
+    audit = sub.add_parser("audit", help="audit the org's configuration: will each queue's calls get sentiment?")
+    _add_flags(audit)
+    audit.add_argument("--output", choices=("text", "json"), default="text", help="text lines (default) or json")
 
     demo = sub.add_parser("demo", help="simulated Genesys Cloud and exporter in one process")
     demo_flags = (
@@ -298,6 +315,13 @@ def _add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--agents", type=int, default=None, help="agents in the steady population")
     parser.add_argument("--token-lifetime-seconds", type=int, default=None, help="lifetime of simulated tokens")
+    parser.add_argument(
+        "--transcript-batch-seconds",
+        type=float,
+        default=None,
+        help="how the simulated transcription groups utterances (default 2, low latency; the platform's default "
+        "is about 35)",
+    )
 
 
 def _settings_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -331,6 +355,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             asyncio.run(until_signalled(lambda: demo.demo(settings, config, redactor)))
         return 0
     settings = load_settings(_settings_values(args))
+    if args.command == "audit":
+        return _audit(args, settings)
     try:
         settings.require_endpoints_and_credentials()
     except ConfigError as exc:
@@ -351,6 +377,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     asyncio.run(until_signalled(serve))
     return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    """`audit` needs credentials and queues (or --all-queues), not the stream's agent/queue rule."""
+    try:
+        settings.model_copy(update={"source": "analytics-websocket"}).require_endpoints_and_credentials()
+    except ValueError as exc:
+        raise setting_error(str(exc), "settings") from None
+    redactor = logs.setup(settings.log_level, settings.log_format)
+    redactor.add(settings.client_secret.get_secret_value())
+    from genesys_sentiment_exporter.audit_shell import audit_command
+
+    return asyncio.run(audit_command(settings, args.output, redactor))
 
 
 async def start_or_explain(exporter: Exporter) -> None:

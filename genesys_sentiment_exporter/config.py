@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     notifications_channel_probe_seconds: float = Field(60.0, gt=0)
     api_requests_per_minute: int = Field(300, ge=1)
     resolve_agent_names: bool = True
+    # Configuration audit (audit.py): `audit`, `check`'s first step, and run's coverage metric timer.
+    audit_all_queues: bool = False
+    audit_interval_seconds: float = Field(3600.0, ge=0)
     # Privacy (identity.py): how agents are named in /metrics; the key file for pseudonyms.
     agent_identity: Literal["plain", "pseudonymous", "none"] = "plain"
     agent_identity_key_file: Path | None = None

@@ -81,6 +81,7 @@ class Ingest:
             score is not None
             and agent is not None
             and agent.conversation_id == conversation_id
+            and agent.queue_id == queue_id  # a new queue id goes through the tracker's checks
             and (state is None or state == agent.state)
             and self.on_reading is None
         ):
@@ -101,7 +102,7 @@ class Ingest:
         if state is not None and not tracker.is_current_state(state.agent_id, state.conversation_id, state.state):
             outcome = tracker.state(state, now)
         if reading is not None:
-            if outcome not in (Outcome.AGENT_REFUSED, Outcome.STALE):
+            if outcome not in (Outcome.AGENT_REFUSED, Outcome.STALE, Outcome.INVALID_ID):
                 outcome = tracker.reading(reading, now)
                 if self.on_reading is not None:
                     self.on_reading(reading)

@@ -264,7 +264,7 @@ class ExporterCollector:
         yield counter(catalogue.AGENTS_REFUSED, tracker.agents_refused)
         yield counter(catalogue.AGENTS_DROPPED, tracker.dropped)
         yield counter(
-            catalogue.CONVERSATIONS_ENDED, tracker.conversations_ended, ((queue,) for queue in tracker.queues)
+            catalogue.CONVERSATIONS_ENDED, tracker.conversations_ended, ((queue,) for queue in tracker.queue_last_ended)
         )
         yield gauge(catalogue.STREAM_CONNECTED, stream.connected)
         yield counter(catalogue.STREAM_CONNECTS, stream.connects)

@@ -169,9 +169,11 @@ class NameResolver:
         if status == 200:
             try:
                 body = response.json()
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
                 body = None
             candidate = body.get("name") if isinstance(body, dict) else None
+            if isinstance(candidate, str):  # a lone surrogate cannot be encoded: it would fail every scrape
+                candidate = candidate.encode("utf-8", "replace").decode("utf-8")
             name = candidate.strip() if isinstance(candidate, str) and candidate.strip() else None
         if name is None:
             self.lookups[(kind, LookupResult.ERROR)] += 1

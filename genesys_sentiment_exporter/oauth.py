@@ -24,11 +24,13 @@ from pydantic import SecretStr
 
 from genesys_sentiment_exporter.backoff import Backoff
 from genesys_sentiment_exporter.catalogue import TokenResult
+from genesys_sentiment_exporter.neterrors import describe
 
 log = logging.getLogger("exporter.oauth")
 
 MIN_REFRESH_SECONDS = 5.0  # floor under any refresh delay: a 1 s token must not become a request loop
 INVALID_CLIENT_RETRY_SECONDS = 60.0
+MAX_TOKEN_LIFETIME = 172_800.0  # 48 h: the longest lifetime a Genesys OAuth client can be given
 
 
 def refresh_delay(lifetime: float, margin: float) -> float:
@@ -124,7 +126,7 @@ class TokenManager:
             raise TokenError(TokenResult.NETWORK_ERROR, f"token request to {self.login_host} timed out") from exc
         except httpx.TransportError as exc:
             raise TokenError(
-                TokenResult.NETWORK_ERROR, f"token request to {self.login_host} failed: {type(exc).__name__}"
+                TokenResult.NETWORK_ERROR, f"token request to {self.login_host} failed: {describe(exc)}"
             ) from exc
         return self._token_from(response)
 
@@ -137,7 +139,7 @@ class TokenManager:
             raise TokenError(TokenResult.SERVER_ERROR, f"{self.login_host} answered HTTP {status} to the token request")
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: an answer nested thousands deep
             body = None
         error = body.get("error") if isinstance(body, dict) else None
         if error == "invalid_client":
@@ -160,8 +162,21 @@ class TokenManager:
         lifetime = body.get("expires_in")
         if not isinstance(value, str) or not value:
             raise TokenError(TokenResult.INVALID_RESPONSE, f"{self.login_host} answered without an access_token")
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or not lifetime > 0:
+        if (
+            isinstance(lifetime, bool)
+            or not isinstance(lifetime, int | float)
+            or not math.isfinite(lifetime)
+            or not lifetime > 0
+        ):
+            # Infinity (JSON allows it) would never be renewed and would hide the token-expiry alert.
             raise TokenError(TokenResult.INVALID_RESPONSE, f"{self.login_host} answered without a usable expires_in")
+        if lifetime > MAX_TOKEN_LIFETIME:
+            log.warning(
+                "%s granted a token for %.3g s, beyond the platform's 48 h: treating it as 48 h",
+                self.login_host,
+                lifetime,
+            )
+            lifetime = MAX_TOKEN_LIFETIME
         now = self.wall()
         return Token(value, float(lifetime), now, now + float(lifetime))
 

@@ -110,12 +110,35 @@ class AgentState:
             self.sum = sum(self.scores)
 
 
+# Genesys ids are 36-character GUIDs; pseudonyms are shorter. Anything longer is not an id: refused, so
+# that one frame of megabyte "ids" cannot make a megabyte /metrics page (or a label Prometheus rejects).
+MAX_ID_LENGTH = 128
+OVERFLOW_QUEUE = "other"  # ended calls of queues beyond `max_queue_series` are counted here
+
+
+def exportable_id(value: str) -> bool:
+    """True for ids that can be label values: bounded, and UTF-8 can carry them (no lone surrogates)."""
+    if len(value) > MAX_ID_LENGTH:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerLimits:
     window_size: int = 5
     grace_seconds: float = 5.0
     idle_seconds: float = 900.0
     max_agents: int = 20_000
+    # genesys_conversations_ended_total{queue_id}: at most this many queues, each dropped after an hour
+    # without an ended call or a tracked agent (30 000 forged queue ids once made 30 000 series for good).
+    max_queue_series: int = 2_000
+    queue_series_idle_seconds: float = 3_600.0
 
 
 class AgentTracker:
@@ -130,9 +153,11 @@ class AgentTracker:
         self.dropped: Counter[DropReason] = Counter()
         # (queue_id, had_sentiment) -> conversations finished
         self.conversations_ended: Counter[tuple[str, HadSentiment]] = Counter()
-        # Every queue a tracked call was ever in: its ended-calls series are served at 0 from then on,
-        # so the first call that ends there is an increase Prometheus sees (a series born at 1 is not).
-        self.queues: set[str] = set()
+        # queue -> `now` of its first tracked call or its last ended call (expiry). Its ended-calls
+        # series are served at 0 from the first tracked call on, so the first call that ends there
+        # is an increase Prometheus sees (a series born at 1 is not).
+        self.queue_last_ended: dict[str, float] = {}
+        self._now = 0.0  # latest `now` a caller passed: ended calls are stamped with it
 
     def _agent(self, agent_id: str, queue_id: str, conversation_id: str, now: float) -> AgentState | None:
         agent = self.agents.get(agent_id)
@@ -143,14 +168,31 @@ class AgentTracker:
             label = None if self.label_id is None else self.label_id(agent_id)
             agent = AgentState(agent_id, queue_id, conversation_id, now, label)
             self.agents[agent_id] = agent
-            self.queues.add(queue_id)
+            self._see_queue(queue_id, now)
         return agent
+
+    def _see_queue(self, queue: str, now: float) -> None:
+        if queue not in self.queue_last_ended:
+            if len(self.queue_last_ended) >= self.limits.max_queue_series:
+                queue = OVERFLOW_QUEUE
+            self.queue_last_ended.setdefault(queue, now)
 
     def _finish(self, agent: AgentState) -> None:
         had = HadSentiment.TRUE if agent.readings else HadSentiment.FALSE
-        self.conversations_ended[(agent.queue_id, had)] += 1
+        queue = agent.queue_id
+        if queue not in self.queue_last_ended and len(self.queue_last_ended) >= self.limits.max_queue_series:
+            queue = OVERFLOW_QUEUE
+        self.queue_last_ended[queue] = self._now
+        self.conversations_ended[(queue, had)] += 1
+
+    @staticmethod
+    def _exportable(agent_id: str, queue_id: str, conversation_id: str) -> bool:
+        return exportable_id(agent_id) and exportable_id(queue_id) and len(conversation_id) <= MAX_ID_LENGTH
 
     def reading(self, event: Reading, now: float) -> Outcome:
+        self._now = now
+        if not self._exportable(event.agent_id, event.queue_id, event.conversation_id):
+            return Outcome.INVALID_ID
         agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)
         if agent is None:
             return Outcome.AGENT_REFUSED
@@ -170,7 +212,7 @@ class AgentTracker:
         """Add a reading to the agent's current conversation (the caller checked it is that one)."""
         if queue_id != agent.queue_id:
             agent.set_queue(queue_id)
-            self.queues.add(queue_id)
+            self._see_queue(queue_id, now)
         agent.add(score, self.limits.window_size)
         agent.last_timestamp = timestamp
         if trend is not None:
@@ -178,6 +220,9 @@ class AgentTracker:
         agent.last_seen = now
 
     def state(self, event: StateChange, now: float) -> Outcome:
+        self._now = now
+        if not self._exportable(event.agent_id, event.queue_id, event.conversation_id):
+            return Outcome.INVALID_ID
         agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)
         if agent is None:
             return Outcome.AGENT_REFUSED
@@ -192,7 +237,7 @@ class AgentTracker:
             agent.start_conversation(event.conversation_id)
         if event.queue_id != agent.queue_id:
             agent.set_queue(event.queue_id)
-            self.queues.add(event.queue_id)
+            self._see_queue(event.queue_id, now)
         agent.last_seen = now
         agent.state = event.state
         if phase is Phase.ENDING:
@@ -212,11 +257,28 @@ class AgentTracker:
                 gone.append((agent_id, DropReason.GRACE_ELAPSED))
             elif agent.last_seen < idle_before:
                 gone.append((agent_id, DropReason.IDLE))
+        self._now = now
         for agent_id, reason in gone:
             agent = self.agents.pop(agent_id)
             if reason is DropReason.GRACE_ELAPSED:
                 self._finish(agent)
             self.dropped[reason] += 1
+        self._expire_queues(now)
+
+    def _expire_queues(self, now: float) -> None:
+        """Forget the ended-calls series of queues with no ended call and no tracked agent for a while."""
+        before = now - self.limits.queue_series_idle_seconds
+        idle = [q for q, at in self.queue_last_ended.items() if at < before]
+        if not idle:
+            return
+        busy = {agent.queue_id for agent in self.agents.values()}
+        for queue in idle:
+            if queue in busy:
+                self.queue_last_ended[queue] = now
+                continue
+            del self.queue_last_ended[queue]
+            for had in HadSentiment:
+                self.conversations_ended.pop((queue, had), None)
 
     def is_current_state(self, agent_id: str, conversation_id: str, state: str) -> bool:
         """True when an event's state adds nothing: the agent's current conversation, already in it."""

@@ -83,7 +83,7 @@ async def test_sentiment_topic_subscribed_on_connect_and_removed_after_grace() -
         await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="late reading")
         await wait_for(lambda: not sim.notifications.subscribed(topic), timeout=5, what="topic removed")
         await wait_for(lambda: "a1" not in exporter.tracker.agents, what="series gone after the grace")
-        assert source.plan.where == {"v2.routing.queues.q1.conversations": 0}
+        assert source.session.plan.where == {"v2.routing.queues.q1.conversations": 0}
         methods = [m for m, _c, _t in sim.notifications.subscription_requests]
         assert methods == ["PUT", "POST", "PUT"]  # channel setup, add the topic, drop it
         sim.notifications.publish_call(move("c1", "a1", "ended"))  # ACW completed after the grace
@@ -135,7 +135,7 @@ async def test_full_channels_refuse_and_count() -> None:
     ):
         await connect_call(sim, "c1", "a1")
         sim.notifications.publish_call(move("c2", "a1", "connected", "q1"))
-        await wait_for(lambda: source.plan.refused == 1, what="refusal")
+        await wait_for(lambda: source.session.plan.refused == 1, what="refusal")
         text = await scrape(exporter)
         assert "genesys_notifications_subscriptions_refused_total 1.0" in text
 
@@ -144,14 +144,14 @@ async def test_rejected_subscriptions_are_counted_with_the_permission() -> None:
     config = SimulatorConfig(forbidden_topics=("v2.speechandtextanalytics.*",))
     async with live(config) as (sim, exporter, source):
         sim.notifications.publish_call(move("c1", "a1", "connected"))
-        await wait_for(lambda: source.rejected["missing_permissions"] == 1, what="rejection")
+        await wait_for(lambda: source.session.rejected["missing_permissions"] == 1, what="rejection")
         text = await scrape(exporter)
         assert 'genesys_notifications_subscriptions_rejected_total{reason="missing_permissions"} 1.0' in text
-        assert "speechAndTextAnalytics:data:view" in source.missing_permissions
+        assert "speechAndTextAnalytics:data:view" in source.session.missing_permissions
         report = source.subscription_report()
         assert (True, "topic", "v2.routing.queues.q1.conversations: permitted") in report
         assert any(not ok and "speechAndTextAnalytics:data:view" in text for ok, _t, text in report)
-        assert len(source.plan) == 1  # the rejected topic does not hold a slot
+        assert len(source.session.plan) == 1  # the rejected topic does not hold a slot
 
 
 async def test_channel_404_is_recovered_with_a_new_channel() -> None:
@@ -236,7 +236,7 @@ async def test_heartbeat_and_pong_keep_the_channel_alive() -> None:
     async with live(config, resolve_agent_names=True) as (sim, exporter, source):
         await wait_for(lambda: exporter.ingest.messages["heartbeat"] >= 2, what="heartbeats")
         assert exporter.stream.last_heartbeat > 0
-        source.ping_after = 0.0  # ping at once
+        source.watchdog.ping_after = 0.0  # ping at once
         await wait_for(lambda: exporter.ingest.messages["control"] >= 1, what="pong")
         await connect_call(sim, "c1", "a1")
         names = exporter.names
@@ -249,7 +249,8 @@ def _series(text: str) -> dict[str, float]:
     out = {}
     for line in text.splitlines():
         if line.startswith("genesys_agent_") and not line.startswith(
-            ("genesys_agent_sentiment_trend", "genesys_agent_last_reading_timestamp")
+            # genesys_agent_info: names come from the notifications source's REST client only
+            ("genesys_agent_sentiment_trend", "genesys_agent_last_reading_timestamp", "genesys_agent_info")
         ):
             name, _, value = line.rpartition(" ")
             out[name] = float(value)

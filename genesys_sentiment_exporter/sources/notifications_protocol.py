@@ -226,7 +226,7 @@ class Attribution:
     ) -> ConversationUpdate:
         view = read_conversation(body, topic_queue)
         if view is None:
-            return ConversationUpdate("malformed")
+            return ConversationUpdate(Outcome.MALFORMED)
         cid = view.conversation_id
         tracked = self.live.get(cid)
         any_connected = any(leg.state == "connected" for leg in view.legs)
@@ -242,7 +242,7 @@ class Attribution:
         tracked.last_seen = now
         key = json.dumps(body, sort_keys=True, separators=(",", ":"))
         if key == tracked.last_body:
-            return ConversationUpdate("duplicate")  # the same update through the user and the queue topic
+            return ConversationUpdate(Outcome.DUPLICATE)  # the same update through the user and the queue topic
         tracked.last_body = key
         update = ConversationUpdate()
         ending: list[StateChange] = []

@@ -13,12 +13,14 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from genesys_sentiment_exporter.backoff import Backoff
 from genesys_sentiment_exporter.catalogue import ApiResult
 from genesys_sentiment_exporter.logs import mask_credentials
+from genesys_sentiment_exporter.neterrors import describe
 from genesys_sentiment_exporter.oauth import TokenManager, parse_retry_after
 
 log = logging.getLogger("exporter.source.notifications")
@@ -99,7 +101,7 @@ class PlatformRest:
             except httpx.TransportError as exc:
                 self.results[ApiResult.NETWORK_ERROR] += 1
                 if attempt == MAX_ATTEMPTS:
-                    raise RestError(f"{method} {path}: {type(exc).__name__}") from exc
+                    raise RestError(f"{method} {urlsplit(self.base).netloc}{path}: {describe(exc)}") from exc
                 await self.sleep(backoff.next_delay())
                 continue
             status = response.status_code
@@ -138,5 +140,5 @@ class PlatformRest:
             )
         try:
             return response.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
             raise RestError(f"{method} {path} answered a body that is not JSON", response.status_code) from exc

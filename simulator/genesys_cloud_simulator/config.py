@@ -38,6 +38,19 @@ class SimulatorConfig:
     forbidden_topics: Sequence[str] = ()  # fnmatch patterns rejected with missingPermissions
     forbidden_names: Sequence[str] = ()  # "users" / "queues": GET /api/v2/{users,routing/queues}/{id} answers 403
     sentiment_scale: str = "unit"  # "percent": sentiment topic scores are sent as -100..100
+    # Org configuration (org_config.py): traps on top of those the scenarios imply, permissions the client lacks.
+    org_traps: Sequence[str] = ()
+    forbidden_permissions: Sequence[str] = ()  # e.g. "speechAndTextAnalytics:program:view": its reads answer 403
+    org_max_page_size: int = 100
+    # Live transcripts (transcripts.py), in scenario seconds: batch window (2 = low-latency transcription;
+    # the platform's documented default is about 35), interim hypotheses, keepalive period.
+    transcript_batch_seconds: float = 2.0
+    transcript_partials: bool = True
+    transcript_keepalive_seconds: float = 300.0
+    # Genesys' overall sentiment arrives this long after the call ends (it is computed post-call).
+    postcall_sentiment_seconds: float = 60.0
+    # The assumption the simulator used to make: a score on the sentiment topic during the call.
+    live_sentiment_topic: bool = True
 
     def __post_init__(self) -> None:
         positive = {
@@ -52,6 +65,8 @@ class SimulatorConfig:
             "channel_lifetime_seconds": self.channel_lifetime_seconds,
             "max_channels": self.max_channels,
             "max_topics_per_channel": self.max_topics_per_channel,
+            "transcript_batch_seconds": self.transcript_batch_seconds,
+            "transcript_keepalive_seconds": self.transcript_keepalive_seconds,
         }
         for name, value in positive.items():
             if value is not None and not (value > 0 and math.isfinite(value)):
@@ -60,7 +75,16 @@ class SimulatorConfig:
             raise ValueError("min_heartbeat_seconds and retry_after_seconds must not be negative")
         if self.sentiment_scale not in ("unit", "percent"):
             raise ValueError("sentiment_scale must be 'unit' or 'percent'")
+        if not (self.postcall_sentiment_seconds >= 0 and math.isfinite(self.postcall_sentiment_seconds)):
+            raise ValueError("postcall_sentiment_seconds must not be negative")
         if self.socket_closing_seconds < 0:
             raise ValueError("socket_closing_seconds must not be negative")
         if isinstance(self.scenarios, str):
             raise TypeError("scenarios is a sequence of names, not one string")
+        from genesys_cloud_simulator.org_config import ORG_TRAPS
+
+        unknown = [t for t in self.org_traps if t not in ORG_TRAPS]
+        if isinstance(self.org_traps, str) or unknown:
+            raise ValueError(f"unknown org trap(s) {unknown or self.org_traps!r}; known: {', '.join(ORG_TRAPS)}")
+        if self.org_max_page_size < 1:
+            raise ValueError("org_max_page_size must be positive")

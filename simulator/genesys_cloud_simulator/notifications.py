@@ -17,8 +17,9 @@ import json
 import logging
 import re
 import secrets
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from genesys_cloud_simulator.config import SimulatorConfig
 from genesys_cloud_simulator.notifications_conversations import ConversationBook
 from genesys_cloud_simulator.oauth import TokenStore
 from genesys_cloud_simulator.scenarios import CallEvent
+from genesys_cloud_simulator.transcripts import TranscriptBook, TranscriptSettings
 
 log = logging.getLogger("genesys_cloud_simulator")
 
@@ -51,7 +53,14 @@ TOPIC_PERMISSIONS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
         re.compile(r"^v2\.speechandtextanalytics\.conversation\.[^.]+\.sentiment$"),
         ("speechAndTextAnalytics:data:view",),
     ),
+    (
+        "v2.conversations.{id}.transcription",
+        re.compile(r"^v2\.conversations\.[^.]+\.transcription$"),
+        ("conversation:transcription:view",),
+    ),
 )
+TRANSCRIPT_TICK_SECONDS = 0.1
+ENDING = frozenset({"wrapup", "ended", "disconnected", "terminated"})
 
 
 def _iso(moment: datetime) -> str:
@@ -108,12 +117,26 @@ class NotificationsEndpoint:
         self.config = config
         self._tokens = tokens
         self.channels: dict[str, _Channel] = {}  # insertion order = creation order
-        self.book = ConversationBook(100.0 if config.sentiment_scale == "percent" else 1.0)
+        scale = 100.0 if config.sentiment_scale == "percent" else 1.0
+        self.book = ConversationBook(scale, live_sentiment=config.live_sentiment_topic)
+        speed = config.speed
+        self.transcripts = TranscriptBook(
+            TranscriptSettings(
+                batch_seconds=config.transcript_batch_seconds / speed,
+                partials=config.transcript_partials,
+                keepalive_seconds=config.transcript_keepalive_seconds / speed,
+                postcall_seconds=config.postcall_sentiment_seconds / speed,
+                speech_scale=1.0 / speed,
+            ),
+            scale,
+        )
+        self.wall = time.time
         self.channels_created = 0
         self.channels_evicted = 0
         self.subscription_requests: list[tuple[str, str, list[str]]] = []  # (method, channel, topics)
         self.rejections = 0
         self.messages_sent = 0
+        self.queue_body: Callable[[str], dict[str, Any]] = lambda q: {"id": q, "name": q}  # the org's (server.py)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- wiring ----------------------------------------------------------------------------------
@@ -132,6 +155,7 @@ class NotificationsEndpoint:
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._expire_loop()))
+        self._tasks.append(asyncio.create_task(self._transcript_loop()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -251,10 +275,9 @@ class NotificationsEndpoint:
     async def _queue(self, request: web.Request) -> web.Response:
         self._auth(request)
         queue_id = request.match_info["id"]
-        if "queues" in self.config.forbidden_names:
+        if "queues" in self.config.forbidden_names or "routing:queue:view" in self.config.forbidden_permissions:
             return _missing_permission("routing:queue:view")
-        name = queue_id.removeprefix("q-").replace("-", " ").title() or queue_id
-        return web.json_response({"id": queue_id, "name": name})
+        return web.json_response(self.queue_body(queue_id))
 
     # -- sockets -------------------------------------------------------------------------------------
     async def _socket(self, request: web.Request) -> web.StreamResponse:
@@ -331,7 +354,31 @@ class NotificationsEndpoint:
         return sent
 
     def publish_call(self, event: CallEvent) -> int:
-        return sum(self.publish(topic, body) for topic, body in self.book.apply(event))
+        """A scenario event: conversation topics now; what is said goes into the call's transcript."""
+        now = self.wall()
+        messages = self.book.apply(event)
+        book = self.transcripts
+        if event.transition and event.state == "connected":
+            messages += book.connected(event.conversation_id, event.queue_id, now)
+        elif event.transition and event.state in ENDING:
+            messages += book.call_ended(event.conversation_id, now)
+        elif not event.transition:
+            messages += book.customer_said(event.conversation_id, event.score, now, text=event.sentiment)
+        return sum(self.publish(topic, body) for topic, body in messages)
+
+    def say(self, conversation_id: str, party: str, text: str, *, final: bool = True) -> int:
+        """Publish one utterance of a live call's transcript now (party customer or agent), unbatched."""
+        channel = {"customer": "EXTERNAL", "agent": "INTERNAL"}.get(party, party)
+        message = self.transcripts.say(conversation_id, channel, text, self.wall(), final=final)
+        return 0 if message is None else self.publish(*message)
+
+    def publish_transcripts_due(self) -> int:
+        return sum(self.publish(topic, body) for topic, body in self.transcripts.due(self.wall()))
+
+    async def _transcript_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TRANSCRIPT_TICK_SECONDS)
+            self.publish_transcripts_due()
 
     def transfer(self, conversation_id: str, to_agent: str, to_queue: str | None = None) -> int:
         return sum(self.publish(t, b) for t, b in self.book.transfer(conversation_id, to_agent, to_queue))

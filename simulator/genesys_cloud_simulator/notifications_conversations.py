@@ -106,8 +106,9 @@ class _Conversation:
 class ConversationBook:
     """Live conversations; turns scenario events and transfers into topic messages."""
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, live_sentiment: bool = True) -> None:
         self.scale = scale  # 100.0 for percent-scale scores
+        self.live_sentiment = live_sentiment  # False: the sentiment topic speaks post-call only (transcripts.py)
         self.live: dict[str, _Conversation] = {}
 
     def _messages(self, conv: _Conversation) -> list[Message]:
@@ -121,7 +122,7 @@ class ConversationBook:
     def apply(self, event: CallEvent) -> list[Message]:
         if event.transition and event.state is not None:
             return self._transition(event)
-        if event.transition:
+        if event.transition or not self.live_sentiment:
             return []
         return [self._sentiment(event)]
 

@@ -27,7 +27,8 @@ SCENARIOS: dict[str, str] = {
     "sour": "agent-sour on q-billing: healthy ~10 s, then scores near -0.8 for over a minute per call",
     "flapping": "agent-flap on q-support: rolling average dips below -0.5 for ~18 s, recovers for ~15 s",
     "late-final": "agent-late on q-support: a final -0.9 score arrives ~2 s after the call's 'ended' event",
-    "zero": "agents agent-fr-1..3 on q-fr: every score is exactly 0.0 (language-model mismatch)",
+    "zero": "agents agent-fr-1..3 on q-fr: calls in French (fr-FR), a language the default analyzer cannot "
+    "score (the analytics stream: every score exactly 0.0)",
     "masking": "agent-masked on q-payments: 4-minute calls whose readings stop after ~40 s (PCI masking)",
     "missing-field": "agent-nofield on q-support: sentiment with a null score, or no sentiment at all",
     "no-sentiment": "agents agent-legacy-1..2 on q-legacy: state events only, never a score (legacy policy)",

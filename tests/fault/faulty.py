@@ -9,14 +9,17 @@ WebSocket to a server exactly as in the other live tests.
 from __future__ import annotations
 
 import io
+import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
+
+from genesys_sentiment_exporter.app import Exporter
 
 Answer = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 CANARY_SECRET = "canary-SECRET-5d1c7e0b9a"
@@ -99,3 +102,53 @@ def captured_logs(level: str = "debug") -> Iterator[tuple[io.StringIO, Any]]:
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
+
+
+def send_raw(sim: SimulatedGenesysCloud, text: str) -> int:
+    """One frame, exactly as given, to every open notifications socket (no envelope, no checks)."""
+    sent = 0
+    for channel in sim.notifications.channels.values():
+        if channel.socket is not None:
+            channel.socket.send(text)
+            sent += 1
+    return sent
+
+
+def conversation_body(conversation: str, agent: str, queue: str, state: str = "connected") -> dict[str, Any]:
+    """A v2.routing.queues.{id}.conversations body with one agent leg (shape of the simulator's)."""
+    return {
+        "id": conversation,
+        "participants": [
+            {"purpose": "customer", "calls": [{"state": "connected"}]},
+            {"purpose": "agent", "userId": agent, "queueId": queue, "calls": [{"state": state}]},
+        ],
+    }
+
+
+def json_answer(body: Any, code: int = 200) -> Answer:
+    async def answer(_request: web.Request) -> web.StreamResponse:
+        return web.Response(status=code, text=json.dumps(body), content_type="application/json")
+
+    return answer
+
+
+@asynccontextmanager
+async def live_notifications(
+    sim: FaultySimulator | None = None, redactor: Any = None, wait: bool = True, **overrides: Any
+) -> AsyncIterator[tuple[FaultySimulator, Exporter]]:
+    """A FaultySimulator and an exporter on the notifications source (queue q1), both on loopback."""
+    from tests.live_helpers import settings_for, wait_for
+
+    sim = sim or FaultySimulator()
+    await sim.start()
+    overrides.setdefault("queue_id", ["q1"])
+    overrides.setdefault("source", "notifications")
+    exporter = Exporter(settings_for(sim, **overrides), redactor)
+    await exporter.start()
+    try:
+        if wait:
+            await wait_for(lambda: exporter.stream.connected, what="channel subscribed")
+        yield sim, exporter
+    finally:
+        await exporter.stop()
+        await sim.stop()

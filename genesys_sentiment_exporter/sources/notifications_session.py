@@ -1,0 +1,354 @@
+"""The Notifications source's session, pure: fed frames, REST answers and `now`; returns what to do.
+
+Rules (the shell in `notifications.py` performs them and owns nothing else but sockets and timers):
+- Topics live in slots: a slot is one channel of at most `topics_per_channel` topics. The base
+  topics (`v2.users.{id}.conversations`, `v2.routing.queues.{id}.conversations`) are planned at
+  `start()`; a conversation's sentiment topic is added when an agent connects and dropped by
+  `sweep(now)` after the grace. Either way the slot comes back as `SyncTopics` and the shell asks
+  `sync_request(slot)` what REST call brings the channel to the plan.
+- Each channel gets a number when the platform creates it (`channel_created`). A frame is handed
+  in with the number of the channel it came through, so overlapping channels de-duplicate and a
+  `v2.system.socket_closing` on the slot's current channel asks for one `Rollover`.
+- Every frame gets exactly one outcome: `Received.outcome`, or, for a conversation event, the
+  one `apply()` derives from the tracker's answer to its readings and state changes.
+- A frame is `traffic` unless it is the pong answering our own ping: only traffic feeds the
+  watchdog.
+
+A new topic plugs in as: a pattern and `Kind` in `notifications_protocol.parse`, a handler in
+`NotificationsSession.handlers` returning `Received`, and (for a per-conversation topic) an entry
+in what `Attribution` subscribes and `due()` drops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client.core import Metric
+
+from genesys_sentiment_exporter import catalogue
+from genesys_sentiment_exporter.catalogue import ApiResult, Outcome
+from genesys_sentiment_exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
+from genesys_sentiment_exporter.metrics import counter, gauge, info
+from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.sources import notifications_protocol as proto
+from genesys_sentiment_exporter.sources.supervisor import Deduplicator
+
+log = logging.getLogger("exporter.source.notifications")
+
+
+class SessionError(Exception):
+    """A REST answer the session cannot use (the shell retries like a network error)."""
+
+
+@dataclass(slots=True, frozen=True)
+class SyncTopics:
+    slot: int
+
+
+@dataclass(slots=True, frozen=True)
+class Rollover:
+    slot: int
+    reason: str  # socket_closing, channel_gone, token_refresh, channel_expiry
+
+
+Action = SyncTopics | Rollover
+
+
+@dataclass(slots=True)
+class Received:
+    outcome: Outcome | None = None  # counted when no reading or state change takes its place
+    reading: Reading | None = None
+    changes: list[StateChange] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    traffic: bool = True  # sent by the server on its own (not the pong to our ping)
+
+
+@dataclass(slots=True, frozen=True)
+class ChannelInfo:
+    id: str
+    uri: str
+    expires: float  # wall clock; 0 when the platform gave none
+    opened: float  # wall clock
+    number: int
+    slot: int
+
+
+@dataclass
+class SlotState:
+    index: int
+    channel: ChannelInfo | None = None
+    subscribed: set[str] = field(default_factory=set)
+    closing_announced: int = 0  # number of the channel that announced socket_closing
+
+
+def parse_expires(value: object) -> float:
+    if not isinstance(value, str):
+        return 0.0
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def apply(ingest: Ingest, received: Received) -> Outcome:
+    """Hand a frame's events to `Ingest`; the first real state change is the counted outcome,
+    the others go to the tracker uncounted (one message, one outcome)."""
+    if received.reading is not None:
+        return ingest.conversation(received.reading, None)
+    tracker = ingest.tracker
+    outcome: Outcome | None = None
+    for change in received.changes:
+        if tracker.is_current_state(change.agent_id, change.conversation_id, change.state):
+            continue
+        if not outcome:
+            outcome = ingest.conversation(None, change)
+        else:
+            tracker.state(change, ingest.clock())
+    if not outcome:
+        outcome = received.outcome or Outcome.STATE_CHANGE
+        ingest.count(outcome)
+    return outcome
+
+
+class NotificationsSession:
+    def __init__(
+        self,
+        *,
+        queue_ids: list[str],
+        agent_ids: list[str],
+        grace_seconds: float = 5.0,
+        idle_seconds: float = 900.0,
+        sentiment_scale: proto.ScaleSetting = "auto",
+        max_channels: int = 20,
+        topics_per_channel: int = 1000,
+    ) -> None:
+        if not queue_ids and not agent_ids:
+            raise ValueError(
+                "source: the notifications source needs at least one --agent-id or --queue-id: it subscribes "
+                "v2.users.{id}.conversations / v2.routing.queues.{id}.conversations to learn which agent a "
+                "conversation's sentiment belongs to"
+            )
+        self.base_topics = [proto.user_topic(a) for a in agent_ids] + [proto.queue_topic(q) for q in queue_ids]
+        self.attribution = proto.Attribution(grace_seconds, idle_seconds)
+        self.scale = proto.Scale(sentiment_scale)
+        self.plan = proto.TopicPlan(topics_per_channel, max_channels)
+        self.dedup = Deduplicator()
+        self.slots: list[SlotState] = []
+        self.rejected: Counter[str] = Counter()
+        self.topic_results: dict[str, proto.TopicResult] = {}  # latest answer per base topic / topic kind
+        self.missing_permissions: set[str] = set()
+        self.now = 0.0  # the latest `now` handed in: the rate-limited warnings' clock
+        self._numbers = 0
+        self._warn_refused = RateLimitedWarning(60.0, self._clock)
+        self._warn_rejected = RateLimitedWarning(60.0, self._clock)
+        self._warn_missing = RateLimitedWarning(60.0, self._clock)
+        self.handlers: dict[str, Callable[[proto.Message, float, float], Received]] = {
+            proto.Kind.CONVERSATION: self._conversation,
+            proto.Kind.SENTIMENT: self._sentiment,
+        }
+
+    def _clock(self) -> float:
+        return self.now
+
+    def start(self) -> list[int]:
+        """Plan the base topics; the slots to open."""
+        for topic in self.base_topics:
+            if self.plan.add(topic) is None:
+                log.error("too many --agent-id/--queue-id topics for the channel limit: %s refused", topic)
+        for index in range(len(self.plan.slots)):
+            self._slot(index)
+        return list(range(len(self.slots)))
+
+    def _slot(self, index: int) -> SlotState:
+        while len(self.slots) <= index:
+            self.slots.append(SlotState(len(self.slots)))
+        return self.slots[index]
+
+    # -- frames ------------------------------------------------------------------------------------
+    def receive(self, frame: str | bytes, channel: int, now: float, wall: float) -> Received:
+        """One frame from the channel numbered `channel` (0: not from a known channel)."""
+        self.now = now
+        message = proto.parse(frame)
+        kind = message.kind
+        if kind == proto.Kind.HEARTBEAT:
+            return Received(Outcome.HEARTBEAT)
+        if kind in (proto.Kind.MALFORMED, proto.Kind.UNKNOWN):
+            return Received(Outcome(kind))
+        if kind == proto.Kind.PONG:
+            return Received(Outcome.CONTROL, traffic=False)
+        if kind == proto.Kind.SOCKET_CLOSING:
+            return Received(Outcome.CONTROL, actions=self._closing(channel))
+        handler = self.handlers.get(kind)
+        if handler is None:
+            return Received(Outcome.CONTROL)  # other channel.metadata
+        if self.dedup.active and channel and self.dedup.duplicate(message.dedup_key(), channel):
+            return Received(Outcome.DUPLICATE)
+        return handler(message, now, wall)
+
+    def _closing(self, number: int) -> list[Action]:
+        for slot in self.slots:
+            current = slot.channel
+            if current is not None and current.number == number and slot.closing_announced != number:
+                slot.closing_announced = number
+                log.info("channel %d: platform announced socket_closing; rolling over", slot.index)
+                return [Rollover(slot.index, "socket_closing")]
+        return []
+
+    def _conversation(self, message: proto.Message, now: float, wall: float) -> Received:
+        topic_queue = message.topic_id if message.topic.startswith("v2.routing.queues.") else None
+        update = self.attribution.on_conversation(message.body, topic_queue, now, wall)
+        actions = self._subscribe(update.subscribe) if update.subscribe is not None else []
+        return Received(Outcome(update.outcome or Outcome.STATE_CHANGE), None, update.changes, actions)
+
+    def _sentiment(self, message: proto.Message, _now: float, wall: float) -> Received:
+        body = message.body
+        conversation_id = body.get("conversationId")
+        if not isinstance(conversation_id, str) or not conversation_id:
+            conversation_id = message.topic_id
+        who = self.attribution.attribute(conversation_id, body.get("queueIds"))
+        if isinstance(who, str):
+            return Received(Outcome(who))
+        agent, queue = who
+        raw = body.get("sentimentOverallScore")
+        if raw is None:
+            self._warn_missing(
+                log, "sentiment event without sentimentOverallScore (agent %s): not counted as 0.0", agent
+            )
+            return Received(MISSING_SENTIMENT)
+        score = self.scale.normalise(raw, conversation_id)
+        if score is None:
+            return Received(INVALID_SCORE)
+        trend = self.scale.trend(body.get("sentimentTrendScore"))
+        return Received(reading=Reading(agent, queue, conversation_id, score, wall, trend))
+
+    # -- topics ------------------------------------------------------------------------------------
+    def _subscribe(self, topic: str) -> list[Action]:
+        index = self.plan.add(topic)
+        if index is None:
+            self._warn_refused(
+                log,
+                "every channel is full (%d channels x %d topics): sentiment topic refused; raise "
+                "--notifications-max-channels (at most 20) or narrow --agent-id/--queue-id",
+                self.plan.max_channels,
+                self.plan.per_channel,
+            )
+            return []
+        self._slot(index)
+        return [SyncTopics(index)]
+
+    def sweep(self, now: float) -> list[Action]:
+        """Drop the sentiment topics of conversations whose grace period is over."""
+        self.now = now
+        actions: list[Action] = []
+        for topic in self.attribution.due(now):
+            index = self.plan.remove(topic)
+            if index is not None and SyncTopics(index) not in actions:
+                actions.append(SyncTopics(index))
+        return actions
+
+    def planned(self, slot: int) -> list[str]:
+        return sorted(self.plan.slots[slot]) if slot < len(self.plan.slots) else []
+
+    def sync_request(self, slot: int) -> tuple[str, list[str]] | None:
+        """The REST call that brings the slot's channel to the plan: PUT (replace) after removals,
+        POST (add) for additions only, None when nothing changed."""
+        state = self.slots[slot]
+        desired = set(self.planned(slot))
+        if state.subscribed - desired:
+            return "PUT", sorted(desired)
+        adds = sorted(desired - state.subscribed)
+        return ("POST", adds) if adds else None
+
+    def subscriptions_answered(self, slot: int, method: str, body: object, requested: list[str]) -> None:
+        """Record the platform's answer to a PUT/POST of `requested` topics on the slot's channel."""
+        state = self.slots[slot]
+        if method == "PUT":
+            state.subscribed = set()
+        for result in proto.read_subscriptions(body, requested):
+            key = result.topic if result.topic in self.base_topics else proto.topic_kind(result.topic)
+            self.topic_results[key] = result
+            if result.permitted:
+                state.subscribed.add(result.topic)
+                continue
+            self.rejected[result.reason] += 1
+            self.missing_permissions.update(result.missing_permissions)
+            self.plan.remove(result.topic)
+            state.subscribed.discard(result.topic)
+            self._warn_rejected(
+                log,
+                "subscription to %s rejected (%s)%s",
+                result.topic,
+                result.detail or result.reason,
+                f"; grant the OAuth client's role: {', '.join(result.missing_permissions)}"
+                if result.missing_permissions
+                else "",
+            )
+
+    # -- channels ----------------------------------------------------------------------------------
+    def channel_created(self, slot: int, body: object, wall: float) -> ChannelInfo:
+        """The answer to `POST /api/v2/notifications/channels`, numbered; not yet the slot's channel."""
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("id"), str)
+            or not isinstance(body.get("connectUri"), str)
+        ):
+            raise SessionError("POST channels answered without id and connectUri")
+        self._numbers += 1
+        return ChannelInfo(
+            body["id"], body["connectUri"], parse_expires(body.get("expires")), wall, self._numbers, slot
+        )
+
+    def channel_ready(self, channel: ChannelInfo) -> None:
+        """The channel's socket is open and its topics are on: it is the slot's channel now."""
+        self.slots[channel.slot].channel = channel
+
+    def rollover_at(self, slot: int) -> float | None:
+        """Wall time to replace the slot's channel before its `expires` (None: it has none)."""
+        channel = self.slots[slot].channel
+        if channel is None or not channel.expires:
+            return None
+        margin = min(600.0, max(1.0, 0.1 * (channel.expires - channel.opened)))
+        return channel.expires - margin
+
+    def channel_gone(self, slot: int, number: int) -> list[Action]:
+        """A HEAD probe answered 404 for the channel numbered `number`."""
+        current = self.slots[slot].channel
+        if current is None or current.number != number:
+            return []
+        log.warning("channel %d: HEAD answered 404; replacing the channel", slot)
+        return [Rollover(slot, "channel_gone")]
+
+    # -- what it exposes ---------------------------------------------------------------------------
+    def metrics(self, channels_open: int, rest_results: Counter[ApiResult]) -> Iterable[Metric]:
+        yield gauge(catalogue.NOTIFICATIONS_CHANNELS_OPEN, channels_open)
+        yield gauge(catalogue.NOTIFICATIONS_TOPICS_SUBSCRIBED, sum(len(s.subscribed) for s in self.slots))
+        yield counter(catalogue.NOTIFICATIONS_REJECTED, self.rejected)
+        yield counter(catalogue.NOTIFICATIONS_REFUSED, self.plan.refused)
+        expiry = gauge(catalogue.NOTIFICATIONS_CHANNEL_EXPIRY)
+        for slot in self.slots:
+            if slot.channel is not None and slot.channel.expires:
+                expiry.add_metric([str(slot.index)], slot.channel.expires)
+        yield expiry
+        yield counter(catalogue.NOTIFICATIONS_API_REQUESTS, rest_results)
+        yield info(catalogue.SENTIMENT_SCALE, {"scale": self.scale.in_use, "setting": self.scale.setting})
+
+    def subscription_report(self) -> list[tuple[bool, str, str]]:
+        """For `check`: (ok, what, text) per base topic and per sentiment topic kind."""
+        lines: list[tuple[bool, str, str]] = []
+        for key, result in sorted(self.topic_results.items()):
+            if result.permitted:
+                lines.append((True, "topic", f"{key}: permitted"))
+            else:
+                missing = ", ".join(result.missing_permissions)
+                grant = f"; missing permissions: {missing}" if missing else ""
+                lines.append((False, "topic", f"{key}: rejected ({result.detail or result.reason}){grant}"))
+        if self.missing_permissions:
+            missing = ", ".join(sorted(self.missing_permissions))
+            lines.append((False, "permissions", f"grant the OAuth client's role: {missing}"))
+        if self.plan.refused:
+            lines.append((False, "channel capacity", f"{self.plan.refused} sentiment topics refused: channels full"))
+        return lines

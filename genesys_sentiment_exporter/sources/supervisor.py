@@ -1,0 +1,232 @@
+"""What every stream source shares, decided once: watchdog, overlap de-duplication, retry, close codes.
+
+Pure parts first (no clock of their own: callers pass `now`), then the small asyncio helpers
+both shells use, then the one WebSocket client (aiohttp, chosen by bench/: its compiled frame
+reader keeps the analytics hot path at the rate a bare client merely receives).
+
+Rules every source follows:
+- Only traffic the server sent on its own proves the stream alive. A pong answers our own ping,
+  so it says the socket is open, not that the platform still delivers: it never feeds the watchdog.
+- A replacement socket delivers before the old one goes (make before break); during the overlap a
+  frame seen on both sockets counts once.
+- Retry delays come from a pure generator with jitter (`backoff.delays`). Reconnects are
+  single-flight by construction: one supervising task per socket does every reconnect, and
+  requests that arrive while one runs are coalesced into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from genesys_sentiment_exporter.config import is_loopback
+
+log = logging.getLogger("exporter.source")
+
+T = TypeVar("T")
+
+DEDUP_LIMIT = 200_000
+OPEN_TIMEOUT = 10.0
+USER_AGENT = "genesys-sentiment-exporter"
+DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+
+
+class Deduplicator:
+    """During make-before-break overlaps, one frame delivered by two sockets counts once.
+
+    Overlaps may nest (two slots rolling over at once): it stays active until the last one stops.
+    """
+
+    def __init__(self, limit: int = DEDUP_LIMIT) -> None:
+        self.limit = limit
+        self.overlaps = 0
+        self.seen: dict[str | bytes, int] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.overlaps > 0
+
+    def start(self) -> None:
+        if self.overlaps == 0:
+            self.seen.clear()
+        self.overlaps += 1
+
+    def stop(self) -> None:
+        self.overlaps = max(0, self.overlaps - 1)
+        if self.overlaps == 0:
+            self.seen.clear()
+
+    def duplicate(self, key: str | bytes, connection: int) -> bool:
+        other = self.seen.get(key)
+        if other is not None and other != connection:
+            del self.seen[key]
+            return True
+        if len(self.seen) < self.limit:
+            self.seen[key] = connection
+        return False
+
+
+Verdict = Literal["wait", "ping", "expired"]
+
+
+@dataclass
+class WatchdogPolicy:
+    """Shared by every socket of a source (and changeable while they run)."""
+
+    silence: float  # seconds without server-initiated traffic before the socket is replaced
+    ping_after: float | None = None  # idle seconds before one ping (None: never)
+
+
+class Watchdog:
+    """Silence detection for one socket, fed only server-initiated traffic.
+
+    `expired` after `policy.silence` seconds without such traffic; `ping` once per silent stretch
+    after `policy.ping_after`. The pong that answers does not call `traffic`, so it never resets it.
+    """
+
+    def __init__(self, policy: WatchdogPolicy, now: float) -> None:
+        self.policy = policy
+        self.last_traffic = now
+        self._pinged_for: float | None = None
+
+    def traffic(self, now: float) -> None:
+        self.last_traffic = now
+
+    def check(self, now: float) -> Verdict:
+        idle = now - self.last_traffic
+        if idle > self.policy.silence:
+            return "expired"
+        ping_after = self.policy.ping_after
+        if ping_after is not None and idle > ping_after and self._pinged_for != self.last_traffic:
+            self._pinged_for = self.last_traffic
+            return "ping"
+        return "wait"
+
+    def interval(self) -> float:
+        return min(1.0, self.policy.silence / 10)
+
+
+CloseAction = Literal["reconnect", "renew_token"]
+
+
+def classify_close(code: int | None) -> tuple[str, CloseAction]:
+    """A close code's counter label and what to do next.
+
+    1008 (policy) and 4001/4401-style auth closes mean the server no longer accepts our token:
+    a new one first. Everything else (1000 from the server, 1001 maintenance, 1006 drop, 1011,
+    our own 4000 watchdog close) reconnects with backoff.
+    """
+    if code is None:
+        return "1006", "reconnect"
+    if code == 1008 or code in (4001, 4401, 4403):
+        return str(code), "renew_token"
+    return str(code), "reconnect"
+
+
+async def with_retry(
+    attempt: Callable[[], Awaitable[T]],
+    errors: tuple[type[BaseException], ...],
+    delays: Iterator[float],
+    failed: Callable[[BaseException], str],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Call `attempt` until it succeeds; `failed` records each error and says what to log."""
+    while True:
+        try:
+            return await attempt()
+        except errors as exc:
+            message = failed(exc)
+        delay = next(delays)
+        log.warning("%s; retrying in %.1f s", message, delay)
+        await sleep(delay)
+
+
+async def watch(
+    dog: Watchdog,
+    clock: Callable[[], float],
+    ping: Callable[[], Awaitable[None]] | None,
+    expire: Callable[[], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run a watchdog: ping when idle, `expire` (close the socket) when silent too long."""
+    while True:
+        await sleep(dog.interval())
+        verdict = dog.check(clock())
+        if verdict == "expired":
+            await expire()
+            return
+        if verdict == "ping" and ping is not None:
+            with contextlib.suppress(Exception):
+                await ping()
+
+
+async def retire(
+    dedup: Deduplicator,
+    overlap: float,
+    close: Callable[[], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Let the old socket drain while its replacement already delivers, then close it."""
+    dedup.start()
+    try:
+        await sleep(overlap)
+        await close()
+    finally:
+        dedup.stop()
+
+
+class Dialer:
+    """The one WebSocket client of the exporter. Proxies from the environment for real hosts;
+    loopback never goes through one (a test or sidecar on 127.0.0.1 must not hit a proxy)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl = ssl_context
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+
+    def session(self, url: str) -> aiohttp.ClientSession:
+        trust_env = not is_loopback(urlsplit(url).hostname or "")
+        session = self._sessions.get(trust_env)
+        if session is None or session.closed:
+            session = self._sessions[trust_env] = aiohttp.ClientSession(trust_env=trust_env)
+        return session
+
+    async def connect(self, url: str, headers: dict[str, str] | None = None) -> aiohttp.ClientWebSocketResponse:
+        async with asyncio.timeout(OPEN_TIMEOUT):
+            return await self.session(url).ws_connect(
+                url,
+                headers={"User-Agent": USER_AGENT, **(headers or {})},
+                ssl=(self.ssl if self.ssl is not None else True) if url.startswith("wss://") else False,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                heartbeat=20.0,  # WebSocket pings keep NAT state alive and catch a dead peer
+                max_msg_size=2**20,
+            )
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+
+async def close_socket(ws: aiohttp.ClientWebSocketResponse | None, code: int = 1000, reason: str = "") -> None:
+    if ws is not None:
+        with contextlib.suppress(Exception):
+            await ws.close(code=code, message=reason.encode()[:120])
+
+
+async def close_all(sockets: list[aiohttp.ClientWebSocketResponse | None], reason: str, wait: float = 1.0) -> None:
+    """Shutdown: every socket gets its 1000 close frame at once; waiting for the server's answer is
+    bounded, so a stop finishes within its budget even when a peer never answers."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(wait):
+            await asyncio.gather(*(close_socket(ws, 1000, reason) for ws in sockets))
+
+
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, aiohttp.ClientError, ConnectionError)

@@ -1,0 +1,195 @@
+"""The Notifications session core, replayed: frames, REST answers and `now` in; actions and events out.
+
+No sockets and no sleeps: time is whatever number the test hands in.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from genesys_cloud_simulator.notifications_conversations import ConversationBook
+from genesys_cloud_simulator.scenarios import CallEvent
+
+from genesys_sentiment_exporter.backoff import delays
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.sources import notifications_protocol as proto
+from genesys_sentiment_exporter.sources.notifications_session import (
+    NotificationsSession,
+    Received,
+    Rollover,
+    SessionError,
+    SyncTopics,
+    apply,
+)
+from genesys_sentiment_exporter.sources.supervisor import Deduplicator, Watchdog, WatchdogPolicy, classify_close
+from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
+
+
+def frame(topic: str, body: dict[str, Any]) -> str:
+    return json.dumps({"topicName": topic, "eventBody": body, "metadata": {"CorrelationId": "x"}})
+
+
+def move(conv: str, agent: str, state: str, queue: str = "q1") -> CallEvent:
+    return CallEvent(0.0, conv, agent, queue, state, None, False, None, True)
+
+
+def score(conv: str, agent: str, value: float, queue: str = "q1") -> CallEvent:
+    return CallEvent(0.0, conv, agent, queue, "connected", value, True, None)
+
+
+HEARTBEAT = frame("channel.metadata", {"message": "WebSocket Heartbeat"})
+PONG = frame("channel.metadata", {"message": "pong"})
+CLOSING = json.dumps({"topicName": "v2.system.socket_closing"})
+
+
+def opened(session: NotificationsSession, slot: int = 0, expires: str = "") -> int:
+    """Create, subscribe and adopt a channel for `slot` as the shell does; its number."""
+    body = {"id": f"ch{slot}", "connectUri": "wss://streaming.example/channels/x"}
+    if expires:
+        body["expires"] = expires
+    info = session.channel_created(slot, body, wall=1000.0)
+    topics = session.planned(slot)
+    session.subscriptions_answered(slot, "PUT", {"entities": [{"id": t} for t in topics]}, topics)
+    session.channel_ready(info)
+    return info.number
+
+
+def new_ingest() -> Ingest:
+    return Ingest(AgentTracker(TrackerLimits(window_size=10, grace_seconds=5, idle_seconds=900)), clock=lambda: 0.0)
+
+
+def test_start_plans_base_topics_and_refuses_no_filter() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        NotificationsSession(queue_ids=[], agent_ids=[])
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=["a1", "a2"], topics_per_channel=2)
+    assert session.start() == [0, 1]
+    assert session.planned(0) == ["v2.users.a1.conversations", "v2.users.a2.conversations"]
+    assert session.sync_request(1) == ("POST", ["v2.routing.queues.q1.conversations"])
+
+
+def test_replayed_call_subscribes_reads_and_drops_after_grace() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[], grace_seconds=5)
+    session.start()
+    number = opened(session)
+    ingest = new_ingest()
+    book = ConversationBook()
+    outcomes: list[str] = []
+    actions: list[object] = []
+    now = 10.0
+    for event in (move("c1", "a1", "alerting"), move("c1", "a1", "connected"), score("c1", "a1", -0.5)):
+        for topic, body in book.apply(event):
+            got = session.receive(frame(topic, body), number, now, wall=2000.0)
+            actions += got.actions
+            outcomes.append(apply(ingest, got))
+    # each conversation update comes through the user and the queue topic: the second is a duplicate
+    assert outcomes == ["state_change", "duplicate", "state_change", "duplicate", "reading"]
+    assert actions == [SyncTopics(0)]
+    assert session.sync_request(0) == ("POST", [proto.sentiment_topic("c1")])
+    session.subscriptions_answered(0, "POST", [{"id": proto.sentiment_topic("c1")}], [proto.sentiment_topic("c1")])
+    assert session.sync_request(0) is None
+    assert ingest.tracker.agents["a1"].scores == [-0.5]
+    for topic, body in book.apply(move("c1", "a1", "wrapup")):
+        apply(ingest, session.receive(frame(topic, body), number, now + 1, wall=2001.0))
+    assert session.sweep(now + 5.9) == []
+    assert session.sweep(now + 6.0) == [SyncTopics(0)]
+    assert session.sync_request(0) == ("PUT", ["v2.routing.queues.q1.conversations"])
+
+
+def test_heartbeat_is_traffic_and_the_pong_to_our_ping_is_not() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    session.start()
+    assert session.receive(HEARTBEAT, 1, 0, 0) == Received("heartbeat")
+    assert session.receive(PONG, 1, 0, 0) == Received("control", traffic=False)
+    assert session.receive("{nope", 1, 0, 0).outcome == "malformed"
+    assert session.receive(frame("v2.other", {}), 1, 0, 0).outcome == "unknown_type"
+    policy = WatchdogPolicy(silence=75.0, ping_after=36.0)
+    dog = Watchdog(policy, now=0.0)
+    assert dog.check(30.0) == "wait"
+    assert dog.check(37.0) == "ping"
+    assert dog.check(38.0) == "wait"  # one ping per silent stretch
+    # the pong arrives: the shell does not call traffic() for it, so the silence still counts
+    assert dog.check(75.5) == "expired"
+    dog.traffic(75.6)
+    assert dog.check(76.0) == "wait"
+    assert dog.check(112.0) == "ping"
+
+
+def test_socket_closing_rolls_over_once_and_only_for_the_current_channel() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    session.start()
+    first = opened(session)
+    assert session.receive(CLOSING, 99, 0, 0).actions == []
+    assert session.receive(CLOSING, first, 0, 0).actions == [Rollover(0, "socket_closing")]
+    assert session.receive(CLOSING, first, 0, 0).actions == []  # announced twice: one rollover
+    second = opened(session)
+    assert second == first + 1
+    assert session.receive(CLOSING, first, 0, 0).actions == []  # the retiring channel no longer counts
+    assert session.channel_gone(0, first) == []
+    assert session.channel_gone(0, second) == [Rollover(0, "channel_gone")]
+
+
+def test_overlap_counts_a_frame_from_both_channels_once() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    session.start()
+    old, new = opened(session), opened(session)
+    book = ConversationBook()
+    ingest = new_ingest()
+    (topic, body), *_ = book.apply(move("c1", "a1", "connected"))
+    session.dedup.start()
+    assert apply(ingest, session.receive(frame(topic, body), old, 0, 0)) == "state_change"
+    assert apply(ingest, session.receive(frame(topic, body), new, 0, 0)) == "duplicate"
+    session.dedup.stop()
+    assert not session.dedup.active
+
+
+def test_channel_answer_and_expiry_rollover_time() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    session.start()
+    with pytest.raises(SessionError):
+        session.channel_created(0, {"id": "x"}, wall=0)
+    assert session.rollover_at(0) is None
+    opened(session, expires="1970-01-01T01:00:00Z")  # opened at 1000 s, expires at 3600 s
+    assert session.rollover_at(0) == pytest.approx(3600 - 260)  # a tenth of its life early
+    metrics = {m.name: m for m in session.metrics(1, session.rejected)}
+    assert metrics["genesys_notifications_channel_expiry_timestamp_seconds"].samples[0].value == 3600
+
+
+def test_rejected_subscription_leaves_the_plan_and_reports_the_permission() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    session.start()
+    topic = proto.sentiment_topic("c1")
+    session.plan.add(topic)
+    answer = [{"id": topic, "state": "Rejected", "missingPermissions": ["speechAndTextAnalytics:data:view"]}]
+    session.subscriptions_answered(0, "POST", answer, [topic])
+    assert session.rejected == {"missing_permissions": 1}
+    assert len(session.plan) == 1
+    assert (False, "permissions", "grant the OAuth client's role: speechAndTextAnalytics:data:view") in (
+        session.subscription_report()
+    )
+
+
+def test_retry_delays_grow_with_jitter_and_stay_capped() -> None:
+    first = delays(0.5, 30.0, random.Random(1))
+    second = delays(0.5, 30.0, random.Random(2))
+    a = [next(first) for _ in range(12)]
+    b = [next(second) for _ in range(12)]
+    assert 0.25 <= a[0] <= 0.5
+    assert all(15.0 <= d <= 30.0 for d in a[7:])
+    assert a != b  # jitter: two exporters do not retry in lockstep
+
+
+def test_deduplicator_nests_overlaps_and_close_codes_classify() -> None:
+    dedup = Deduplicator()
+    dedup.start()
+    dedup.start()
+    assert not dedup.duplicate("f", 1)
+    dedup.stop()
+    assert dedup.active and dedup.duplicate("f", 2)
+    dedup.stop()
+    assert not dedup.active and dedup.seen == {}
+    assert classify_close(None) == ("1006", "reconnect")
+    assert classify_close(1001) == ("1001", "reconnect")
+    assert classify_close(1008) == ("1008", "renew_token")
