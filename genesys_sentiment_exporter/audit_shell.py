@@ -238,7 +238,7 @@ async def first_token(tokens: TokenManager, attempts: int = 4) -> str | None:
 def analyzer_for(settings: Settings) -> Analyzer:
     """Who scores the live calls: Genesys' own sentiment on the analytics stream; on the Notifications
     source the exporter scores transcripts with its own analyzer (`--sentiment-analyzer`)."""
-    if settings.source == "analytics-websocket":
+    if settings.stream_source == "analytics-websocket":
         return GENESYS_NATIVE
     try:
         analyzer = build_analyzer(settings.sentiment_analyzer, settings.analyzer_options())

@@ -158,8 +158,8 @@ class RejectReason(StrEnum):
     REJECTED = "rejected"
 
 
-Kind = Literal["gauge", "counter", "info"]
-Group = Literal["agent", "queue", "exporter", "notifications"]
+Kind = Literal["gauge", "counter", "info", "histogram"]
+Group = Literal["agent", "queue", "exporter", "notifications", "audiohook"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +200,13 @@ class Family:
         if self.kind == "info":
             return self.name + "_info"
         return self.name
+
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        """Every name its samples carry: a histogram's `_bucket`, `_sum` and `_count` too."""
+        if self.kind == "histogram":
+            return tuple(self.name + suffix for suffix in ("_bucket", "_sum", "_count"))
+        return (self.sample_name,)
 
     @property
     def exposed_type(self) -> str:
@@ -490,8 +497,101 @@ NOTIFICATIONS_API_REQUESTS = Family(
     group="notifications",
 )
 
+# ---- AudioHook (--source ...,audiohook) ---------------------------------------------------------------
+# Their label values are pre-created by the AudioHook server from its own protocol constants.
+AUDIOHOOK_SESSIONS_ACTIVE = Family(
+    "genesys_audiohook_sessions_active", "gauge", "AudioHook sessions this replica holds.", group="audiohook"
+)
+AUDIOHOOK_SESSIONS = Family(
+    "genesys_audiohook_sessions",
+    "counter",
+    "AudioHook sessions finished, by how.",
+    (Label("outcome"),),
+    group="audiohook",
+    note="`outcome`: completed, probe, disconnected, connection_lost, timeout",
+)
+AUDIOHOOK_CONNECTIONS_REFUSED = Family(
+    "genesys_audiohook_connections_refused",
+    "counter",
+    "AudioHook upgrades refused, by reason.",
+    (Label("reason"),),
+    group="audiohook",
+)
+AUDIOHOOK_MESSAGES = Family(
+    "genesys_audiohook_messages",
+    "counter",
+    "AudioHook frames received, by what became of them.",
+    (Label("outcome"),),
+    group="audiohook",
+)
+AUDIOHOOK_CLIENT_ERRORS = Family(
+    "genesys_audiohook_client_errors",
+    "counter",
+    "AudioHook `error` messages from Genesys, by code.",
+    (Label("code"),),
+    group="audiohook",
+)
+AUDIOHOOK_AUDIO_RECEIVED = Family(
+    "genesys_audiohook_audio_received_seconds",
+    "counter",
+    "Seconds of audio received per channel (external: the customer; internal: the agent).",
+    (Label("channel"),),
+    unit="seconds",
+    group="audiohook",
+)
+AUDIOHOOK_AUDIO_DROPPED = Family(
+    "genesys_audiohook_audio_dropped_seconds",
+    "counter",
+    "Seconds of channel audio not recognised: paused or discarded by Genesys, or dropped while workers lagged.",
+    (Label("reason"),),
+    unit="seconds",
+    group="audiohook",
+)
+AUDIOHOOK_UTTERANCES = Family(
+    "genesys_audiohook_utterances",
+    "counter",
+    "Utterances segmented from AudioHook audio, by outcome.",
+    (Label("outcome"),),
+    group="audiohook",
+)
+AUDIOHOOK_RECOGNISED_AUDIO = Family(
+    "genesys_audiohook_recognised_audio_seconds",
+    "counter",
+    "Seconds of speech the recognition engine transcribed.",
+    unit="seconds",
+    group="audiohook",
+)
+AUDIOHOOK_RECOGNITION_CPU = Family(
+    "genesys_audiohook_recognition_cpu_seconds",
+    "counter",
+    "CPU seconds spent recognising and scoring utterances (divided by recognised audio: the real-time factor).",
+    unit="seconds",
+    group="audiohook",
+)
+AUDIOHOOK_RECOGNITION_LAG = Family(
+    "genesys_audiohook_recognition_lag_seconds",
+    "gauge",
+    "Age of the oldest audio frame a recognition worker has not processed yet.",
+    unit="seconds",
+    group="audiohook",
+)
+AUDIOHOOK_WORKERS = Family(
+    "genesys_audiohook_workers", "gauge", "Recognition worker processes running.", group="audiohook"
+)
+AUDIOHOOK_WORKER_RESTARTS = Family(
+    "genesys_audiohook_worker_restarts", "counter", "Recognition workers restarted after dying.", group="audiohook"
+)
+AUDIOHOOK_UTTERANCE_LATENCY = Family(
+    "genesys_audiohook_utterance_latency_seconds",
+    "histogram",
+    "From the end of a spoken utterance (its last frame received) to its reading in the tracker.",
+    unit="seconds",
+    group="audiohook",
+)
+
 FAMILIES: tuple[Family, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Family))
-BY_SAMPLE_NAME: dict[str, Family] = {f.sample_name: f for f in FAMILIES}
+BY_SAMPLE_NAME: dict[str, Family] = {name: f for f in FAMILIES for name in f.sample_names}
+BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 
 
 # ---- the README's tables ----------------------------------------------------------------------------
@@ -502,12 +602,14 @@ _GROUP_TITLES: dict[Group, str] = {
     "queue": "With `--agent-identity none`, instead of the per-agent families, per `queue_id`:",
     "exporter": "Exporter-wide:",
     "notifications": "The notifications source (the default) adds:",
+    "audiohook": "With `--source ...,audiohook`, the AudioHook server adds:",
 }
 
 
 def _row(family: Family) -> str:
     labels = ",".join(family.all_labels)
-    name = f"`{family.sample_name}{{{labels}}}`" if labels else f"`{family.sample_name}`"
+    shown = family.name if family.kind == "histogram" else family.sample_name
+    name = f"`{shown}{{{labels}}}`" if labels else f"`{shown}`"
     meaning = family.help.rstrip(".")
     closed = [
         f"`{label.name}`: " + ", ".join(f"`{v}`" for v in label.known) + (", ..." if label.open_extra else "")

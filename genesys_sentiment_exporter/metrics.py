@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
 )
@@ -92,6 +93,11 @@ def info(family: Family, value: dict[str, str] | None = None) -> InfoMetricFamil
     if value is not None:
         metric.add_metric([], value)
     return metric
+
+
+def histogram(family: Family, buckets: list[tuple[str, float]], sum_value: float) -> HistogramMetricFamily:
+    """An unlabelled histogram of `family` from cumulative (upper bound, count) buckets."""
+    return HistogramMetricFamily(family.name, family.help, buckets=buckets, sum_value=sum_value)
 
 
 def counter(
