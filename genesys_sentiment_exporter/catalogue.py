@@ -93,6 +93,13 @@ class DisconnectCode(StrEnum):
             return cls.OTHER
 
 
+class ClampDirection(StrEnum):
+    """Where a reading's eventTime was, too far from the receive time to be believed."""
+
+    FUTURE = "future"
+    PAST = "past"
+
+
 class TokenResult(StrEnum):
     SUCCESS = "success"
     INVALID_CLIENT = "invalid_client"
@@ -402,6 +409,14 @@ STREAM_MESSAGES = Family(
     (_closed("outcome", Outcome),),
     note="every message's one outcome; `invalid_id`: an agent, queue or conversation id longer than 128 "
     "characters or not encodable as UTF-8 (it could not be a label)",
+)
+EVENT_TIME_CLAMPED = Family(
+    "genesys_stream_event_time_clamped",
+    "counter",
+    "Readings whose eventTime was too far from the receive time and was replaced by it.",
+    (_closed("direction", ClampDirection),),
+    note="`future`: more than 60 s ahead, `past`: more than 300 s behind; exported with the receive time "
+    "instead, so a wrong clock neither hides nor fires the readings-stopped alert",
 )
 TOKEN_EXPIRY = Family(
     "genesys_oauth_token_expiry_timestamp_seconds", "gauge", "When the current OAuth token expires.", unit="seconds"

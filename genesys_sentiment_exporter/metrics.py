@@ -284,6 +284,7 @@ class ExporterCollector:
         if stream.last_heartbeat:
             yield gauge(catalogue.STREAM_LAST_HEARTBEAT, stream.last_heartbeat)
         yield counter(catalogue.STREAM_MESSAGES, ingest.messages)
+        yield counter(catalogue.EVENT_TIME_CLAMPED, ingest.event_time_clamped)
         yield from self._token_metrics()
         for extra in self.extras:
             yield from extra.metrics()
