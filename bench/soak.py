@@ -28,6 +28,7 @@ from typing import Any
 from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
 
 from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.sources.notifications import NotificationsSource
 
@@ -47,7 +48,7 @@ def rss_bytes() -> int:
 
 def data_outcomes(exporter: Exporter) -> int:
     messages = exporter.ingest.messages
-    return sum(messages.values()) - messages["heartbeat"] - messages["control"]
+    return sum(messages.values()) - messages[Outcome.HEARTBEAT] - messages[Outcome.CONTROL]
 
 
 def _sockets(sim: SimulatedGenesysCloud) -> list[Any]:
