@@ -24,6 +24,7 @@ import httpx
 from prometheus_client.core import Metric
 
 from genesys_sentiment_exporter.backoff import delays
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
@@ -189,7 +190,7 @@ class NotificationsSource:
     def _frame(self, info: ChannelInfo, frame: str | bytes, now: float) -> bool:
         wall = self.stream.last_message = self.wall()
         got = self.session.receive(frame, info.number, now, wall)
-        if got.outcome == "heartbeat":
+        if got.outcome is Outcome.HEARTBEAT:
             self.stream.last_heartbeat = wall
         self._act(got.actions)
         apply(self.ingest, got)
