@@ -214,3 +214,29 @@ async def test_speech_of_a_call_nobody_tracks_is_counted_unattributed() -> None:
         await session.close()
         await wait_for(lambda: source.utterances["unattributed"] >= 1, 30, "unattributed utterance")
         assert not exporter.tracker.agents
+
+
+async def test_the_last_utterance_after_close_still_counts_and_a_transfer_moves_readings() -> None:
+    async with live() as (sim, exporter, source):
+        await connect_call(sim, "conv-t", "agent-a")
+        session = client(exporter)
+        await session.connect()
+        await session.open("conv-t")
+        # The sentence ends with the stream: only the close flushes it, after the socket is gone.
+        await session.stream(synthesise(HOSTILE[0]), realtime=0)
+        await session.close()
+        agents = exporter.tracker.agents
+        await wait_for(lambda: len(agents["agent-a"].scores) == 1, 30, "the flushed utterance's reading")
+        assert source.utterances["unattributed"] == 0
+        # The call moves to agent-b: readings follow it.
+        sim.notifications.transfer("conv-t", "agent-b", "q1")
+        await wait_for(lambda: "agent-b" in agents and agents["agent-b"].conversation_id == "conv-t", 10)
+        again = client(exporter)
+        await again.connect()
+        await again.open("conv-t")
+        await again.stream(speech(HOSTILE[:1]), realtime=0)
+        await again.close()
+        await wait_for(lambda: len(agents["agent-b"].scores) == 1, 30, "agent-b's reading")
+        # agent-a's window (gone after its grace, or still there) got nothing more.
+        assert "agent-a" not in agents or len(agents["agent-a"].scores) == 1
+        assert source.utterances["reading"] == 2 and source.utterances["unattributed"] == 0
