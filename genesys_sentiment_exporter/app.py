@@ -27,7 +27,7 @@ from genesys_sentiment_exporter.names import NameResolver
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.stream_state import StreamState
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
-from genesys_sentiment_exporter.web import WebServer, build_app
+from genesys_sentiment_exporter.web import WebLimits, WebServer, build_app
 from genesys_sentiment_exporter.web_config import WebConfig, load_web_config
 
 if TYPE_CHECKING:
@@ -140,6 +140,12 @@ class Exporter:
         self.registry = new_registry(self.collector)
         host, port = parse_listen_address(settings.web_listen_address)
         web_config = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
+        web_limits = WebLimits(
+            max_requests=settings.web_max_requests,
+            max_connections=settings.web_max_connections,
+            read_timeout=settings.web_read_timeout,
+            write_timeout=2 * settings.web_read_timeout,
+        )
         app = build_app(
             self.registry,
             settings.web_telemetry_path,
@@ -148,8 +154,9 @@ class Exporter:
             web_config.basic_auth_users,
             self.conversation_url,
             self.audiohook.install if self.audiohook is not None else None,
+            web_limits,
         )
-        self.web = WebServer(app, host, port, web_config.tls)
+        self.web = WebServer(app, host, port, web_config.tls, web_limits)
         self.tasks: list[asyncio.Task[None]] = []
 
     def conversation_url(self, label: str) -> str | None:

@@ -765,8 +765,7 @@ class _Evaluation:
                         "dialect_not_transcribed",
                         inferred=True,
                     )
-                    return language
-                if dialects:
+                elif dialects:
                     state.good.append(f"{language} transcribed")
             elif engines is not None and engines.status in (401, 403):
                 state.unknown.append("permission_missing")

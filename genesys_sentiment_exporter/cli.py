@@ -129,6 +129,18 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--web.external-url",
         {"help": "URL supervisors reach this exporter at; alerts then link the live call through it"},
     ),
+    "web_max_requests": (
+        "--web.max-requests",
+        {"help": "concurrent scrapes; more are answered 503 at once (default 40)"},
+    ),
+    "web_max_connections": (
+        "--web.max-connections",
+        {"help": "open HTTP connections; more are closed as they open (default 512)"},
+    ),
+    "web_read_timeout": (
+        "--web.read-timeout",
+        {"help": "seconds before an idle or half-sent HTTP connection is closed (default 15)"},
+    ),
     "audiohook_api_key_file": (
         "--audiohook.api-key-file",
         {"help": "file holding the AudioHook integration's API key (else GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"},
@@ -162,6 +174,9 @@ WEB_FLAGS = (
     "web_telemetry_path",
     "web_config_file",
     "web_external_url",
+    "web_max_requests",
+    "web_max_connections",
+    "web_read_timeout",
     "log_level",
     "log_format",
 )
@@ -270,6 +285,8 @@ def simulator_config(args: argparse.Namespace) -> Any:
         options["agents"] = args.agents
     if args.transcript_batch_seconds is not None:
         options["transcript_batch_seconds"] = args.transcript_batch_seconds
+    options["org_traps"] = tuple(args.org_traps or ())  # what `audit` finds (simulator org_config.py)
+    options["forbidden_permissions"] = tuple(args.forbidden_permissions or ())
     if args.token_lifetime_seconds is not None:
         options["token_lifetime_seconds"] = float(args.token_lifetime_seconds)
     elif args.command == "demo":
@@ -334,6 +351,19 @@ def _add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--agents", type=int, default=None, help="agents in the steady population")
     parser.add_argument("--token-lifetime-seconds", type=int, default=None, help="lifetime of simulated tokens")
+    parser.add_argument(
+        "--org-trap",
+        action="append",
+        dest="org_traps",
+        help="configuration trap for `audit` (repeatable): no-transcription, legacy-policy, sentiment-off, "
+        "dialect-mismatch, masking, trunk-recording-off",
+    )
+    parser.add_argument(
+        "--forbid-permission",
+        action="append",
+        dest="forbidden_permissions",
+        help="a permission the simulated OAuth client lacks (its reads answer 403), e.g. routing:queue:view",
+    )
     parser.add_argument(
         "--transcript-batch-seconds",
         type=float,

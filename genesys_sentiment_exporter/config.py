@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     web_telemetry_path: str = "/metrics"
     web_config_file: Path | None = None
     web_external_url: str = ""
+    # What one HTTP client may take from the process that also carries the stream (web.WebLimits).
+    web_max_requests: int = Field(40, ge=1, le=10_000)
+    web_max_connections: int = Field(512, ge=1, le=100_000)
+    web_read_timeout: float = Field(15.0, gt=0, le=3600)
     # Notifications source (the real platform's API)
     sentiment_scale: Literal["unit", "percent", "auto"] = "auto"
     notifications_max_channels: int = Field(20, ge=1, le=20)

@@ -177,8 +177,10 @@ def test_language_comes_from_the_in_queue_flow_when_the_queue_has_none() -> None
     q = queue("q1", "Billing", language=None) | {"queueFlow": {"id": "f1"}}
     flows = Answer(200, {"entities": [{"id": "f1", "supportedLanguages": [{"language": "de-de", "isDefault": True}]}]})
     report = audit(org(queues=Answer(200, {"entities": [q]}), flows_inqueue=flows))
-    [fail] = [f for f in report.findings if f.level == "FAIL"]
-    assert "de-de (its in-queue flow's default language)" in fail.text
+    fails = [f.text for f in report.findings if f.level == "FAIL"]
+    assert len(fails) == 2, fails  # not transcribed in de-de, and Genesys sentiment does not cover it
+    assert "de-de (its in-queue flow's default language)" in fails[0]
+    assert "Genesys sentiment is not available for de-de" in fails[1]
     no_language = audit(org(queues=Answer(200, {"entities": [queue("q1", "Billing", language=None)]})))
     [warn] = not_ok(no_language)
     assert (warn.check, warn.level) == ("language", "WARN")
@@ -308,24 +310,31 @@ def lines_at(out: str, level: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith(level)]
 
 
-async def test_clean_org_no_false_alarm(start_sim: SimFactory, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out = await run_audit_on(start_sim, capsys, scenarios=["steady"])
+@pytest.mark.parametrize(
+    ("source", "scenarios", "queues"),
+    [("analytics-websocket", [], 5), ("notifications", ["steady", "sour", "flapping"], 2)],
+    ids=["genesys-sentiment-all-five-queues", "exporter-analyzer-english-queues"],
+)
+async def test_clean_org_no_false_alarm(
+    start_sim: SimFactory, capsys: pytest.CaptureFixture[str], source: str, scenarios: list[str], queues: int
+) -> None:
+    status, out = await run_audit_on(start_sim, capsys, source=source, scenarios=scenarios)
     assert status == 0, out
     assert lines_at(out, "WARN") == [] and lines_at(out, "FAIL") == [], out
     coverage = [line for line in out.splitlines() if " coverage " in line]
-    assert len(coverage) == 5 and all("will be analysed" in line for line in coverage), out
-    assert out.splitlines()[-1] == "audit: 7 ok, 0 warnings, 0 failed; queues: 5 ok"
+    assert len(coverage) == queues and all("will be analysed" in line for line in coverage), out
+    assert out.splitlines()[-1] == f"audit: {queues + 2} ok, 0 warnings, 0 failed; queues: {queues} ok"
 
 
 async def test_the_exporters_analyzer_is_checked_against_each_queue_language(
     start_sim: SimFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The Notifications source scores transcripts with --sentiment-analyzer (vader: English only).
-    status, out = await run_audit_on(start_sim, capsys, source="notifications", scenarios=["steady"])
+    status, out = await run_audit_on(start_sim, capsys, source="notifications")  # all five queues
     assert status == 1, out
     [fail] = lines_at(out, "FAIL")
     assert fail.startswith(
-        'FAIL language         queue "Fr" (q-fr): the exporter\'s analyzer (vader) cannot score fr-FR'
+        'FAIL language         queue "French" (q-fr): the exporter\'s analyzer (vader) cannot score fr-FR'
     )
     assert "--sentiment-analyzer onnx" in fail
     english = [line for line in out.splitlines() if " coverage " in line]
@@ -350,7 +359,7 @@ TRAPS: list[tuple[str, str, list[str]]] = [
     ),
     (
         "dialect-mismatch",
-        'FAIL language         queue "Fr" (q-fr): calls are in fr-FR',
+        'FAIL language         queue "French" (q-fr): calls are in fr-FR',
         ['program "French desk" (prog-fr) transcribes en-US only', "add fr-FR"],
     ),
 ]
@@ -376,7 +385,7 @@ async def test_masking_warns_without_failing(start_sim: SimFactory, capsys: pyte
     assert len(warns) == 2, out
     assert warns[0].startswith('WARN masking          org "transcription settings"') and "PCI" in warns[0]
     assert '"Card capture (secure)" (flow-secure-card)' in warns[1]
-    assert "queues: 5 degraded" in out.splitlines()[-1]
+    assert out.splitlines()[-1].endswith("queues: 1 degraded")  # the scenario's queue, q-payments
 
 
 async def test_trunk_without_recording_warns(start_sim: SimFactory, capsys: pytest.CaptureFixture[str]) -> None:
@@ -427,8 +436,13 @@ async def test_cli_exit_status_and_json(start_sim: SimFactory) -> None:
     status, out, err = await cli("--all-queues", "--output", "json")
     assert status == 1, out + err
     document = json.loads(out)
-    [fail] = [f for f in document["findings"] if f["level"] == "FAIL"]
-    assert (fail["check"], fail["id"], fail["inferred"]) == ("language", "q-fr", True)
+    fails = [f for f in document["findings"] if f["level"] == "FAIL"]
+    # The dialect the program transcribes (inferred mapping), and the exporter's English-only analyzer.
+    assert [(f["check"], f["id"], f["inferred"]) for f in fails] == [
+        ("language", "q-fr", True),
+        ("language", "q-fr", False),
+    ]
+    assert "transcribes en-US only" in fails[0]["text"] and "(vader) cannot score fr-FR" in fails[1]["text"]
     assert {q["queue_id"]: q["verdict"] for q in document["queues"]}["q-fr"] == "lost"
     status, out, err = await cli("--queue-id", "q-billing,q-support")
     assert status == 0, out + err
@@ -509,3 +523,16 @@ def test_the_audit_timer_can_be_turned_off() -> None:
     exporter = Exporter(settings, Redactor())
     assert exporter.audit is None
     asyncio.run(exporter.http.aclose())
+
+
+def test_simulate_refuses_an_unknown_org_trap_in_one_line() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "genesys_sentiment_exporter", "simulate", "--listen-address", "127.0.0.1:0",
+         "--org-trap", "bogus"],
+        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "unknown org trap(s) ['bogus']" in line and "no-transcription" in line

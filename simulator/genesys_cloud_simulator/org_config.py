@@ -6,8 +6,9 @@ TopicsDefinitionsProgramsMappingsEntityListing, ProgramTranscriptionEngines, Pro
 SupportedDialectsEntityListing, EntityListing, PolicyEntityListing, FlowEntityListing,
 TrunkBaseEntityListing); the tests deserialize every answer with the SDK's own API classes.
 
-The org is the scenarios' queues (q-billing, q-support, q-fr, q-payments, q-legacy), healthy unless a
-trap is switched on, by `SimulatorConfig.org_traps` or implied by a scenario (ORG_TRAPS says which):
+The org is the chosen scenarios' queues (all five, q-billing, q-support, q-fr, q-payments, q-legacy,
+without scenarios or with `demo`), healthy unless a trap is switched on by `SimulatorConfig.org_traps`
+(`simulate --org-trap`) or implied by a scenario (SCENARIO_TRAPS):
 
 - `no-transcription`: q-legacy does not enable transcription (org mode EnabledQueueFlow);
 - `legacy-policy`: q-legacy is in no program (no default program); a retention policy still records it;
@@ -39,6 +40,17 @@ ORG_TRAPS: dict[str, str] = {
     "dialect-mismatch": "q-fr speaks fr-FR but its program transcribes en-US only",
     "masking": "PCI and PII redaction on; a secure call flow exists",
     "trunk-recording-off": "the external carrier trunk does not record calls",
+}
+# The queues each call scenario's agents take calls in.
+SCENARIO_QUEUES: dict[str, tuple[str, ...]] = {
+    "steady": ("q-billing", "q-support"),
+    "sour": ("q-billing",),
+    "flapping": ("q-support",),
+    "late-final": ("q-support",),
+    "zero": ("q-fr",),
+    "masking": ("q-payments",),
+    "missing-field": ("q-support",),
+    "no-sentiment": ("q-legacy",),
 }
 # Which traps a call scenario implies, so the audit sees the configuration behind each call symptom.
 SCENARIO_TRAPS: dict[str, tuple[str, ...]] = {
@@ -77,7 +89,9 @@ PERMISSIONS = {
 
 
 def queue_name(queue_id: str) -> str:
-    """The name the notifications endpoint has always given a queue id (q-billing -> Billing)."""
+    """q-billing -> Billing (the name the notifications endpoint has always given), q-fr -> French."""
+    if queue_id == "q-fr":
+        return "French"
     return queue_id.removeprefix("q-").replace("-", " ").title() or queue_id
 
 
@@ -99,6 +113,8 @@ class OrgConfigEndpoint:
             for part in SCENARIO_TRAPS_FOR.get(scenario, (scenario,)):
                 traps.update(SCENARIO_TRAPS.get(part, ()))
         self.traps = traps
+        wanted = {q for name in config.scenarios for q in SCENARIO_QUEUES.get(name, QUEUES)}
+        self.queues = tuple(q for q in QUEUES if q in wanted) if wanted else QUEUES
         self.requests: list[str] = []
 
     def add_routes(self, app: web.Application) -> None:
@@ -237,7 +253,7 @@ class OrgConfigEndpoint:
     async def _queues(self, request: web.Request) -> web.Response:
         if (denied := self.forbidden("queues")) is not None:
             return denied
-        return web.json_response(self._page(request, [self.queue(q) for q in QUEUES]))
+        return web.json_response(self._page(request, [self.queue(q) for q in self.queues]))
 
     async def _sta_settings(self, request: web.Request) -> web.Response:
         if (denied := self.forbidden("sta_settings")) is not None:
@@ -369,7 +385,7 @@ class OrgConfigEndpoint:
             return denied
         wanted = {t.strip().upper() for t in request.query.getall("type", []) for t in t.split(",")}
         flows: list[dict[str, Any]] = []
-        for queue_id in QUEUES:
+        for queue_id in self.queues:
             flows.append(
                 {
                     "id": f"flow-inqueue-{queue_id}",
