@@ -226,17 +226,17 @@ async def test_the_last_utterance_after_close_still_counts_and_a_transfer_moves_
         await session.stream(synthesise(HOSTILE[0]), realtime=0)
         await session.close()
         agents = exporter.tracker.agents
-        await wait_for(lambda: len(agents["agent-a"].scores) == 1, 30, "the flushed utterance's reading")
+        await wait_for(lambda: "agent-a" in agents and len(agents["agent-a"].scores) == 1, 60, "the flushed reading")
         assert source.utterances["unattributed"] == 0
         # The call moves to agent-b: readings follow it.
         sim.notifications.transfer("conv-t", "agent-b", "q1")
-        await wait_for(lambda: "agent-b" in agents and agents["agent-b"].conversation_id == "conv-t", 10)
+        await wait_for(lambda: "agent-b" in agents and agents["agent-b"].conversation_id == "conv-t", 30)
         again = client(exporter)
         await again.connect()
         await again.open("conv-t")
         await again.stream(speech(HOSTILE[:1]), realtime=0)
         await again.close()
-        await wait_for(lambda: len(agents["agent-b"].scores) == 1, 30, "agent-b's reading")
+        await wait_for(lambda: len(agents["agent-b"].scores) == 1, 60, "agent-b's reading")
         # agent-a's window (gone after its grace, or still there) got nothing more.
         assert "agent-a" not in agents or len(agents["agent-a"].scores) == 1
         assert source.utterances["reading"] == 2 and source.utterances["unattributed"] == 0
