@@ -115,7 +115,10 @@ class TrackerAttribution:
 
     def __call__(self, conversation_id: str) -> tuple[str, str] | None:
         agent = self._lookup(conversation_id)
-        if (agent is None or agent.phase is not Phase.ACTIVE) and self.clock() - self.built >= 1.0:
+        # A miss rebuilds at most once a second (unattributed calls must not rescan per utterance);
+        # a call in its grace period rebuilds at once: someone may have taken it over.
+        stale = agent is not None and agent.phase is not Phase.ACTIVE
+        if stale or (agent is None and self.clock() - self.built >= 1.0):
             self._rebuild()
             agent = self._lookup(conversation_id)
         return (agent.agent_id, agent.queue_id) if agent is not None else None
