@@ -97,7 +97,7 @@ async def fetch(rest: Rest, read: Read, pace: Callable[[], Any] | None = None) -
             return Answer(0, None, type(exc).__name__)
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond the parser's depth
             body = None
         if response.status_code != 200:
             return Answer(response.status_code, body, "", missing_permissions(body))
