@@ -280,11 +280,6 @@ class Settings(BaseSettings):
                     setattr(self, field, SecretStr(path.read_text(encoding="utf-8").strip()))
                 except OSError as exc:
                     raise ValueError(f"{field}_file: cannot read it ({exc.strerror})") from None
-        if self.audiohook and not self.audiohook_api_key.get_secret_value():
-            raise ValueError(
-                "audiohook_api_key_file: --source audiohook needs the API key of the Genesys AudioHook integration "
-                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"
-            )
         return self
 
     # -- derived ---------------------------------------------------------------------------------
@@ -329,6 +324,11 @@ class Settings(BaseSettings):
             raise ValueError("client_id: set GENESYSCLOUD_OAUTHCLIENT_ID")
         if not self.client_secret.get_secret_value():
             raise ValueError("client_secret: set GENESYSCLOUD_OAUTHCLIENT_SECRET or --client-secret-file")
+        if self.audiohook and not self.audiohook_api_key.get_secret_value():
+            raise ValueError(
+                "audiohook_api_key_file: --source audiohook needs the API key of the Genesys AudioHook integration "
+                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"
+            )
         if self.stream_source == "notifications" and not self.agent_id and not self.queue_id:
             raise ValueError(
                 "agent_id: the notifications source needs at least one --agent-id or --queue-id (it learns "

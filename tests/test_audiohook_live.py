@@ -20,7 +20,13 @@ import aiohttp
 import httpx
 import pytest
 from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
-from genesys_cloud_simulator.audiohook_client import AudioHookClient, signed_headers, silence, synthesise
+from genesys_cloud_simulator.audiohook_client import (
+    AudioHookCaller,
+    AudioHookClient,
+    signed_headers,
+    silence,
+    synthesise,
+)
 from genesys_cloud_simulator.scenarios import CallEvent
 
 from genesys_sentiment_exporter.app import Exporter
@@ -240,3 +246,23 @@ async def test_the_last_utterance_after_close_still_counts_and_a_transfer_moves_
         # agent-a's window (gone after its grace, or still there) got nothing more.
         assert "agent-a" not in agents or len(agents["agent-a"].scores) == 1
         assert source.utterances["reading"] == 2 and source.utterances["unattributed"] == 0
+
+
+async def test_the_simulator_streams_every_connected_call_like_genesys() -> None:
+    """The audio demo's caller: a session per connected call, the sour agent's customer angry, closed at the end."""
+    async with live() as (sim, exporter, source):
+        url = exporter.web.url.replace("http", "ws") + "/audiohook"
+        caller = AudioHookCaller(sim, url, API_KEY, SECRET)
+        task = asyncio.create_task(caller.run())
+        try:
+            await connect_call(sim, "conv-s", "agent-sour")
+            agents = exporter.tracker.agents
+            await wait_for(lambda: len(agents["agent-sour"].scores) >= 2, 90, "readings from the caller's speech")
+            assert agents["agent-sour"].rolling_average < 0
+            sim.notifications.publish_call(
+                CallEvent(0.0, "conv-s", "agent-sour", "q1", "ended", None, False, None, True)
+            )
+            await wait_for(lambda: source.sessions_ended["completed"] == 1, 60, "the session closed with the call")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -8,6 +8,9 @@ simulator package so that the shipped exporter never imports simulated code.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import secrets
 
 from pydantic import SecretStr
 
@@ -33,6 +36,10 @@ def demo_settings(settings: Settings, simulator: SimulatedGenesysCloud) -> Setti
     }
     if settings.stream_source == "notifications" and not settings.queue_id and not settings.agent_id:
         update["queue_id"] = DEMO_QUEUES
+    if settings.audiohook and not settings.audiohook_api_key.get_secret_value():
+        # The simulator plays Genesys' AudioHook client too: it gets this run's key and secret.
+        update["audiohook_api_key"] = SecretStr(base64.b64encode(secrets.token_bytes(18)).decode())
+        update["audiohook_client_secret"] = SecretStr(base64.b64encode(secrets.token_bytes(32)).decode())
     if "web_listen_address" not in settings.model_fields_set:
         update["web_listen_address"] = DEMO_LISTEN  # a demo stays on this machine unless asked otherwise
     return settings.model_copy(update=update)
@@ -42,9 +49,22 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
     """Serve the simulator and the exporter until cancelled."""
     simulator = SimulatedGenesysCloud(config)
     await simulator.start("127.0.0.1", 0)
-    exporter = Exporter(demo_settings(settings, simulator), redactor)
+    settings = demo_settings(settings, simulator)
+    exporter = Exporter(settings, redactor)
+    caller: asyncio.Task[None] | None = None
     try:
         await exporter.start()
+        if exporter.audiohook is not None:
+            from genesys_cloud_simulator.audiohook_client import AudioHookCaller
+
+            await exporter.audiohook.started.wait()
+            voice = AudioHookCaller(
+                simulator,
+                exporter.web.url.replace("http", "ws", 1) + "/audiohook",
+                settings.audiohook_api_key.get_secret_value(),
+                settings.audiohook_client_secret.get_secret_value(),
+            )
+            caller = asyncio.create_task(voice.run(), name="audiohook-caller")
         print(
             "\n".join(
                 [
@@ -53,7 +73,9 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
                     f"  landing page:       {exporter.web.url}/",
                     f"  readiness:          {exporter.web.url}/-/ready",
                     f"  simulated Genesys:  {simulator.base_url} (scenarios: {', '.join(simulator.config.scenarios)})",
-                    "  within a minute, agent-sour's rolling average drops below -0.5:",
+                    "  within a minute, agent-sour's rolling average drops below -0.5"
+                    + (" (AudioHook: agent-legacy-1's customer speaks angrily)" if exporter.audiohook else "")
+                    + ":",
                     f"    curl -s {exporter.metrics_url} | grep rolling_average",
                 ]
             ),
@@ -61,5 +83,9 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
         )
         await asyncio.Event().wait()
     finally:
+        if caller is not None:
+            caller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await caller
         await exporter.stop()
         await simulator.stop()
