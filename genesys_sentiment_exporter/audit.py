@@ -40,6 +40,7 @@ REASONS: tuple[str, ...] = (
     "language_not_scored",
     "language_unknown",
     "redaction",
+    "audio_monitoring_off",
     "permission_missing",
     "unreadable",
 )
@@ -164,6 +165,7 @@ class Analyzer:
     name: str
     can_score: Callable[[str], bool | None] | None = None
     native: bool = False
+    audio_monitoring: bool = False  # the exporter also runs an AudioHook Monitor server (--source ...,audiohook)
 
 
 GENESYS_NATIVE = Analyzer("Genesys speech and text analytics sentiment", native=True)
@@ -556,6 +558,19 @@ class _Evaluation:
             settings.get("pciDssRedactionEnabled") is True or settings.get("piiRedactionEnabled") is True
         ):
             state.reasons_warn.append("redaction")
+        if self.analyzer.audio_monitoring:
+            if queue.get("enableAudioMonitoring") is True:
+                state.good.append("audio monitoring on (AudioHook)")
+            else:
+                add(
+                    "WARN",
+                    "audiohook",
+                    "audio monitoring is off for this queue: the exporter's AudioHook Monitor receives none of "
+                    "its calls unless an Architect flow's Audio Monitoring action turns it on",
+                    "Admin > Contact Center > Queues > this queue > Voice > Audio monitoring: on "
+                    "(enableAudioMonitoring=true)",
+                    "audio_monitoring_off",
+                )
         if queue.get("suppressInQueueCallRecording") is True:
             state.good.append("in-queue audio not recorded (agent talk is)")
 

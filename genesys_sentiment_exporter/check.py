@@ -7,14 +7,13 @@ when any of them is a failure, so it can gate a deployment pipeline.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from genesys_sentiment_exporter.app import Exporter
 from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.lifecycle import TaskCrashed
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
 from genesys_sentiment_exporter.oauth import refresh_delay
 
@@ -94,9 +93,8 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
         return findings
     drops = sum(stream.disconnects.values())
     findings.append(Finding(True, "stream", f"subscribed ({stream.connects} connects, {drops} unplanned closes)"))
-    report = getattr(exporter.source, "subscription_report", None)
-    if report is not None:  # notifications: which topics were permitted or rejected, permissions missing
-        findings.extend(Finding(ok, topic, text) for ok, topic, text in report())
+    # notifications: which topics were permitted or rejected, permissions missing (analytics: none)
+    findings.extend(Finding(ok, topic, text) for ok, topic, text in exporter.source.subscription_report())
     heartbeat = exporter.settings.heartbeat_seconds
     if messages["heartbeat"]:
         findings.append(Finding(True, "heartbeat", f"{messages['heartbeat']} heartbeats received"))
@@ -181,20 +179,16 @@ async def run_check(exporter: Exporter, duration: float) -> int:
     audit_failed = await audit_at_start(exporter)  # the org's configuration first (audit.py)
     readings = ReadingStats()
     readings.watch(exporter.ingest)
-    tasks = [
-        asyncio.create_task(exporter.tokens.run()),
-        asyncio.create_task(exporter.source.run()),
-    ]
     started = time.monotonic()
-    await asyncio.wait(tasks, timeout=duration)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    await exporter.http.aclose()
+    crashed: TaskCrashed | None = None
+    try:
+        await exporter.run(serve=False, duration=duration)  # the app's own life cycle, without the web server
+    except TaskCrashed as exc:
+        crashed = exc
     exporter.expire()
     findings = diagnose(exporter, readings, time.monotonic() - started)
+    if crashed is not None:
+        findings.append(Finding(False, "exporter", str(crashed)))
     for finding in findings:
         # Findings quote server answers (stream.last_error), which may echo the request's token.
         print(exporter.redactor.scrub(finding.line()), flush=True)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from genesys_sentiment_exporter import __version__, logs
 from genesys_sentiment_exporter.config import ENV_PREFIX, Settings, is_loopback, parse_listen_address
-from genesys_sentiment_exporter.lifecycle import until_signalled
+from genesys_sentiment_exporter.lifecycle import TaskCrashed, until_signalled
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -253,7 +253,7 @@ def check_web_config(settings: Settings) -> None:
 @contextlib.contextmanager
 def listen_errors_explained(address: str) -> Iterator[None]:
     """A port that is taken (or not ours to bind) is an operator's problem, said in one line, not a
-    traceback from deep inside the event loop (`run` does the same in start_or_explain)."""
+    traceback from deep inside the event loop (`run` does the same in serve)."""
     try:
         yield
     except OSError as exc:
@@ -387,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     except StartError as exc:
         print(f"genesys-sentiment-exporter: {exc}", file=sys.stderr)
         return 1
+    except TaskCrashed:
+        return 1  # already logged, in one line
     except KeyboardInterrupt:
         return 130
 
@@ -417,21 +419,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_check(exporter, args.duration))
 
-    async def serve() -> None:
-        await start_or_explain(exporter)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await exporter.stop()
-
-    asyncio.run(until_signalled(serve))
+    asyncio.run(until_signalled(lambda: serve(exporter)))
     return 0
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     """`audit` needs credentials and queues (or --all-queues), not the stream's agent/queue rule."""
     try:
-        settings.model_copy(update={"source": "analytics-websocket"}).require_endpoints_and_credentials()
+        settings.model_copy(update={"source": ["analytics-websocket"]}).require_endpoints_and_credentials()
     except ValueError as exc:
         raise setting_error(str(exc), "settings") from None
     redactor = logs.setup(settings.log_level, settings.log_format)
@@ -441,11 +436,11 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(audit_command(settings, args.output, redactor))
 
 
-async def start_or_explain(exporter: Exporter) -> None:
+async def serve(exporter: Exporter) -> None:
+    """The exporter's life cycle; a port that cannot be bound is one line, not a traceback."""
     try:
-        await exporter.start()
+        await exporter.run()
     except OSError as exc:
-        await exporter.stop()
         address = exporter.settings.web_listen_address
         raise StartError(f"cannot listen on {address}: {exc.strerror or exc}") from None
 

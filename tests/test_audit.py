@@ -210,6 +210,18 @@ def test_the_exporters_own_analyzer_is_asked_about_the_queue_language() -> None:
     ] == []
 
 
+def test_audiohook_needs_audio_monitoring_on_each_queue() -> None:
+    analyzer = Analyzer("Genesys", native=True, audio_monitoring=True)
+    queues = Answer(
+        200, {"entities": [queue("q1", "Billing") | {"enableAudioMonitoring": True}, queue("q2", "Support")]}
+    )
+    report = audit(org(queues=queues), analyzer)
+    [warn] = not_ok(report)
+    assert (warn.check, warn.id) == ("audiohook", "q2") and "enableAudioMonitoring=true" in warn.fix
+    assert verdicts(report) == {"q1": ("ok", ""), "q2": ("degraded", "audio_monitoring_off")}
+    assert not_ok(audit(org(queues=queues))) == []  # without AudioHook the flag does not matter
+
+
 def test_redaction_and_secure_flows_warn_and_mark_queues_degraded() -> None:
     settings = Answer(200, {"transcription": "EnabledGlobally", "pciDssRedactionEnabled": True})
     flows = Answer(200, {"entities": [{"id": "s1", "name": "Card capture", "type": "SECURECALL"}]})

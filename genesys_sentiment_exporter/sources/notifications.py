@@ -268,12 +268,20 @@ class NotificationsSource:
 
     async def _rollover(self, slot: Slot, old: Channel, reason: str) -> Channel:
         """Make before break: the replacement delivers before the old channel's socket goes."""
-        if reason == "channel_gone":
+        overlap = reason != "channel_gone"
+        if overlap:
+            self.session.dedup.start()  # the replacement may deliver from its first frame on
+        else:
             await self._close(old, reason)  # nothing more will come through it
-        channel = await self._replace(slot)
+        try:
+            channel = await self._replace(slot)
+        except BaseException:
+            if overlap:
+                self.session.dedup.stop()
+            raise
         self.stream.rollovers[reason] += 1
         log.info("channel %d rolled over to a new channel (%s)", slot.index, reason)
-        if reason != "channel_gone":
+        if overlap:
             self._spawn(sup.retire(self.session.dedup, OVERLAP_SECONDS, lambda: self._close(old, "rollover")), "retire")
         while not slot.requests.empty():  # single flight: what was asked meanwhile is done by this one
             if slot.requests.get_nowait() == "token_refresh" and channel.token is not self.tokens.token:

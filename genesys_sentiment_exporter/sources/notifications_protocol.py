@@ -181,6 +181,7 @@ def read_conversation(body: dict[str, Any], topic_queue: str | None) -> Conversa
         voice = voice or bool(calls)
         other_media = other_media or any(participant.get(m) for m in _NON_VOICE_MEDIA)
         purpose = participant.get("purpose")
+        purpose = purpose if isinstance(purpose, str) else ""  # a list here once raised TypeError (unhashable)
         queue = participant.get("queueId")
         queue = queue if isinstance(queue, str) and queue else ""
         if purpose == "acd" and queue:

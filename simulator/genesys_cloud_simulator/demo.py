@@ -51,20 +51,21 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
     await simulator.start("127.0.0.1", 0)
     settings = demo_settings(settings, simulator)
     exporter = Exporter(settings, redactor)
-    caller: asyncio.Task[None] | None = None
-    try:
-        await exporter.start()
-        if exporter.audiohook is not None:
-            from genesys_cloud_simulator.audiohook_client import AudioHookCaller
+    voices: list[asyncio.Task[None]] = []
 
-            await exporter.audiohook.started.wait()
-            voice = AudioHookCaller(
-                simulator,
-                exporter.web.url.replace("http", "ws", 1) + "/audiohook",
-                settings.audiohook_api_key.get_secret_value(),
-                settings.audiohook_client_secret.get_secret_value(),
-            )
-            caller = asyncio.create_task(voice.run(), name="audiohook-caller")
+    async def speak() -> None:
+        """AudioHook: the simulator streams every connected call's audio once the workers are up."""
+        from genesys_cloud_simulator.audiohook_client import AudioHookCaller
+
+        assert exporter.audiohook is not None
+        await exporter.audiohook.started.wait()
+        url = exporter.web.url.replace("http", "ws", 1) + "/audiohook"
+        key, secret = settings.audiohook_api_key, settings.audiohook_client_secret
+        await AudioHookCaller(simulator, url, key.get_secret_value(), secret.get_secret_value()).run()
+
+    def banner() -> None:
+        if exporter.audiohook is not None:
+            voices.append(asyncio.create_task(speak(), name="audiohook-caller"))
         print(
             "\n".join(
                 [
@@ -81,11 +82,12 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
             ),
             flush=True,
         )
-        await asyncio.Event().wait()
+
+    try:
+        await exporter.run(started=banner)  # the app's life cycle: a crashed task ends the demo
     finally:
-        if caller is not None:
-            caller.cancel()
+        for task in voices:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await caller
-        await exporter.stop()
+                await task
         await simulator.stop()
