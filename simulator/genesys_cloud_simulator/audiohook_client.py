@@ -326,11 +326,9 @@ class AudioHookClient:
 
 # -- Genesys streaming every live call ----------------------------------------------------------------
 
-HOSTILE_SCRIPT = (
-    "I am really angry.",
-    "This is awful.",
-    "I am very angry. This is awful and horrible.",
-)
+# Lines PocketSphinx transcribes well enough from espeak-ng for VADER to find them clearly negative
+# (about -0.56 and -0.76) or positive (+0.46, +0.57); bench/ and the tests show what it heard.
+HOSTILE_SCRIPT = ("I am really angry.", "I am very angry. This is awful and horrible.")
 POLITE_SCRIPT = ("I really appreciate your help.", "That is wonderful, thank you.")
 SOUR_AGENTS = frozenset({"agent-sour", "agent-legacy-1"})
 
