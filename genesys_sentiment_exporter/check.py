@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.lifecycle import TaskCrashed
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
@@ -96,15 +97,15 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
     # notifications: which topics were permitted or rejected, permissions missing (analytics: none)
     findings.extend(Finding(ok, topic, text) for ok, topic, text in exporter.source.subscription_report())
     heartbeat = exporter.settings.heartbeat_seconds
-    if messages["heartbeat"]:
-        findings.append(Finding(True, "heartbeat", f"{messages['heartbeat']} heartbeats received"))
+    if messages[Outcome.HEARTBEAT]:
+        findings.append(Finding(True, "heartbeat", f"{messages[Outcome.HEARTBEAT]} heartbeats received"))
     elif duration >= heartbeat * 1.5:
         findings.append(Finding(False, "heartbeat", f"none in {duration:.0f} s although {heartbeat} s was requested"))
     else:
         findings.append(
             Finding(True, "heartbeat", f"none yet (read {duration:.0f} s; run longer than {heartbeat} s to see one)")
         )
-    events = messages["reading"] + messages["state_change"] + messages["missing_sentiment"]
+    events = messages[Outcome.READING] + messages[Outcome.STATE_CHANGE] + messages[Outcome.MISSING_SENTIMENT]
     if events == 0:
         findings.append(
             Finding(
@@ -113,7 +114,7 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
                 "no conversation events: no calls in the filtered queues/agents, or the filters name the wrong ids",
             )
         )
-    elif messages["reading"] == 0:
+    elif messages[Outcome.READING] == 0:
         findings.append(
             Finding(
                 False,
@@ -123,8 +124,10 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
             )
         )
     else:
-        findings.append(Finding(True, "events", f"{events} conversation events, {messages['reading']} with a score"))
-    missing = messages["missing_sentiment"]
+        findings.append(
+            Finding(True, "events", f"{events} conversation events, {messages[Outcome.READING]} with a score")
+        )
+    missing = messages[Outcome.MISSING_SENTIMENT]
     if missing:
         findings.append(
             Finding(
@@ -167,7 +170,7 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
                 "running when check started were not judged)",
             )
         )
-    invalid = messages["invalid_score"] + messages["malformed"] + messages["unknown_type"]
+    invalid = messages[Outcome.INVALID_SCORE] + messages[Outcome.MALFORMED] + messages[Outcome.UNKNOWN_TYPE]
     if invalid:
         findings.append(Finding(False, "message validity", f"{invalid} messages rejected as invalid"))
     return findings

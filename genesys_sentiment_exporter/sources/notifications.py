@@ -25,6 +25,7 @@ import httpx
 from prometheus_client.core import Metric
 
 from genesys_sentiment_exporter.backoff import delays
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
@@ -196,7 +197,7 @@ class NotificationsSource:
             got = session.receive(message.data, number, now, wall)
             if got.traffic:
                 dog.traffic(now)
-            if got.outcome == "heartbeat":
+            if got.outcome is Outcome.HEARTBEAT:
                 self.stream.last_heartbeat = wall
             self._act(got.actions)
             apply(self.ingest, got)

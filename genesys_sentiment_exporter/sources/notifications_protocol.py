@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.model import ENDING_STATES, UNKNOWN_QUEUE, StateChange
 from genesys_sentiment_exporter.scale import Scale as Scale  # re-exported for the shell and tests
 from genesys_sentiment_exporter.scale import ScaleSetting as ScaleSetting
@@ -35,8 +36,8 @@ _QUEUES = re.compile(r"^v2\.routing\.queues\.([^.]+)\.conversations$")
 _SENTIMENT = re.compile(r"^v2\.speechandtextanalytics\.conversation\.([^.]+)\.sentiment$")
 
 # Outcomes this source adds to the shared set (reading, state_change, heartbeat, control, ...).
-UNATTRIBUTED = "unattributed"  # a sentiment event for a conversation with no known agent
-NOT_VOICE = "not_voice"  # a conversation event for chat, email, ...: no speech sentiment to attribute
+UNATTRIBUTED = Outcome.UNATTRIBUTED  # a sentiment event for a conversation with no known agent
+NOT_VOICE = Outcome.NOT_VOICE  # a conversation event for chat, email, ...: no speech sentiment to attribute
 
 
 def user_topic(user_id: str) -> str:
@@ -72,8 +73,8 @@ class Kind:
     CONVERSATION = "conversation"
     SENTIMENT = "sentiment"
     CONTROL = "control"
-    MALFORMED = "malformed"
-    UNKNOWN = "unknown_type"
+    MALFORMED = Outcome.MALFORMED
+    UNKNOWN = Outcome.UNKNOWN_TYPE
 
 
 @dataclass(slots=True)
@@ -239,7 +240,7 @@ class Attribution:
     ) -> ConversationUpdate:
         view = read_conversation(body, topic_queue)
         if view is None:
-            return ConversationUpdate("malformed")
+            return ConversationUpdate(Outcome.MALFORMED)
         cid = view.conversation_id
         tracked = self.live.get(cid)
         any_connected = any(leg.state == "connected" for leg in view.legs)
@@ -247,7 +248,7 @@ class Attribution:
             if not view.voice:
                 return ConversationUpdate(NOT_VOICE)
             if not view.legs:
-                return ConversationUpdate("missing_agent")  # in IVR or queue: nobody to attribute to yet
+                return ConversationUpdate(Outcome.MISSING_AGENT)  # in IVR or queue: nobody to attribute to yet
             if cid in self.finished and not any_connected:
                 return ConversationUpdate("stale")  # e.g. after-call work completed after the grace
             if len(self.live) >= self.max_live:
@@ -257,7 +258,7 @@ class Attribution:
         tracked.last_seen = now
         key = body_digest("", body)
         if key == tracked.last_body:
-            return ConversationUpdate("duplicate")  # the same update through the user and the queue topic
+            return ConversationUpdate(Outcome.DUPLICATE)  # the same update through the user and the queue topic
         tracked.last_body = key
         update = ConversationUpdate()
         ending: list[StateChange] = []
@@ -282,14 +283,14 @@ class Attribution:
         if not tracked.agent_id and view.legs:
             tracked.agent_id, tracked.queue_id = view.legs[-1].agent_id, view.legs[-1].queue_id or UNKNOWN_QUEUE
         if not update.changes:
-            update.outcome = "state_change"  # a participant update that moves no tracked agent
+            update.outcome = Outcome.STATE_CHANGE  # a participant update that moves no tracked agent
         return update
 
     def attribute(self, conversation_id: str, queue_ids: object) -> tuple[str, str] | str:
         """(agent, queue) for a sentiment event, or the outcome explaining why there is none."""
         tracked = self.live.get(conversation_id)
         if tracked is None or not tracked.agent_id:
-            return "stale" if conversation_id in self.finished else UNATTRIBUTED
+            return Outcome.STALE if conversation_id in self.finished else UNATTRIBUTED
         queue = tracked.queue_id
         if queue == UNKNOWN_QUEUE and isinstance(queue_ids, list) and queue_ids and isinstance(queue_ids[0], str):
             queue = queue_ids[0]

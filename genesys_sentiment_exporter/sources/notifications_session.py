@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from genesys_sentiment_exporter import catalogue
+from genesys_sentiment_exporter.catalogue import ApiResult, Outcome
 from genesys_sentiment_exporter.config import is_loopback
 from genesys_sentiment_exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
+from genesys_sentiment_exporter.metrics import counter, gauge, info
 from genesys_sentiment_exporter.model import Reading, StateChange
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
 from genesys_sentiment_exporter.sources.supervisor import Deduplicator
@@ -59,7 +62,7 @@ Action = SyncTopics | Rollover
 
 @dataclass(slots=True)
 class Received:
-    outcome: str = ""  # counted when no reading or state change takes its place
+    outcome: Outcome | None = None  # counted when no reading or state change takes its place
     reading: Reading | None = None
     changes: list[StateChange] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
@@ -93,13 +96,13 @@ def parse_expires(value: object) -> float:
         return 0.0
 
 
-def apply(ingest: Ingest, received: Received) -> str:
+def apply(ingest: Ingest, received: Received) -> Outcome:
     """Hand a frame's events to `Ingest`; the first real state change is the counted outcome,
     the others go to the tracker uncounted (one message, one outcome)."""
     if received.reading is not None:
         return ingest.conversation(received.reading, None)
     tracker = ingest.tracker
-    outcome = ""
+    outcome: Outcome | None = None
     for change in received.changes:
         if tracker.is_current_state(change.agent_id, change.conversation_id, change.state):
             continue
@@ -108,7 +111,7 @@ def apply(ingest: Ingest, received: Received) -> str:
         else:
             tracker.state(change, ingest.clock())
     if not outcome:
-        outcome = received.outcome or "state_change"
+        outcome = received.outcome or Outcome.STATE_CHANGE
         ingest.count(outcome)
     return outcome
 
@@ -182,18 +185,18 @@ class NotificationsSession:
         message = proto.parse(frame)
         kind = message.kind
         if kind == proto.Kind.HEARTBEAT:
-            return Received("heartbeat")
+            return Received(Outcome.HEARTBEAT)
         if kind in (proto.Kind.MALFORMED, proto.Kind.UNKNOWN):
-            return Received(kind)
+            return Received(Outcome(kind))
         if kind == proto.Kind.PONG:
-            return Received("control", traffic=False)
+            return Received(Outcome.CONTROL, traffic=False)
         if kind == proto.Kind.SOCKET_CLOSING:
-            return Received("control", actions=self._closing(channel))
+            return Received(Outcome.CONTROL, actions=self._closing(channel))
         handler = self.handlers.get(kind)
         if handler is None:
-            return Received("control")  # other channel.metadata
+            return Received(Outcome.CONTROL)  # other channel.metadata
         if self.dedup.active and channel and self.dedup.duplicate(message.dedup_key(), channel):
-            return Received("duplicate")
+            return Received(Outcome.DUPLICATE)
         return handler(message, now, wall)
 
     def _closing(self, number: int) -> list[Action]:
@@ -209,7 +212,7 @@ class NotificationsSession:
         topic_queue = message.topic_id if message.topic.startswith("v2.routing.queues.") else None
         update = self.attribution.on_conversation(message.body, topic_queue, now, wall)
         actions = self._subscribe(update.subscribe) if update.subscribe is not None else []
-        return Received(update.outcome or "state_change", None, update.changes, actions)
+        return Received(Outcome(update.outcome or Outcome.STATE_CHANGE), None, update.changes, actions)
 
     def _sentiment(self, message: proto.Message, _now: float, wall: float) -> Received:
         body = message.body
@@ -218,7 +221,7 @@ class NotificationsSession:
             conversation_id = message.topic_id
         who = self.attribution.attribute(conversation_id, body.get("queueIds"))
         if isinstance(who, str):
-            return Received(who)
+            return Received(Outcome(who))
         agent, queue = who
         raw = body.get("sentimentOverallScore")
         if raw is None:
@@ -346,50 +349,18 @@ class NotificationsSession:
         return [Rollover(slot, "channel_gone")]
 
     # -- what it exposes ---------------------------------------------------------------------------
-    def metrics(self, channels_open: int, rest_results: Counter[str]) -> Iterable[Metric]:
-        yield GaugeMetricFamily(
-            "genesys_notifications_channels_open", "Notifications channels with an open socket.", value=channels_open
-        )
-        yield GaugeMetricFamily(
-            "genesys_notifications_topics_subscribed",
-            "Topics currently subscribed over all channels.",
-            value=sum(len(s.subscribed) for s in self.slots),
-        )
-        rejected = CounterMetricFamily(
-            "genesys_notifications_subscriptions_rejected",
-            "Topic subscriptions the platform rejected, by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(self.rejected.items()):
-            rejected.add_metric([reason], count)
-        yield rejected
-        yield CounterMetricFamily(
-            "genesys_notifications_subscriptions_refused",
-            "Sentiment topics not subscribed because every channel was full.",
-            value=self.plan.refused,
-        )
-        expiry = GaugeMetricFamily(
-            "genesys_notifications_channel_expiry_timestamp_seconds",
-            "When each channel expires (the platform's `expires`).",
-            labels=["channel"],
-        )
+    def metrics(self, channels_open: int, rest_results: Counter[ApiResult]) -> Iterable[Metric]:
+        yield gauge(catalogue.NOTIFICATIONS_CHANNELS_OPEN, channels_open)
+        yield gauge(catalogue.NOTIFICATIONS_TOPICS_SUBSCRIBED, sum(len(s.subscribed) for s in self.slots))
+        yield counter(catalogue.NOTIFICATIONS_REJECTED, self.rejected)
+        yield counter(catalogue.NOTIFICATIONS_REFUSED, self.plan.refused)
+        expiry = gauge(catalogue.NOTIFICATIONS_CHANNEL_EXPIRY)
         for slot in self.slots:
             if slot.channel is not None and slot.channel.expires:
                 expiry.add_metric([str(slot.index)], slot.channel.expires)
         yield expiry
-        requests = CounterMetricFamily(
-            "genesys_notifications_api_requests",
-            "REST requests of the notifications source, by result.",
-            labels=["result"],
-        )
-        for result, count in sorted(rest_results.items()):
-            requests.add_metric([result], count)
-        yield requests
-        scale = InfoMetricFamily(
-            "genesys_exporter_sentiment_scale", "Scale of the platform's sentiment scores in use (normalised to -1..1)."
-        )
-        scale.add_metric([], {"scale": self.scale.in_use, "setting": self.scale.setting})
-        yield scale
+        yield counter(catalogue.NOTIFICATIONS_API_REQUESTS, rest_results)
+        yield info(catalogue.SENTIMENT_SCALE, {"scale": self.scale.in_use, "setting": self.scale.setting})
 
     def subscription_report(self) -> list[tuple[bool, str, str]]:
         """For `check`: (ok, what, text) per base topic and per sentiment topic kind."""
