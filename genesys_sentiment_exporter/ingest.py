@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.postcall import PostCallBook
 from genesys_sentiment_exporter.tracker import AgentTracker, Outcome
 
 log = logging.getLogger("exporter.ingest")
@@ -46,14 +47,49 @@ class RateLimitedWarning:
 class Ingest:
     """Applies events to the tracker and owns the per-outcome message counter."""
 
-    def __init__(self, tracker: AgentTracker, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        tracker: AgentTracker,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.tracker = tracker
         self.clock = clock
+        self.clock_wall = wall
         self.messages: Counter[str] = Counter()
         self._warn_missing = RateLimitedWarning(60.0, clock)
         self.on_reading: Callable[[Reading], None] | None = None  # `check` watches readings go by
         # ... and the states events carry (a repeat of an agent's current state may skip it).
         self.on_state: Callable[[StateChange], None] | None = None
+        # Transcript utterances: one tracker per scored party (customer always first: `tracker`), each
+        # utterance's outcome by (party, outcome), and Genesys' post-call scores (never a live reading).
+        self.parties: dict[str, AgentTracker] = {tracker.party: tracker}
+        self.utterances: Counter[tuple[str, str]] = Counter()
+        self.postcall = PostCallBook(max_agents=tracker.limits.max_agents)
+
+    def add_party(self, tracker: AgentTracker) -> None:
+        """Score another party (the agent's own words) in its own tracker; it follows the same calls."""
+        self.parties[tracker.party] = tracker
+
+    def utterance(self, reading: Reading) -> str:
+        """One scored utterance to its party's window; its outcome is counted per utterance."""
+        tracker = self.parties.get(reading.party)
+        outcome = "party_not_scored" if tracker is None else tracker.reading(reading, self.clock())
+        self.utterances[(reading.party, outcome)] += 1
+        if outcome == Outcome.READING and self.on_reading is not None:
+            self.on_reading(reading)
+        return outcome
+
+    def count_utterance(self, party: str, outcome: str) -> None:
+        self.utterances[(party, outcome)] += 1
+
+    def follow(self, change: StateChange, now: float) -> None:
+        """A state change for the other parties' trackers (the primary one gets it through `conversation`)."""
+        for tracker in self.parties.values():
+            if tracker is not self.tracker and not tracker.is_current_state(
+                change.agent_id, change.conversation_id, change.state
+            ):
+                tracker.state(change, now)
 
     def count(self, outcome: str) -> None:
         self.messages[outcome] += 1
@@ -100,6 +136,8 @@ class Ingest:
             self.on_state(state)
         if state is not None and not tracker.is_current_state(state.agent_id, state.conversation_id, state.state):
             outcome = tracker.state(state, now)
+        if state is not None and len(self.parties) > 1:
+            self.follow(state, now)
         if reading is not None:
             if outcome not in (Outcome.AGENT_REFUSED, Outcome.STALE, Outcome.INVALID_ID):
                 outcome = tracker.reading(reading, now)

@@ -110,7 +110,7 @@ class AgentGaugeFamily(Metric):
         for agent in self._agents:
             value = self._value(agent)
             if value is not None:
-                labels = {"agent_id": agent.label_id, "queue_id": agent.queue_id}
+                labels = {"agent_id": agent.label_id, "queue_id": agent.queue_id, "party": agent.party}
                 out.append(Sample(self.name, labels, value, None, None))
         return out
 
@@ -217,6 +217,52 @@ class ExporterInfo:
             yield web
 
 
+def transcript_metrics(ingest: Ingest, tracker: AgentTracker, per_agent_series: bool) -> Iterator[Metric]:
+    """Utterance outcomes, and Genesys' post-call scores in families of their own (a coaching signal:
+    how the agent's recent calls went, never part of the live window)."""
+    utterances = CounterMetricFamily(
+        "genesys_transcript_utterances",
+        "Transcript utterances by party and what became of them (reading, partial, repeat, unsupported_language, ...).",
+        labels=["party", "outcome"],
+    )
+    for (party, outcome), count in sorted(ingest.utterances.items()):
+        utterances.add_metric([party or "unknown", outcome], count)
+    yield utterances
+    if not per_agent_series:
+        return
+    book = ingest.postcall
+    families = (
+        (
+            "genesys_agent_postcall_sentiment_score",
+            "Genesys' overall sentiment (-1..1) of the agent's last finished call (computed after the call).",
+        ),
+        (
+            "genesys_agent_postcall_sentiment_trend",
+            "Genesys' sentiment trend (-1..1) of the agent's last finished call.",
+        ),
+        (
+            "genesys_agent_postcall_sentiment_mean",
+            "Mean of Genesys' overall sentiment over the agent's recent calls (up to 5).",
+        ),
+        ("genesys_agent_postcall_timestamp_seconds", "When the agent's last post-call score arrived."),
+    )
+    made = [GaugeMetricFamily(name, doc, labels=["agent_id", "queue_id"]) for name, doc in families]
+    calls = CounterMetricFamily(
+        "genesys_agent_postcall_calls", "Calls of the agent with a post-call score.", labels=["agent_id", "queue_id"]
+    )
+    label = tracker.label_id
+    for agent, entry in list(book.agents.items()):
+        labels = [agent if label is None else label(agent), entry.queue_id]
+        made[0].add_metric(labels, entry.last_score)
+        if entry.last_trend is not None:
+            made[1].add_metric(labels, entry.last_trend)
+        made[2].add_metric(labels, book.mean(agent))
+        made[3].add_metric(labels, entry.timestamp)
+        calls.add_metric(labels, entry.calls)
+    yield from made
+    yield calls
+
+
 class ExporterCollector:
     """Builds every family fresh at scrape time from the objects that own the state."""
 
@@ -244,10 +290,14 @@ class ExporterCollector:
     def collect(self) -> Iterator[Metric]:
         agents = list(self.tracker.agents.values())
         if self.per_agent_series:
+            for tracker in self.ingest.parties.values():
+                if tracker is not self.tracker:
+                    agents.extend(tracker.agents.values())  # opt-in agent scoring: same families, party="agent"
             for name, doc, value in AGENT_FAMILIES:
                 yield AgentGaugeFamily(name, doc, agents, value)
         else:
             yield from queue_aggregates(agents, self.tracker.limits.window_size)
+        yield from transcript_metrics(self.ingest, self.tracker, self.per_agent_series)
         yield from self.collect_small()
 
     def collect_small(self) -> Iterator[Metric]:
