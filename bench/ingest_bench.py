@@ -118,9 +118,7 @@ async def source_round(server: BlastServer, profiler: cProfile.Profile | None = 
             profiler.disable()
         await conn.ws.close()
     finally:
-        session = source._session
-        if session is not None:
-            await session.close()
+        await source.dialer.close()
     handled = sum(source.ingest.messages.values()) - before
     if handled != server.frames:
         raise RuntimeError(f"subject accounted for {handled} frames, expected {server.frames} (close {code})")

@@ -40,12 +40,12 @@ class CountingIngest(Ingest):
 
 def read_body(source: AnalyticsWebSocketSource, frames: list[str]) -> None:
     """`AnalyticsWebSocketSource.read()`'s loop body, minus the socket."""
-    handle, parse, wall, stream, mono = source._handle, proto.parse, time.time, source.stream, time.monotonic
+    handle, parse, wall, stream, mono = source.session.handle, proto.parse, time.time, source.stream, time.monotonic
     for frame in frames:
         now = wall()
         stream.last_message = now
         mono()
-        handle(frame, parse(frame, now), 1)
+        handle(frame, parse(frame, now), 1, now)
 
 
 def _best(fn: Callable[[], object], per: int, runs: int = 3) -> float:
@@ -109,7 +109,7 @@ def ledger(frames: list[str]) -> dict[str, Any]:
     def handle() -> None:  # _handle + Ingest + AgentTracker on pre-parsed frames, fresh tracker each run
         source = new_source(NO_SERVER)
         for f, p in zip(frames, parsed, strict=True):
-            source._handle(f, p, 1)
+            source.session.handle(f, p, 1, 0.0)
 
     def body() -> None:
         read_body(new_source(NO_SERVER), frames)

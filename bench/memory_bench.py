@@ -80,9 +80,10 @@ def _feed(frames: list[str]) -> Any:
         queue_ids=[],
         agent_ids=[],
     )
-    handle, parse, wall = source._handle, proto.parse, time.time
+    handle, parse, wall = source.session.handle, proto.parse, time.time
     for frame in frames:
-        handle(frame, parse(frame, wall()), 1)
+        now = wall()
+        handle(frame, parse(frame, now), 1, now)
     return source
 
 

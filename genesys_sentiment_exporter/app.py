@@ -13,12 +13,13 @@ import logging
 import ssl
 import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 import httpx
 
 from genesys_sentiment_exporter.analysis import build_analyzer
+from genesys_sentiment_exporter.audit_shell import audit_loop_for
 from genesys_sentiment_exporter.config import Settings, parse_listen_address
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.logs import Redactor
@@ -27,8 +28,11 @@ from genesys_sentiment_exporter.names import NameResolver
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.stream_state import StreamState
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
-from genesys_sentiment_exporter.web import WebServer, build_app
+from genesys_sentiment_exporter.web import WebLimits, WebServer, build_app
 from genesys_sentiment_exporter.web_config import WebConfig, load_web_config
+
+if TYPE_CHECKING:
+    from genesys_sentiment_exporter.audiohook.server import AudioHookSource
 
 log = logging.getLogger("exporter")
 
@@ -48,7 +52,7 @@ def make_source(
     stream: StreamState,
     http: httpx.AsyncClient | None = None,
 ) -> Source:
-    if settings.source == "notifications":
+    if settings.stream_source == "notifications":
         from genesys_sentiment_exporter.sources.notifications import NotificationsSource
 
         return NotificationsSource(
@@ -104,7 +108,7 @@ class Exporter:
             label_id=self.identity.label if self.identity.mode == "pseudonymous" else None,
         )
         self.ingest = Ingest(self.tracker)
-        if "agent" in settings.score_parties and settings.source == "notifications":
+        if "agent" in settings.score_parties and settings.stream_source == "notifications":
             # Opt-in: the agent's own words in windows of their own (party="agent"); see README on why.
             self.ingest.add_party(AgentTracker(self.tracker.limits, label_id=self.tracker.label_id, party="agent"))
         self.stream = StreamState()
@@ -121,9 +125,15 @@ class Exporter:
         self.source = make_source(settings, self.tokens, self.ingest, self.stream, self.http)
         self.names = self._name_resolver()
         extras: list[ExtraMetrics] = [self.source] if hasattr(self.source, "metrics") else []  # type: ignore[list-item]
+        self.audiohook = self._audiohook()
+        if self.audiohook is not None:
+            extras.append(self.audiohook)
         extras.append(ExporterInfo(self.identity.mode, settings.resolved_ui_url(), settings.web_external_url))
         if self.names is not None:
             extras.append(self.names)
+        self.audit = audit_loop_for(self)  # genesys_queue_sentiment_coverage_info on a slow timer
+        if self.audit is not None:
+            extras.append(self.audit)
         self.collector = ExporterCollector(
             tracker=self.tracker,
             ingest=self.ingest,
@@ -137,6 +147,12 @@ class Exporter:
         self.registry = new_registry(self.collector)
         host, port = parse_listen_address(settings.web_listen_address)
         web_config = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
+        web_limits = WebLimits(
+            max_requests=settings.web_max_requests,
+            max_connections=settings.web_max_connections,
+            read_timeout=settings.web_read_timeout,
+            write_timeout=2 * settings.web_read_timeout,
+        )
         app = build_app(
             self.registry,
             settings.web_telemetry_path,
@@ -144,8 +160,10 @@ class Exporter:
             self.expire,
             web_config.basic_auth_users,
             self.conversation_url,
+            self.audiohook.install if self.audiohook is not None else None,
+            web_limits,
         )
-        self.web = WebServer(app, host, port, web_config.tls)
+        self.web = WebServer(app, host, port, web_config.tls, web_limits)
         self.tasks: list[asyncio.Task[None]] = []
 
     def conversation_url(self, label: str) -> str | None:
@@ -163,6 +181,13 @@ class Exporter:
         if agent is None or not agent.conversation_id:
             return None
         return f"{ui}/directory/#/engage/admin/interactions/{quote(agent.conversation_id, safe='')}"
+
+    def _audiohook(self) -> AudioHookSource | None:
+        if not self.settings.audiohook:
+            return None
+        from genesys_sentiment_exporter.audiohook.server import build_audiohook
+
+        return build_audiohook(self.settings, self.tracker, self.redactor)
 
     def _name_resolver(self) -> NameResolver | None:
         """Names through the notifications source's REST client (its budget), a fifth of the budget at most."""
@@ -208,6 +233,10 @@ class Exporter:
         ]
         if self.names is not None:
             self.tasks.append(asyncio.create_task(self.names.run(), name="names"))
+        if self.audiohook is not None:
+            self.tasks.append(asyncio.create_task(self.audiohook.run(), name="audiohook"))
+        if self.audit is not None:
+            self.tasks.append(asyncio.create_task(self.audit.run(), name="audit"))
         for task in self.tasks:
             task.add_done_callback(self._crashed)
         log.info("listening on %s (source %s)", self.web.url, self.source.name)

@@ -176,6 +176,9 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
 
 
 async def run_check(exporter: Exporter, duration: float) -> int:
+    from genesys_sentiment_exporter.audit_shell import audit_at_start
+
+    audit_failed = await audit_at_start(exporter)  # the org's configuration first (audit.py)
     readings = ReadingStats()
     readings.watch(exporter.ingest)
     tasks = [
@@ -197,4 +200,4 @@ async def run_check(exporter: Exporter, duration: float) -> int:
         print(exporter.redactor.scrub(finding.line()), flush=True)
     failed = [f for f in findings if not f.ok]
     print(f"check: {len(findings) - len(failed)} ok, {len(failed)} failed", flush=True)
-    return 1 if failed else 0
+    return 1 if failed or audit_failed else 0

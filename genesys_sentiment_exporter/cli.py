@@ -1,4 +1,4 @@
-"""Command line: `run`, `simulate`, `demo`, `check`.
+"""Command line: `run`, `simulate`, `demo`, `check`, `audit`.
 
 Flags are parsed with argparse (Prometheus-style dotted names) and handed to
 pydantic-settings as init values, so a flag beats its environment variable and
@@ -41,7 +41,13 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "region": ("--region", {"help": "region name or domain, e.g. eu-west-1 [GENESYSCLOUD_REGION]"}),
     "api_base_url": ("--api-base-url", {"help": "API base URL override (gateway, simulator)"}),
     "login_base_url": ("--login-base-url", {"help": "login base URL override"}),
-    "source": ("--source", {"help": "stream to read: notifications (default) or analytics-websocket"}),
+    "source": (
+        "--source",
+        {
+            "help": "stream to read: notifications (default) or analytics-websocket; add audiohook to also serve "
+            "AudioHook Monitor on /audiohook (comma-separated, e.g. notifications,audiohook)"
+        },
+    ),
     "queue_id": ("--queue-id", {"action": "append", "help": "only this queue (repeatable)"}),
     "agent_id": ("--agent-id", {"action": "append", "help": "only this agent (repeatable)"}),
     "heartbeat_seconds": ("--heartbeat-seconds", {"help": "stream heartbeat interval, >= 10 (default 30)"}),
@@ -80,6 +86,17 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "help": "export genesys_agent_info and genesys_queue_info names (default on; agent names only "
             "with --agent-identity plain)",
         },
+    ),
+    "audit_all_queues": (
+        "--all-queues",
+        {
+            "action": argparse.BooleanOptionalAction,
+            "help": "audit every queue of the org, not only the --queue-id ones (audit, check, coverage metric)",
+        },
+    ),
+    "audit_interval_seconds": (
+        "--audit.interval-seconds",
+        {"help": "run: re-audit the configuration this often for the coverage metric; 0 = off (default 3600)"},
     ),
     "agent_identity": (
         "--agent-identity",
@@ -124,6 +141,36 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--web.external-url",
         {"help": "URL supervisors reach this exporter at; alerts then link the live call through it"},
     ),
+    "web_max_requests": (
+        "--web.max-requests",
+        {"help": "concurrent scrapes; more are answered 503 at once (default 40)"},
+    ),
+    "web_max_connections": (
+        "--web.max-connections",
+        {"help": "open HTTP connections; more are closed as they open (default 512)"},
+    ),
+    "web_read_timeout": (
+        "--web.read-timeout",
+        {"help": "seconds before an idle or half-sent HTTP connection is closed (default 15)"},
+    ),
+    "audiohook_api_key_file": (
+        "--audiohook.api-key-file",
+        {"help": "file holding the AudioHook integration's API key (else GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"},
+    ),
+    "audiohook_client_secret_file": (
+        "--audiohook.client-secret-file",
+        {"help": "file holding its client secret (else GENESYS_EXPORTER_AUDIOHOOK_CLIENT_SECRET); empty: unsigned"},
+    ),
+    "audiohook_workers": ("--audiohook.workers", {"help": "recognition worker processes (default 0: one per core)"}),
+    "audiohook_engine": (
+        "--audiohook.engine",
+        {"help": "speech-to-text engine: pocketsphinx (default) or module:factory"},
+    ),
+    "audiohook_model_dir": ("--audiohook.model-dir", {"help": "local model directory for the engine"}),
+    "audiohook_max_lag_seconds": (
+        "--audiohook.max-lag-seconds",
+        {"help": "drop audio (counted) while recognition is this far behind (default 10)"},
+    ),
     "log_level": ("--log.level", {"help": "debug, info, warn or error"}),
     "log_format": ("--log.format", {"help": "logfmt or json"}),
 }
@@ -139,6 +186,9 @@ WEB_FLAGS = (
     "web_telemetry_path",
     "web_config_file",
     "web_external_url",
+    "web_max_requests",
+    "web_max_connections",
+    "web_read_timeout",
     "log_level",
     "log_format",
 )
@@ -247,6 +297,8 @@ def simulator_config(args: argparse.Namespace) -> Any:
         options["agents"] = args.agents
     if args.transcript_batch_seconds is not None:
         options["transcript_batch_seconds"] = args.transcript_batch_seconds
+    options["org_traps"] = tuple(args.org_traps or ())  # what `audit` finds (simulator org_config.py)
+    options["forbidden_permissions"] = tuple(args.forbidden_permissions or ())
     if args.token_lifetime_seconds is not None:
         options["token_lifetime_seconds"] = float(args.token_lifetime_seconds)
     elif args.command == "demo":
@@ -273,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="diagnose a deployment: authenticate, subscribe, read, report")
     _add_flags(check)
     check.add_argument("--duration", type=float, default=60.0, help="seconds to read (default 60)")
+
+    audit = sub.add_parser("audit", help="audit the org's configuration: will each queue's calls get sentiment?")
+    _add_flags(audit)
+    audit.add_argument("--output", choices=("text", "json"), default="text", help="text lines (default) or json")
 
     demo = sub.add_parser("demo", help="simulated Genesys Cloud and exporter in one process")
     demo_flags = (
@@ -309,6 +365,19 @@ def _add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--agents", type=int, default=None, help="agents in the steady population")
     parser.add_argument("--token-lifetime-seconds", type=int, default=None, help="lifetime of simulated tokens")
+    parser.add_argument(
+        "--org-trap",
+        action="append",
+        dest="org_traps",
+        help="configuration trap for `audit` (repeatable): no-transcription, legacy-policy, sentiment-off, "
+        "dialect-mismatch, masking, trunk-recording-off",
+    )
+    parser.add_argument(
+        "--forbid-permission",
+        action="append",
+        dest="forbidden_permissions",
+        help="a permission the simulated OAuth client lacks (its reads answer 403), e.g. routing:queue:view",
+    )
     parser.add_argument(
         "--transcript-batch-seconds",
         type=float,
@@ -349,6 +418,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             asyncio.run(until_signalled(lambda: demo.demo(settings, config, redactor)))
         return 0
     settings = load_settings(_settings_values(args))
+    if args.command == "audit":
+        return _audit(args, settings)
     try:
         settings.require_endpoints_and_credentials()
     except ValueError as exc:
@@ -369,6 +440,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     asyncio.run(until_signalled(serve))
     return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    """`audit` needs credentials and queues (or --all-queues), not the stream's agent/queue rule."""
+    try:
+        settings.model_copy(update={"source": "analytics-websocket"}).require_endpoints_and_credentials()
+    except ValueError as exc:
+        raise setting_error(str(exc), "settings") from None
+    redactor = logs.setup(settings.log_level, settings.log_format)
+    redactor.add(settings.client_secret.get_secret_value())
+    from genesys_sentiment_exporter.audit_shell import audit_command
+
+    return asyncio.run(audit_command(settings, args.output, redactor))
 
 
 async def start_or_explain(exporter: Exporter) -> None:

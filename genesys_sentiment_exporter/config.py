@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     region: str = Field("", validation_alias="GENESYSCLOUD_REGION")
     api_base_url: str = ""
     login_base_url: str = ""
-    source: Literal["analytics-websocket", "notifications"] = "notifications"
+    # Comma-separated: one stream (notifications or analytics-websocket), optionally plus audiohook.
+    source: Annotated[list[Literal["analytics-websocket", "notifications", "audiohook"]], NoDecode] = ["notifications"]
     queue_id: IdList = []
     agent_id: IdList = []
     heartbeat_seconds: int = 30
@@ -126,6 +127,10 @@ class Settings(BaseSettings):
     web_telemetry_path: str = "/metrics"
     web_config_file: Path | None = None
     web_external_url: str = ""
+    # What one HTTP client may take from the process that also carries the stream (web.WebLimits).
+    web_max_requests: int = Field(40, ge=1, le=10_000)
+    web_max_connections: int = Field(512, ge=1, le=100_000)
+    web_read_timeout: float = Field(15.0, gt=0, le=3600)
     # Notifications source (the real platform's API)
     sentiment_scale: Literal["unit", "percent", "auto"] = "auto"
     notifications_max_channels: int = Field(20, ge=1, le=20)
@@ -133,11 +138,23 @@ class Settings(BaseSettings):
     notifications_channel_probe_seconds: float = Field(60.0, gt=0)
     api_requests_per_minute: int = Field(300, ge=1)
     resolve_agent_names: bool = True
+    # Configuration audit (audit.py): `audit`, `check`'s first step, and run's coverage metric timer.
+    audit_all_queues: bool = False
+    audit_interval_seconds: float = Field(3600.0, ge=0)
     # Privacy (identity.py): how agents are named in /metrics; the key file for pseudonyms.
     agent_identity: Literal["plain", "pseudonymous", "none"] = "plain"
     agent_identity_key_file: Path | None = None
     # Where supervisors open an agent in Genesys Cloud; default from the region: https://apps.{domain}
     ui_url: str = ""
+    # AudioHook Monitor server (--source ...,audiohook): credentials from files or the environment only.
+    audiohook_api_key: SecretStr = SecretStr("")
+    audiohook_api_key_file: Path | None = None
+    audiohook_client_secret: SecretStr = SecretStr("")
+    audiohook_client_secret_file: Path | None = None
+    audiohook_workers: int = Field(0, ge=0, le=256)  # 0: one per CPU core
+    audiohook_engine: str = "pocketsphinx"
+    audiohook_model_dir: Path | None = None
+    audiohook_max_lag_seconds: float = Field(10.0, gt=0, le=600)
     # Utterance sentiment (analysis/): which analyzer scores transcript utterances, and its inputs.
     sentiment_analyzer: str = DEFAULT_ANALYZER
     sentiment_model_dir: Path | None = None
@@ -149,10 +166,21 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
 
-    @field_validator("queue_id", "agent_id", "sentiment_languages", "score_parties", mode="before")
+    @field_validator("queue_id", "agent_id", "sentiment_languages", "score_parties", "source", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("source")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        streams = [name for name in value if name != "audiohook"]
+        if len(streams) != 1:
+            raise ValueError(
+                "name exactly one stream, notifications or analytics-websocket, optionally with audiohook "
+                "(e.g. notifications,audiohook): AudioHook audio needs the stream to attribute calls to agents"
+            )
+        return list(dict.fromkeys(value))
 
     @field_validator("heartbeat_seconds")
     @classmethod
@@ -255,7 +283,32 @@ class Settings(BaseSettings):
             self.client_secret = SecretStr(text)
         return self
 
+    @model_validator(mode="after")
+    def _audiohook_credentials(self) -> Settings:
+        for field in ("audiohook_api_key", "audiohook_client_secret"):
+            path: Path | None = getattr(self, f"{field}_file")
+            if path is not None:
+                try:
+                    setattr(self, field, SecretStr(path.read_text(encoding="utf-8").strip()))
+                except OSError as exc:
+                    raise ValueError(f"{field}_file: cannot read it ({exc.strerror})") from None
+        if self.audiohook and not self.audiohook_api_key.get_secret_value():
+            raise ValueError(
+                "audiohook_api_key_file: --source audiohook needs the API key of the Genesys AudioHook integration "
+                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"
+            )
+        return self
+
     # -- derived ---------------------------------------------------------------------------------
+    @property
+    def stream_source(self) -> str:
+        """The stream that attributes calls and readings: notifications or analytics-websocket."""
+        return next(name for name in self.source if name != "audiohook")
+
+    @property
+    def audiohook(self) -> bool:
+        return "audiohook" in self.source
+
     def resolved_api_base_url(self) -> str:
         return self.api_base_url or (f"https://api.{self.region}" if self.region else "")
 
@@ -288,7 +341,7 @@ class Settings(BaseSettings):
             raise ValueError("client_id: set GENESYSCLOUD_OAUTHCLIENT_ID")
         if not self.client_secret.get_secret_value():
             raise ValueError("client_secret: set GENESYSCLOUD_OAUTHCLIENT_SECRET or --client-secret-file")
-        if self.source == "notifications" and not self.agent_id and not self.queue_id:
+        if self.stream_source == "notifications" and not self.agent_id and not self.queue_id:
             raise ValueError(
                 "agent_id: the notifications source needs at least one --agent-id or --queue-id (it learns "
                 "which agent a conversation's sentiment belongs to from their conversation topics)"

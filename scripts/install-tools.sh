@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real programs the test suite drives: Debian's prometheus (prometheus, promtool),
-# prometheus-alertmanager (prometheus-alertmanager, amtool), and Node.js with npm (the dashboards are
+# prometheus-alertmanager (prometheus-alertmanager, amtool), espeak-ng (the simulator speaks AudioHook
+# audio with it), and Node.js with npm (the dashboards are
 # type-checked against Grafana's published @grafana/schema with TypeScript). Packages only as root;
 # otherwise it says what is missing, and the tests that need those programs fail loudly, never skip.
 #
@@ -12,7 +13,7 @@ scope="${1:-all}"
 pairs="prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager"
 case "$scope" in
   stack) ;;
-  all) pairs="$pairs node:nodejs npm:npm" ;;
+  all) pairs="$pairs node:nodejs npm:npm espeak-ng:espeak-ng" ;;
   *) echo "usage: $0 [all|stack]" >&2; exit 2 ;;
 esac
 missing=()

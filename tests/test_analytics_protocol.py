@@ -7,7 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources.analytics_protocol import Kind, Sentiment, parse, subscribe_message
+from genesys_sentiment_exporter.sources.analytics_session import AnalyticsSession, SubscribeRefused
+from genesys_sentiment_exporter.stream_state import StreamState
+from genesys_sentiment_exporter.tracker import AgentTracker
 
 NOW = 1_800_000_000.0
 
@@ -150,3 +154,20 @@ def test_control_messages() -> None:
     assert error.kind == Kind.ERROR
     assert error.reason == "invalid_subscription"
     assert "at least 10" in error.detail
+
+
+def test_session_handshake_counts_early_frames_and_numbers_sockets() -> None:
+    stream = StreamState()
+    session = AnalyticsSession(Ingest(AgentTracker()), stream, ["q1"], [], 30)
+    assert session.handshake('{"type": "heartbeat"}', 50.0) == 0
+    assert stream.last_heartbeat == 50.0
+    assert session.handshake('{"type": "subscribed"}', 51.0) == 1
+    with pytest.raises(SubscribeRefused, match="forbidden"):
+        session.handshake('{"type": "error", "code": "forbidden", "message": "no"}', 52.0)
+    assert session.handshake('{"type": "subscribed"}', 53.0) == 2
+    frame = json.dumps({"type": "conversation", "conversationId": "c1", "agentId": "a1", "sentiment": {"score": 0.5}})
+    session.dedup.start()
+    session.handle(frame, parse(frame, 60.0), 1, 60.0)
+    session.handle(frame, parse(frame, 60.0), 2, 60.0)
+    session.dedup.stop()
+    assert session.ingest.messages == {"heartbeat": 1, "control": 2, "reading": 1, "duplicate": 1}

@@ -54,9 +54,9 @@ async def test_reconnects_after_maintenance_close_1001() -> None:
 async def test_silent_socket_is_replaced() -> None:
     async with running() as (_sim, exporter):
         await wait_for(lambda: connected(exporter), what="subscription")
-        exporter.source.watchdog_seconds = 0.5  # type: ignore[attr-defined]
+        exporter.source.watchdog.silence = 0.5  # type: ignore[attr-defined]
         await wait_for(lambda: exporter.stream.disconnects["heartbeat_timeout"] >= 1, what="watchdog")
-        exporter.source.watchdog_seconds = 3600  # type: ignore[attr-defined]
+        exporter.source.watchdog.silence = 3600  # type: ignore[attr-defined]
         await wait_for(lambda: connected(exporter), what="replacement socket")
         assert exporter.stream.connects >= 2
 

@@ -152,7 +152,7 @@ async def with_retry(
 async def watch(
     dog: Watchdog,
     clock: Callable[[], float],
-    ping: Callable[[], Awaitable[None]],
+    ping: Callable[[], Awaitable[None]] | None,
     expire: Callable[[], Awaitable[None]],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
@@ -163,7 +163,7 @@ async def watch(
         if verdict == "expired":
             await expire()
             return
-        if verdict == "ping":
+        if verdict == "ping" and ping is not None:
             with contextlib.suppress(Exception):
                 await ping()
 

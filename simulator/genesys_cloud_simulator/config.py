@@ -38,6 +38,10 @@ class SimulatorConfig:
     forbidden_topics: Sequence[str] = ()  # fnmatch patterns rejected with missingPermissions
     forbidden_names: Sequence[str] = ()  # "users" / "queues": GET /api/v2/{users,routing/queues}/{id} answers 403
     sentiment_scale: str = "unit"  # "percent": sentiment topic scores are sent as -100..100
+    # Org configuration (org_config.py): traps on top of those the scenarios imply, permissions the client lacks.
+    org_traps: Sequence[str] = ()
+    forbidden_permissions: Sequence[str] = ()  # e.g. "speechAndTextAnalytics:program:view": its reads answer 403
+    org_max_page_size: int = 100
     # Live transcripts (transcripts.py), in scenario seconds: batch window (2 = low-latency transcription;
     # the platform's documented default is about 35), interim hypotheses, keepalive period.
     transcript_batch_seconds: float = 2.0
@@ -77,3 +81,10 @@ class SimulatorConfig:
             raise ValueError("socket_closing_seconds must not be negative")
         if isinstance(self.scenarios, str):
             raise TypeError("scenarios is a sequence of names, not one string")
+        from genesys_cloud_simulator.org_config import ORG_TRAPS
+
+        unknown = [t for t in self.org_traps if t not in ORG_TRAPS]
+        if isinstance(self.org_traps, str) or unknown:
+            raise ValueError(f"unknown org trap(s) {unknown or self.org_traps!r}; known: {', '.join(ORG_TRAPS)}")
+        if self.org_max_page_size < 1:
+            raise ValueError("org_max_page_size must be positive")

@@ -31,7 +31,7 @@ def demo_settings(settings: Settings, simulator: SimulatedGenesysCloud) -> Setti
         "client_id": simulator.config.client_id,
         "client_secret": SecretStr(simulator.config.client_secret),
     }
-    if settings.source == "notifications" and not settings.queue_id and not settings.agent_id:
+    if settings.stream_source == "notifications" and not settings.queue_id and not settings.agent_id:
         update["queue_id"] = DEMO_QUEUES
     if "web_listen_address" not in settings.model_fields_set:
         update["web_listen_address"] = DEMO_LISTEN  # a demo stays on this machine unless asked otherwise

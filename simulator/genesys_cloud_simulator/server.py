@@ -22,6 +22,7 @@ from genesys_cloud_simulator.analytics_ws import WS_PATH, AnalyticsWebSocketEndp
 from genesys_cloud_simulator.config import SimulatorConfig
 from genesys_cloud_simulator.notifications import NotificationsEndpoint
 from genesys_cloud_simulator.oauth import OAuthEndpoint, TokenStore
+from genesys_cloud_simulator.org_config import OrgConfigEndpoint
 from genesys_cloud_simulator.scenarios import CallEvent, ScenarioEngine
 from genesys_cloud_simulator.subscription import wire_event
 
@@ -64,6 +65,8 @@ class SimulatedGenesysCloud:
         self._oauth = OAuthEndpoint(self.config, self._tokens)
         self._analytics = AnalyticsWebSocketEndpoint(self.config, self._tokens)
         self.notifications = NotificationsEndpoint(self.config, self._tokens)
+        self.org = OrgConfigEndpoint(self.config, self._tokens)  # what `audit` reads (org_config.py)
+        self.notifications.queue_body = self.org.queue
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,6 +81,7 @@ class SimulatedGenesysCloud:
         app.router.add_post(TOKEN_PATH, self._oauth.handle)
         app.router.add_get(WS_PATH, self._analytics.handle)
         self.notifications.add_routes(app)
+        self.org.add_routes(app)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:

@@ -1,0 +1,415 @@
+"""The AudioHook source: a WebSocket endpoint on the exporter's web listener (asyncio shell).
+
+Genesys Cloud connects to `wss://<exporter>/audiohook` for every monitored call. This shell
+authenticates the upgrade (`signature.Verifier`), runs one `protocol.ServerSession` per socket,
+sends the frames it returns, and hands audio to the worker pool; utterances come back scored and
+become readings of the agent the call is attributed to, in the same tracker as every other source.
+
+Attribution: the `open` message names the conversation, not the agent. The agent and queue come
+from whatever already tracks that conversation (the notifications source's conversation topics put
+it in the tracker); a session whose call nobody tracks yet is retried at each utterance and its
+utterances are counted `unattributed`, never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from genesys_sentiment_exporter.audiohook import protocol
+from genesys_sentiment_exporter.audiohook.protocol import (
+    Audio,
+    Ended,
+    Gap,
+    Hangup,
+    LanguageChanged,
+    Media,
+    Send,
+    ServerSession,
+    SessionConfig,
+    Started,
+)
+from genesys_sentiment_exporter.audiohook.signature import REASONS, Verifier
+from genesys_sentiment_exporter.audiohook.workers import Utterance, WorkerPool, WorkerSpec
+from genesys_sentiment_exporter.config import Settings
+from genesys_sentiment_exporter.logs import Redactor
+from genesys_sentiment_exporter.model import Reading
+from genesys_sentiment_exporter.tracker import AgentTracker
+
+log = logging.getLogger("exporter.source.audiohook")
+
+PATH = "/audiohook"
+MAX_MESSAGE = 65536
+PARTY_CHANNEL = {"customer": "external", "agent": "internal"}
+CHANNEL_PARTY = {channel: party for party, channel in PARTY_CHANNEL.items()}
+CLIENT_ERROR_CODES = ("400", "405", "408", "409", "413", "415", "429", "500", "503")
+LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+# How a session ended (a label of the sessions counter).
+SESSION_ENDS = ("completed", "probe", "disconnected", "connection_lost", "timeout")
+UTTERANCE_OUTCOMES = ("reading", "no_words", "unattributed", "stale", "agent_refused")
+
+
+@dataclass(eq=False)
+class _Live:
+    key: int
+    session: ServerSession
+    ws: web.WebSocketResponse
+    media: Media | None = None
+    conversation_id: str = ""
+    agent: tuple[str, str] | None = None  # (agent id, queue id) once attributed
+    arrivals: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=600))
+    end: str = ""
+
+
+def build_audiohook(settings: Settings, tracker: AgentTracker, redactor: Redactor) -> AudioHookSource:
+    api_key = settings.audiohook_api_key.get_secret_value()
+    secret = settings.audiohook_client_secret.get_secret_value()
+    redactor.add(api_key)
+    redactor.add(secret)
+    try:
+        verifier = Verifier(api_key, secret)
+    except ValueError as exc:
+        field = "audiohook_client_secret_file" if "secret" in str(exc) else "audiohook_api_key_file"
+        raise ValueError(f"{field}: {exc}") from None
+    spec = WorkerSpec(
+        engine=settings.audiohook_engine,
+        model_dir=settings.audiohook_model_dir,
+        analyzer=settings.sentiment_analyzer,
+        analyzer_model_dir=settings.sentiment_model_dir,
+        analyzer_languages=tuple(settings.sentiment_languages),
+    )
+    return AudioHookSource(
+        verifier=verifier,
+        tracker=tracker,
+        spec=spec,
+        workers=settings.audiohook_workers or os.cpu_count() or 1,
+        max_lag=settings.audiohook_max_lag_seconds,
+    )
+
+
+def tracker_attribution(tracker: AgentTracker) -> Callable[[str], tuple[str, str] | None]:
+    """(agent, queue) of the tracked agent whose current call is `conversation_id`."""
+
+    def attribute(conversation_id: str) -> tuple[str, str] | None:
+        for agent in list(tracker.agents.values()):
+            if agent.conversation_id == conversation_id:
+                return agent.agent_id, agent.queue_id
+        return None
+
+    return attribute
+
+
+class AudioHookSource:
+    name = "audiohook"
+
+    def __init__(
+        self,
+        *,
+        verifier: Verifier,
+        tracker: AgentTracker,
+        spec: WorkerSpec,
+        workers: int,
+        parties: tuple[str, ...] = ("customer",),
+        attribute: Callable[[str], tuple[str, str] | None] | None = None,
+        max_lag: float = 10.0,
+        refusal_delay: float = 0.5,
+        session_config: SessionConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.verifier = verifier
+        self.tracker = tracker
+        self.parties = parties
+        self.channels_wanted = tuple(PARTY_CHANNEL[p] for p in parties)
+        self.attribute = attribute or tracker_attribution(tracker)
+        self.refusal_delay = refusal_delay
+        self.clock = clock
+        self.wall = wall
+        self.session_config = session_config or SessionConfig(channels_wanted=self.channels_wanted)
+        self.pool = WorkerPool(spec, workers, self._utterance, max_lag=max_lag, clock=clock)
+        self.live: dict[int, _Live] = {}
+        self.keys = itertools.count(1)
+        self.started = asyncio.Event()
+        # counters (read at scrape time)
+        self.refused: Counter[str] = Counter()
+        self.messages: Counter[str] = Counter()
+        self.client_errors: Counter[str] = Counter()
+        self.sessions_ended: Counter[str] = Counter()
+        self.audio_seconds: dict[str, float] = {}
+        self.dropped_seconds: dict[str, float] = {}
+        self.utterances: Counter[str] = Counter()
+        self.recognised_seconds = 0.0
+        self.recognition_cpu = 0.0
+        self.latency: list[int] = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def install(self, app: web.Application) -> frozenset[str]:
+        """Mount the endpoint; it authenticates itself (Genesys cannot send basic auth)."""
+        app.router.add_get(PATH, self.handle)
+        return frozenset({PATH})
+
+    async def run(self) -> None:
+        await self.pool.start()
+        self.started.set()
+        log.info("AudioHook endpoint %s ready (%d recognition workers)", PATH, self.pool.size)
+        supervisor = asyncio.create_task(self.pool.supervise(), name="audiohook-workers")
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                now = self.clock()
+                for live in list(self.live.values()):
+                    await self._apply(live, live.session.tick(now))
+        finally:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """Ask Genesys to move each call elsewhere (`disconnect` error is retried), then stop workers."""
+        now = self.clock()
+        for live in list(self.live.values()):
+            with contextlib.suppress(Exception):
+                await self._apply(live, live.session.disconnect("error", "server shutting down", now))
+                await live.ws.close()
+        await self.pool.stop()
+
+    # -- one socket ---------------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        began = self.clock()
+        verdict = self.verifier.verify(request.headers, request.raw_path, request.host, self.wall())
+        if verdict.reason is not None:
+            self.refused[verdict.reason] += 1
+            log.warning("AudioHook connection refused: %s (from %s)", verdict.reason, request.remote)
+            # Failures all take the same time, so timing tells an attacker nothing (as Genesys' reference does).
+            await asyncio.sleep(max(0.0, self.refusal_delay - (self.clock() - began)))
+            return web.Response(status=401, text="Unauthorized\n")
+        if not self.started.is_set():
+            self.refused["not_ready"] += 1
+            return web.Response(status=503, text="Recognition workers are starting\n")
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, autoping=True)
+        if not ws.can_prepare(request).ok:
+            self.refused["not_websocket"] += 1
+            return web.Response(status=400, text="WebSocket upgrade expected\n")
+        await ws.prepare(request)
+        session = ServerSession(verdict.session_id, verdict.organization_id, self.clock(), self.session_config)
+        live = _Live(next(self.keys), session, ws)
+        self.live[live.key] = live
+        try:
+            async for message in ws:
+                now = self.clock()
+                if message.type is WSMsgType.TEXT:
+                    result = session.receive_text(message.data, now)
+                elif message.type is WSMsgType.BINARY:
+                    result = session.receive_binary(message.data, now)
+                else:
+                    break
+                self.messages[result.outcome] += 1
+                if result.error_code:
+                    code = result.error_code if result.error_code in CLIENT_ERROR_CODES else "other"
+                    self.client_errors[code] += 1
+                await self._apply(live, result.actions)
+                if session.state is protocol.State.CLOSED and not live.end:
+                    live.end = "probe" if session.probe else "completed"
+        except Exception:  # a bug in one session must not take the endpoint down
+            log.exception("AudioHook session failed")
+        finally:
+            if ws.close_code == 1009:
+                self.messages["too_large"] += 1
+            await self._apply(live, session.connection_lost())
+            if not live.end:
+                live.end = "disconnected" if session.state is protocol.State.DISCONNECTING else "connection_lost"
+            self.sessions_ended[live.end] += 1
+            self.live.pop(live.key, None)
+            self.pool.close(live.key)
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _apply(self, live: _Live, actions: Iterable[protocol.Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                if action.message["type"] == "disconnect" and not live.end:
+                    live.end = "disconnected"
+                if not live.ws.closed:
+                    await live.ws.send_str(action.text())
+            elif isinstance(action, Audio):
+                self._audio(live, action)
+            elif isinstance(action, Started):
+                self._started(live, action)
+            elif isinstance(action, Gap):
+                if live.media is not None:
+                    self.pool.gap(live.key)
+                    if action.seconds:
+                        self._drop(action.reason, action.seconds * len(live.media.channels))
+            elif isinstance(action, LanguageChanged):
+                self.pool.language(live.key, action.language)
+            elif isinstance(action, Ended):
+                self.pool.close(live.key)
+            elif isinstance(action, Hangup):
+                live.end = "timeout"
+                await live.ws.close()
+
+    def _started(self, live: _Live, started: Started) -> None:
+        live.media = started.media
+        live.conversation_id = started.conversation_id
+        channels = started.media.channels
+        analysed = tuple((i, CHANNEL_PARTY[c]) for i, c in enumerate(channels) if c in self.channels_wanted)
+        self.pool.open(live.key, started.media.format, len(channels), analysed, started.language)
+        live.agent = self.attribute(started.conversation_id)
+
+    def _audio(self, live: _Live, audio: Audio) -> None:
+        media = live.media
+        if media is None:
+            return
+        seconds = len(audio.data) / media.frame_bytes / protocol.RATE
+        for channel in media.channels:
+            self.audio_seconds[channel] = self.audio_seconds.get(channel, 0.0) + seconds
+        live.arrivals.append((audio.start, audio.start + seconds, self.clock()))
+        dropped = self.pool.audio(live.key, audio.data, audio.start)
+        if dropped is not None:
+            self._drop(dropped, seconds * len(media.channels))
+
+    def _drop(self, reason: str, seconds: float) -> None:
+        self.dropped_seconds[reason] = self.dropped_seconds.get(reason, 0.0) + seconds
+
+    # -- results ----------------------------------------------------------------------------------
+    def _utterance(self, utterance: Utterance) -> None:
+        self.recognised_seconds += utterance.seconds
+        self.recognition_cpu += utterance.cpu
+        live = self.live.get(utterance.key)
+        if utterance.score is None:
+            self.utterances[utterance.outcome] += 1
+            return
+        if live is None:
+            self.utterances["unattributed"] += 1
+            return
+        if live.agent is None:
+            live.agent = self.attribute(live.conversation_id)
+        if live.agent is None:
+            self.utterances["unattributed"] += 1
+            return
+        now = self.clock()
+        spoken = self._arrival(live, utterance.end)
+        agent_id, queue_id = live.agent
+        timestamp = self.wall() - (now - spoken) if spoken is not None else self.wall()
+        outcome = self.tracker.reading(
+            Reading(agent_id, queue_id, live.conversation_id, utterance.score, timestamp), now
+        )
+        self.utterances[outcome] += 1
+        if spoken is not None:
+            self._observe(now - spoken)
+
+    @staticmethod
+    def _arrival(live: _Live, position: float) -> float | None:
+        """When the frame holding timeline `position` arrived (the sentence's last word was heard)."""
+        for start, end, at in reversed(live.arrivals):
+            if start <= position <= end + 1e-6:
+                return at
+        return None
+
+    def _observe(self, seconds: float) -> None:
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.latency[index] += 1
+                break
+        else:
+            self.latency[-1] += 1
+        self.latency_sum += seconds
+
+    # -- metrics -----------------------------------------------------------------------------------
+    def metrics(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "genesys_audiohook_sessions_active", "AudioHook sessions this replica holds.", value=len(self.live)
+        )
+        ended = CounterMetricFamily(
+            "genesys_audiohook_sessions", "AudioHook sessions finished, by how.", labels=["outcome"]
+        )
+        for outcome in SESSION_ENDS:
+            ended.add_metric([outcome], self.sessions_ended[outcome])
+        yield ended
+        refused = CounterMetricFamily(
+            "genesys_audiohook_connections_refused", "AudioHook upgrades refused, by reason.", labels=["reason"]
+        )
+        for reason in (*REASONS, "not_ready", "not_websocket"):
+            refused.add_metric([reason], self.refused[reason])
+        yield refused
+        messages = CounterMetricFamily(
+            "genesys_audiohook_messages", "AudioHook frames received, by what became of them.", labels=["outcome"]
+        )
+        for outcome in (*protocol.OUTCOMES, "too_large"):
+            messages.add_metric([outcome], self.messages[outcome])
+        yield messages
+        errors = CounterMetricFamily(
+            "genesys_audiohook_client_errors", "AudioHook `error` messages from Genesys, by code.", labels=["code"]
+        )
+        for code in (*CLIENT_ERROR_CODES, "other", "unknown"):
+            errors.add_metric([code], self.client_errors[code])
+        yield errors
+        audio = CounterMetricFamily(
+            "genesys_audiohook_audio_received_seconds",
+            "Seconds of audio received per channel (external: the customer; internal: the agent).",
+            labels=["channel"],
+        )
+        for channel in protocol.CHANNELS:
+            audio.add_metric([channel], self.audio_seconds.get(channel, 0.0))
+        yield audio
+        dropped = CounterMetricFamily(
+            "genesys_audiohook_audio_dropped_seconds",
+            "Seconds of channel audio not recognised: paused or discarded by Genesys, or dropped while workers lagged.",
+            labels=["reason"],
+        )
+        for reason in ("paused", "discarded", "overload", "worker_failed"):
+            dropped.add_metric([reason], self.dropped_seconds.get(reason, 0.0))
+        yield dropped
+        utterances = CounterMetricFamily(
+            "genesys_audiohook_utterances", "Utterances segmented from AudioHook audio, by outcome.", labels=["outcome"]
+        )
+        known = (*UTTERANCE_OUTCOMES, "unsupported_language", "unknown_language", "empty_text", "analyzer_error")
+        for outcome in known:
+            utterances.add_metric([outcome], self.utterances[outcome])
+        yield utterances
+        yield CounterMetricFamily(
+            "genesys_audiohook_recognised_audio_seconds",
+            "Seconds of speech the recognition engine transcribed.",
+            value=self.recognised_seconds,
+        )
+        yield CounterMetricFamily(
+            "genesys_audiohook_recognition_cpu_seconds",
+            "CPU seconds spent recognising and scoring utterances (divided by recognised audio: the real-time factor).",
+            value=self.recognition_cpu,
+        )
+        yield GaugeMetricFamily(
+            "genesys_audiohook_recognition_lag_seconds",
+            "Age of the oldest audio frame a recognition worker has not processed yet.",
+            value=self.pool.lag(),
+        )
+        yield GaugeMetricFamily(
+            "genesys_audiohook_workers", "Recognition worker processes running.", value=self.pool.alive()
+        )
+        yield CounterMetricFamily(
+            "genesys_audiohook_worker_restarts", "Recognition workers restarted after dying.", value=self.pool.restarts
+        )
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.latency, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
+        yield HistogramMetricFamily(
+            "genesys_audiohook_utterance_latency_seconds",
+            "From the end of a spoken utterance (its last frame received) to its reading in the tracker.",
+            buckets=buckets,
+            sum_value=self.latency_sum,
+        )
