@@ -41,7 +41,8 @@ def populate(
     """`agents` agents: ~85 % live with a full window, ~10 % in wrapup (grace), ~5 % with no reading yet."""
     rng = random.Random(seed)
     limits = TrackerLimits(window_size=window_size, max_agents=max_agents or max(agents, 20_000))
-    ingest = Ingest(AgentTracker(limits), clock=FixedClock())
+    # The event times below run from BASE_TIME; the receive time is their end (ingest bounds eventTime).
+    ingest = Ingest(AgentTracker(limits), clock=FixedClock(), wall=lambda: BASE_TIME + 0.001 * agents)
     queue_ids = [uuid_from(rng) for _ in range(queues)]
     expected: dict[str, Expected] = {}
     at = BASE_TIME

@@ -40,6 +40,7 @@ REASONS: tuple[str, ...] = (
     "language_not_scored",
     "language_unknown",
     "redaction",
+    "audio_monitoring_off",
     "permission_missing",
     "unreadable",
 )
@@ -164,6 +165,7 @@ class Analyzer:
     name: str
     can_score: Callable[[str], bool | None] | None = None
     native: bool = False
+    audio_monitoring: bool = False  # the exporter also runs an AudioHook Monitor server (--source ...,audiohook)
 
 
 GENESYS_NATIVE = Analyzer("Genesys speech and text analytics sentiment", native=True)
@@ -272,6 +274,18 @@ def _entities(body: Any) -> list[dict[str, Any]]:
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _actions(policy: dict[str, Any]) -> dict[str, Any]:
+    return _dict(_dict(_dict(policy.get("mediaPolicies")).get("callPolicy")).get("actions"))
 
 
 def _ref_id(value: Any) -> str:
@@ -544,6 +558,19 @@ class _Evaluation:
             settings.get("pciDssRedactionEnabled") is True or settings.get("piiRedactionEnabled") is True
         ):
             state.reasons_warn.append("redaction")
+        if self.analyzer.audio_monitoring:
+            if queue.get("enableAudioMonitoring") is True:
+                state.good.append("audio monitoring on (AudioHook)")
+            else:
+                add(
+                    "WARN",
+                    "audiohook",
+                    "audio monitoring is off for this queue: the exporter's AudioHook Monitor receives none of "
+                    "its calls unless an Architect flow's Audio Monitoring action turns it on",
+                    "Admin > Contact Center > Queues > this queue > Voice > Audio monitoring: on "
+                    "(enableAudioMonitoring=true)",
+                    "audio_monitoring_off",
+                )
         if queue.get("suppressInQueueCallRecording") is True:
             state.good.append("in-queue audio not recorded (agent talk is)")
 
@@ -716,7 +743,7 @@ class _Evaluation:
             flow_id = _ref_id(queue.get("queueFlow"))
             for flow in _entities(_ok(self.answers, "flows_inqueue")):
                 if _str(flow.get("id")) == flow_id and flow_id:
-                    for supported in flow.get("supportedLanguages") or []:
+                    for supported in _list(flow.get("supportedLanguages")):
                         if isinstance(supported, dict) and supported.get("isDefault") is True:
                             language = _str(supported.get("language"))
                             from_flow = True
@@ -737,15 +764,15 @@ class _Evaluation:
             if engines is not None and engines.status == 200 and isinstance(engines.body, dict):
                 dialects = [
                     _str(d)
-                    for engine in engines.body.get("transcriptionEngines") or []
+                    for engine in _list(engines.body.get("transcriptionEngines"))
                     if isinstance(engine, dict)
-                    for d in engine.get("dialects") or []
+                    for d in _list(engine.get("dialects"))
                 ]
                 if dialects and wanted not in {norm_language(d) for d in dialects}:
                     org_dialects = {
                         norm_language(_str(d))
                         for e in _entities(_ok(self.answers, "dialects"))
-                        for d in e.get("dialects") or []
+                        for d in _list(e.get("dialects"))
                     }
                     available = (
                         "; the org's engines offer it"
@@ -790,7 +817,7 @@ class _Evaluation:
         analyzer = self.analyzer
         body = _ok(self.answers, "sentiment_dialects")
         listed = (
-            {norm_language(_dialect_of(item)) for item in (body.get("entities") or [])} - {""}
+            {norm_language(_dialect_of(item)) for item in _list(body.get("entities"))} - {""}
             if isinstance(body, dict)
             else set()
         )
@@ -840,11 +867,10 @@ class _Evaluation:
         for policy in _entities(_ok(self.answers, "policies")):
             if policy.get("enabled") is False:
                 continue
-            call = (policy.get("mediaPolicies") or {}).get("callPolicy")
-            if not isinstance(call, dict):
+            call = _dict(_dict(policy.get("mediaPolicies")).get("callPolicy"))
+            if not call:  # a chat/email-only policy
                 continue
-            conditions = call.get("conditions") or {}
-            for_queues = conditions.get("forQueues") if isinstance(conditions, dict) else None
+            for_queues = _dict(call.get("conditions")).get("forQueues")
             ids = {_ref_id(q) for q in for_queues} if isinstance(for_queues, list) else set()
             if not ids or queue_id in ids:  # no queue condition: applies to every queue [I]
                 out.append(policy)
@@ -852,7 +878,7 @@ class _Evaluation:
 
     def _policies(self, queue: dict[str, Any], state: _QueueState) -> None:
         for policy in self._applying_policies(queue):
-            actions = (policy.get("mediaPolicies") or {}).get("callPolicy", {}).get("actions") or {}
+            actions = _actions(policy)
             if actions.get("alwaysDelete") is True or actions.get("deleteRecording") is True:
                 state.findings.append(
                     Finding(
@@ -871,7 +897,7 @@ class _Evaluation:
 
 
 def _retains(policy: dict[str, Any]) -> bool:
-    actions = (policy.get("mediaPolicies") or {}).get("callPolicy", {}).get("actions") or {}
+    actions = _actions(policy)
     return actions.get("retainRecording") is True
 
 
@@ -880,7 +906,7 @@ def _trunk_records(trunk: dict[str, Any]) -> bool:
     props = trunk.get("properties")
     if not isinstance(props, dict):
         return False  # listed by the recordingEnabled=false filter
-    value = (props.get("trunk_recording_enabled") or {}).get("value")
+    value = _dict(props.get("trunk_recording_enabled")).get("value")
     if isinstance(value, dict) and isinstance(value.get("instance"), bool):
         return bool(value["instance"])
     return False

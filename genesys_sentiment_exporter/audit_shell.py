@@ -97,7 +97,7 @@ async def fetch(rest: Rest, read: Read, pace: Callable[[], Any] | None = None) -
             return Answer(0, None, type(exc).__name__)
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond the parser's depth
             body = None
         if response.status_code != 200:
             return Answer(response.status_code, body, "", missing_permissions(body))
@@ -249,15 +249,17 @@ async def first_token(tokens: TokenManager, attempts: int = 4) -> str | None:
 
 def analyzer_for(settings: Settings) -> Analyzer:
     """Who scores the live calls: Genesys' own sentiment on the analytics stream; on the Notifications
-    source the exporter scores transcripts with its own analyzer (`--sentiment-analyzer`)."""
+    source the exporter scores transcripts with its own analyzer (`--sentiment-analyzer`). With an
+    AudioHook Monitor server (`--source ...,audiohook`) the queues must also stream their audio."""
+    audio = settings.audiohook
     if settings.stream_source == "analytics-websocket":
-        return GENESYS_NATIVE
+        return Analyzer(GENESYS_NATIVE.name, native=True, audio_monitoring=audio)
     try:
         analyzer = build_analyzer(settings.sentiment_analyzer, settings.analyzer_options())
     except Exception as exc:  # e.g. the onnx extra is not installed: the audit still runs, without this check
         log.warning("cannot load the %s analyzer to check its languages: %s", settings.sentiment_analyzer, exc)
-        return Analyzer(settings.sentiment_analyzer)
-    return Analyzer(analyzer.name, can_score=analyzer.supports)
+        return Analyzer(settings.sentiment_analyzer, audio_monitoring=audio)
+    return Analyzer(analyzer.name, can_score=analyzer.supports, audio_monitoring=audio)
 
 
 def rest_for(settings: Settings, http: httpx.AsyncClient, tokens: TokenManager, source: object = None) -> Rest:

@@ -445,7 +445,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     """`audit` needs credentials and queues (or --all-queues), not the stream's agent/queue rule."""
     try:
-        settings.model_copy(update={"source": "analytics-websocket"}).require_endpoints_and_credentials()
+        settings.model_copy(update={"source": ["analytics-websocket"]}).require_endpoints_and_credentials()
     except ValueError as exc:
         raise setting_error(str(exc), "settings") from None
     redactor = logs.setup(settings.log_level, settings.log_format)

@@ -18,6 +18,12 @@ from genesys_sentiment_exporter.tracker import AgentTracker, Outcome
 
 log = logging.getLogger("exporter.ingest")
 
+# eventTime is the sender's clock. Beyond these bounds from the receive time it is replaced by the
+# receive time (and counted): a far-future time kept "last reading" fresh for years, hiding the
+# readings-stopped alert; a far-past one fired it at once.
+EVENT_TIME_FUTURE_SECONDS = 60.0
+EVENT_TIME_PAST_SECONDS = 300.0
+
 MISSING_SENTIMENT = "missing_sentiment"
 INVALID_SCORE = "invalid_score"
 
@@ -55,8 +61,9 @@ class Ingest:
     ) -> None:
         self.tracker = tracker
         self.clock = clock
-        self.clock_wall = wall
+        self.wall = wall
         self.messages: Counter[str] = Counter()
+        self.event_time_clamped: Counter[str] = Counter()  # direction "future"/"past" -> readings
         self._warn_missing = RateLimitedWarning(60.0, clock)
         self.on_reading: Callable[[Reading], None] | None = None  # `check` watches readings go by
         # ... and the states events carry (a repeat of an agent's current state may skip it).
@@ -94,6 +101,17 @@ class Ingest:
     def count(self, outcome: str) -> None:
         self.messages[outcome] += 1
 
+    def bounded_time(self, timestamp: float) -> float:
+        """The event time, or the receive time when the two are too far apart (counted)."""
+        now = self.wall()
+        if timestamp > now + EVENT_TIME_FUTURE_SECONDS:
+            self.event_time_clamped["future"] += 1
+            return now
+        if timestamp < now - EVENT_TIME_PAST_SECONDS:
+            self.event_time_clamped["past"] += 1
+            return now
+        return timestamp
+
     def conversation_fields(
         self,
         agent_id: str,
@@ -120,7 +138,7 @@ class Ingest:
             and (state is None or state == agent.state)
             and self.on_reading is None
         ):
-            self.tracker.record(agent, queue_id, score, timestamp, None, self.clock())
+            self.tracker.record(agent, queue_id, score, self.bounded_time(timestamp), None, self.clock())
             self.messages[Outcome.READING] += 1
             return Outcome.READING
         reading = None if score is None else Reading(agent_id, queue_id, conversation_id, score, timestamp)
@@ -140,6 +158,7 @@ class Ingest:
             self.follow(state, now)
         if reading is not None:
             if outcome not in (Outcome.AGENT_REFUSED, Outcome.STALE, Outcome.INVALID_ID):
+                reading.timestamp = self.bounded_time(reading.timestamp)
                 outcome = tracker.reading(reading, now)
                 if self.on_reading is not None:
                     self.on_reading(reading)

@@ -369,6 +369,14 @@ class ExporterCollector:
         for outcome, count in sorted(ingest.messages.items()):
             messages.add_metric([outcome], count)
         yield messages
+        clamped = CounterMetricFamily(
+            "genesys_stream_event_time_clamped",
+            "Readings whose eventTime was too far from the receive time and was replaced by it.",
+            labels=["direction"],
+        )
+        for direction in ("future", "past"):
+            clamped.add_metric([direction], ingest.event_time_clamped[direction])
+        yield clamped
         yield from self._token_metrics()
         for extra in self.extras:
             yield from extra.metrics()

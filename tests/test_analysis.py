@@ -193,3 +193,11 @@ def test_onnx_mismatched_classes_is_an_analyzer_error(model_dir: Path, tmp_path:
 )
 def test_label_polarity(label: str, value: float) -> None:
     assert label_polarity(label) == value
+
+
+def test_onnx_without_the_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The Docker image and a plain `pip install` carry no extra: the analyzer must refuse in one line.
+    monkeypatch.delitem(__import__("sys").modules, "genesys_sentiment_exporter.analysis.onnx_text")
+    monkeypatch.setitem(__import__("sys").modules, "numpy", None)
+    with pytest.raises(ValueError, match=r"needs the onnx extra .*module 'numpy' is not installed"):
+        build_analyzer("onnx", AnalyzerOptions(model_dir=tmp_path))

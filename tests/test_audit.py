@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from conftest import SimFactory
 from genesys_cloud_simulator import SimulatedGenesysCloud
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genesys_sentiment_exporter.app import Exporter
 from genesys_sentiment_exporter.audit import (
@@ -208,6 +210,18 @@ def test_the_exporters_own_analyzer_is_asked_about_the_queue_language() -> None:
     ] == []
 
 
+def test_audiohook_needs_audio_monitoring_on_each_queue() -> None:
+    analyzer = Analyzer("Genesys", native=True, audio_monitoring=True)
+    queues = Answer(
+        200, {"entities": [queue("q1", "Billing") | {"enableAudioMonitoring": True}, queue("q2", "Support")]}
+    )
+    report = audit(org(queues=queues), analyzer)
+    [warn] = not_ok(report)
+    assert (warn.check, warn.id) == ("audiohook", "q2") and "enableAudioMonitoring=true" in warn.fix
+    assert verdicts(report) == {"q1": ("ok", ""), "q2": ("degraded", "audio_monitoring_off")}
+    assert not_ok(audit(org(queues=queues))) == []  # without AudioHook the flag does not matter
+
+
 def test_redaction_and_secure_flows_warn_and_mark_queues_degraded() -> None:
     settings = Answer(200, {"transcription": "EnabledGlobally", "pciDssRedactionEnabled": True})
     flows = Answer(200, {"entities": [{"id": "s1", "name": "Card capture", "type": "SECURECALL"}]})
@@ -253,8 +267,10 @@ def test_deleting_policies_warn_and_trunks_without_recording_warn() -> None:
         "enabled": True,
         "mediaPolicies": {"callPolicy": {"conditions": {}, "actions": {"alwaysDelete": True}}},
     }
+    chat_only = {"id": "pol-c", "name": "Chats", "mediaPolicies": {"chatPolicy": {"actions": {"alwaysDelete": True}}}}
     trunk = {"id": "t1", "name": "Carrier", "trunkType": "EXTERNAL", "properties": {}}
-    report = audit(org(policies=Answer(200, {"entities": [policy]}), trunks=Answer(200, {"entities": [trunk]})))
+    policies = Answer(200, {"entities": [policy, chat_only]})
+    report = audit(org(policies=policies, trunks=Answer(200, {"entities": [trunk]})))
     kinds = sorted((f.kind, f.id) for f in not_ok(report))
     assert kinds == [("policy", "pol-d"), ("policy", "pol-d"), ("trunk", "t1")]  # the policy applies to both queues
 
@@ -536,3 +552,40 @@ def test_simulate_refuses_an_unknown_org_trap_in_one_line() -> None:
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert "unknown org trap(s) ['bogus']" in line and "no-transcription" in line
+
+
+FIELDS = [
+    "id", "name", "entities", "transcription", "pciDssRedactionEnabled", "piiRedactionEnabled", "program", "queues",
+    "published", "defaultProgram", "expectedDialects", "dialects", "transcriptionEngines", "sentimentAnalysisEnabled",
+    "enableTranscription", "defaultMediaLanguage", "queueFlow", "supportedLanguages", "language", "isDefault",
+    "mediaPolicies", "callPolicy", "conditions", "forQueues", "actions", "retainRecording", "alwaysDelete",
+    "enabled", "trunkType", "properties", "trunk_recording_enabled", "value", "instance", "dialect",
+]  # fmt: skip
+# Any JSON whose objects mostly carry the field names the audit reads: shaped like an answer, holding anything.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["q1", "p1", "f1", "en-US", "Disabled", ""]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+RECORD = st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=8)
+LISTING = st.builds(lambda entities, rest: {**rest, "entities": entities}, st.lists(RECORD | JSON, max_size=4), RECORD)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([*org().keys(), "queue:q1"]),
+        st.builds(Answer, st.sampled_from([200, 200, 200, 403, 404, 500, 0]), JSON | LISTING),
+    ),
+    st.booleans(),
+)
+def test_any_answer_shape_yields_a_report_never_an_exception(answers: dict[str, Answer], all_queues: bool) -> None:
+    report = evaluate(answers, ["q1"], all_queues, Analyzer("x", can_score=lambda d: None))
+    json.dumps(report.as_json())
+    for finding in report.findings:
+        assert finding.level in ("ok", "WARN", "FAIL")
+        finding.line()
+    assert all(q.verdict in ("ok", "degraded", "lost", "unknown") for q in report.queues)

@@ -47,7 +47,7 @@ class World:
         self.clock = Clock()
         limits = TrackerLimits(window_size=window_size, grace_seconds=grace_seconds, max_agents=5000)
         self.tracker = AgentTracker(limits)
-        self.ingest = Ingest(self.tracker, clock=self.clock)
+        self.ingest = Ingest(self.tracker, clock=self.clock, wall=lambda: 1.7e9)  # the tests' event times
         self.stream = StreamState()
         self.http = httpx.AsyncClient()
         self.tokens = TokenManager("http://127.0.0.1:1", "c", SecretStr("s"), self.http)

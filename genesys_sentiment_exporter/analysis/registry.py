@@ -40,8 +40,13 @@ def _onnx(options: AnalyzerOptions) -> TextScorer:
             "sentiment_model_dir: --sentiment-analyzer onnx needs --sentiment-model-dir (a directory with "
             "model.onnx, tokenizer.json and config.json)"
         )
-    from genesys_sentiment_exporter.analysis.onnx_text import OnnxTextScorer
-
+    try:
+        from genesys_sentiment_exporter.analysis.onnx_text import OnnxTextScorer
+    except ImportError as error:  # the image and a plain `pip install` carry no extra
+        raise ValueError(
+            f"sentiment_analyzer: --sentiment-analyzer onnx needs the onnx extra "
+            f"(pip install 'genesys-sentiment-exporter[onnx]'): module {error.name!r} is not installed"
+        ) from None
     return OnnxTextScorer(options.model_dir)
 
 

@@ -157,7 +157,7 @@ def parse(frame: str | bytes, received_at: float) -> Parsed:
     """Classify one server frame. Never raises: a bad frame is a counted rejection."""
     try:
         msg = json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested ~1 000 deep
         return _MALFORMED
     if not isinstance(msg, dict):
         return _MALFORMED

@@ -155,7 +155,7 @@ class NotificationsSource:
                     continue
                 try:
                     await self._subscriptions(slot, slot.channel, *request)
-                except (RestError, httpx.HTTPError) as exc:
+                except (RestError, SessionError, httpx.HTTPError) as exc:
                     log.warning("channel %d: updating subscriptions failed (%s); retrying", slot.index, exc)
                     await asyncio.sleep(1.0)
                     slot.dirty.set()

@@ -14,6 +14,7 @@ which sentiment topics to subscribe or drop, on which channel.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import OrderedDict
@@ -90,15 +91,23 @@ class Message:
     body: dict[str, Any] = field(default_factory=dict)
     topic_id: str = ""  # the user, queue or conversation id inside the topic name
 
-    def dedup_key(self) -> str:
-        """The same event as seen on two channels during an overlap: topic and body, not metadata."""
-        return self.topic + "\x00" + json.dumps(self.body, sort_keys=True, separators=(",", ":"))
+    def dedup_key(self) -> bytes:
+        """The same event as seen on two channels during an overlap: topic and body, not metadata.
+
+        A 16-byte digest: the de-duplicator holds up to 200 000 keys, and bodies can be 100 KB.
+        """
+        return body_digest(self.topic, self.body)
+
+
+def body_digest(topic: str, body: dict[str, Any]) -> bytes:
+    text = topic + "\x00" + json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def parse(frame: str | bytes) -> Message:
     try:
         message = json.loads(frame)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested ~1 000 deep
         return Message(Kind.MALFORMED)
     if not isinstance(message, dict):
         return Message(Kind.MALFORMED)
@@ -135,6 +144,7 @@ def parse(frame: str | bytes) -> Message:
 # -- conversations ----------------------------------------------------------------------------------
 
 AGENT_PURPOSES = frozenset({"agent", "user"})
+MAX_PARTICIPANTS = 64  # a call has a handful; a forged body listing thousands costs no more than this
 _NON_VOICE_MEDIA = ("chats", "emails", "messages", "callbacks", "cobrowsesessions", "screenshares", "videos")
 
 
@@ -176,7 +186,7 @@ def read_conversation(body: dict[str, Any], topic_queue: str | None) -> Conversa
     other_media = False
     acd_queue = ""
     per_agent: dict[str, AgentLeg] = {}
-    for participant in participants:
+    for participant in participants[:MAX_PARTICIPANTS]:
         if not isinstance(participant, dict):
             continue
         calls = participant.get("calls")
@@ -210,7 +220,7 @@ class Tracked:
     ended_at: float | None = None  # monotonic; set when no agent leg is live any more
     last_seen: float = 0.0
     subscribed: bool = False
-    last_body: str = ""
+    last_body: bytes = b""  # digest of the last body (a duplicate check), never the body itself
     connected_wall: float | None = None  # wall clock when an agent first connected (IVR speech is before)
     postcall_done: bool = False  # Genesys' score arrived already: no need to hold its topic after the call
 
@@ -232,12 +242,18 @@ class Attribution:
     """
 
     def __init__(
-        self, grace_seconds: float, idle_seconds: float = 900.0, remember: int = 10_000, postcall_hold: float = 600.0
+        self,
+        grace_seconds: float,
+        idle_seconds: float = 900.0,
+        remember: int = 10_000,
+        max_live: int = 20_000,
+        postcall_hold: float = 600.0,
     ) -> None:
         self.grace = grace_seconds
         self.idle = idle_seconds
         self.remember = remember
         self.postcall_hold = postcall_hold
+        self.max_live = max_live  # live calls tracked at most (as many as agents by default)
         self.live: dict[str, Tracked] = {}
         self.finished: OrderedDict[str, tuple[str, str]] = OrderedDict()  # conversation -> (agent, queue)
         self.holding: dict[str, float] = {}  # conversation -> when its post-call topic goes
@@ -258,10 +274,12 @@ class Attribution:
                 return ConversationUpdate("missing_agent")  # in IVR or queue: nobody to attribute to yet
             if cid in self.finished and not any_connected:
                 return ConversationUpdate("stale")  # e.g. after-call work completed after the grace
+            if len(self.live) >= self.max_live:
+                return ConversationUpdate("agent_refused")  # full: counted, like the tracker's agent cap
             self.finished.pop(cid, None)
             tracked = self.live[cid] = Tracked(cid)
         tracked.last_seen = now
-        key = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        key = body_digest("", body)
         if key == tracked.last_body:
             return ConversationUpdate("duplicate")  # the same update through the user and the queue topic
         tracked.last_body = key
@@ -396,6 +414,9 @@ class TopicResult:
     detail: str = ""
 
 
+UNCONFIRMED = "unconfirmed"  # a requested topic the answer did not list: neither subscribed nor rejected
+
+
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     return slug[:40] or "rejected"
@@ -404,8 +425,11 @@ def _slug(text: str) -> str:
 def read_subscriptions(body: object, requested: list[str]) -> list[TopicResult]:
     """The subscriptions response: each requested topic permitted or rejected (with why)."""
     entities = body.get("entities") if isinstance(body, dict) else body
+    if not isinstance(entities, list):
+        # Once read as "every topic confirmed": a gateway's empty 200 then left calls unsubscribed.
+        raise ValueError("the subscriptions answer has no entities list")
     seen: dict[str, TopicResult] = {}
-    if isinstance(entities, list):
+    if entities:
         for entity in entities:
             if not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
                 continue
@@ -419,5 +443,5 @@ def read_subscriptions(body: object, requested: list[str]) -> list[TopicResult]:
                 continue
             label = "missing_permissions" if missing_t else _slug(str(reason)) if reason else "rejected"
             seen[topic] = TopicResult(topic, False, label, missing_t, str(reason or ""))
-    # A requested topic the response does not list: assume permitted (the platform lists every topic).
-    return [seen.get(topic, TopicResult(topic, True)) for topic in requested]
+    # The platform lists every topic it was given; one it leaves out is not confirmed (asked again).
+    return [seen.get(topic, TopicResult(topic, False, UNCONFIRMED)) for topic in requested]

@@ -26,10 +26,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
+from genesys_sentiment_exporter.config import is_loopback
 from genesys_sentiment_exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
 from genesys_sentiment_exporter.model import UNKNOWN_QUEUE, Reading, StateChange
 from genesys_sentiment_exporter.postcall import POSTCALL_SCORE
@@ -111,7 +113,7 @@ def apply(ingest: Ingest, received: Received) -> str:
         ingest.count(outcome)
         return outcome
     if received.postcall is not None:
-        outcome = ingest.postcall.record(*received.postcall, ingest.clock_wall())
+        outcome = ingest.postcall.record(*received.postcall, ingest.wall())
         ingest.count(outcome)
         return outcome
     tracker = ingest.tracker
@@ -193,6 +195,14 @@ class NotificationsSession:
     # -- frames ------------------------------------------------------------------------------------
     def receive(self, frame: str | bytes, channel: int, now: float, wall: float) -> Received:
         """One frame from the channel numbered `channel` (0: not from a known channel)."""
+        try:
+            return self._receive(frame, channel, now, wall)
+        except RecursionError:
+            # A body that parsed just under the recursion limit can still exceed it when it is
+            # serialised again (duplicate keys, de-duplication) deeper in the stack.
+            return Received(proto.Kind.MALFORMED)
+
+    def _receive(self, frame: str | bytes, channel: int, now: float, wall: float) -> Received:
         self.now = now
         message = proto.parse(frame)
         kind = message.kind
@@ -317,9 +327,17 @@ class NotificationsSession:
     def subscriptions_answered(self, slot: int, method: str, body: object, requested: list[str]) -> None:
         """Record the platform's answer to a PUT/POST of `requested` topics on the slot's channel."""
         state = self.slots[slot]
+        try:
+            results = proto.read_subscriptions(body, requested)
+        except ValueError as exc:
+            raise SessionError(f"{method} subscriptions: {exc}") from None  # retried by the shell
         if method == "PUT":
             state.subscribed = set()
-        for result in proto.read_subscriptions(body, requested):
+        unconfirmed = [r.topic for r in results if r.reason == proto.UNCONFIRMED]
+        for result in results:
+            if result.reason == proto.UNCONFIRMED:
+                state.subscribed.discard(result.topic)
+                continue
             key = result.topic if result.topic in self.base_topics else proto.topic_kind(result.topic)
             self.topic_results[key] = result
             if result.permitted:
@@ -338,6 +356,8 @@ class NotificationsSession:
                 if result.missing_permissions
                 else "",
             )
+        if unconfirmed:
+            raise SessionError(f"{method} subscriptions: the answer did not list {len(unconfirmed)} topics")
 
     # -- channels ----------------------------------------------------------------------------------
     def channel_created(self, slot: int, body: object, wall: float) -> ChannelInfo:
@@ -348,6 +368,12 @@ class NotificationsSession:
             or not isinstance(body.get("connectUri"), str)
         ):
             raise SessionError("POST channels answered without id and connectUri")
+        uri = urlsplit(body["connectUri"])
+        if uri.scheme not in ("wss", "ws") or not uri.hostname:
+            raise SessionError(f"POST channels answered a connectUri that is not a WebSocket URL ({uri.scheme}://)")
+        if uri.scheme == "ws" and not is_loopback(uri.hostname):
+            # TLS toward the API must not become plain text toward another host because an answer says so.
+            raise SessionError(f"refused connectUri: plain ws:// to non-loopback host {uri.hostname}; wss:// only")
         self._numbers += 1
         return ChannelInfo(
             body["id"], body["connectUri"], parse_expires(body.get("expires")), wall, self._numbers, slot

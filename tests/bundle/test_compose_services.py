@@ -281,10 +281,18 @@ def test_alertmanager_entrypoint_script_runs_with_sh_and_sed(
     assert "pagerduty_url: http://receiver:9099/v2/enqueue" in rendered
 
 
-def imported_top_levels(package: Path) -> set[str]:
+# Modules that run only with an optional extra installed: their imports are checked against the base
+# dependencies plus that extra, and nothing may import them at module level (only the factory that
+# needs them, inside a function, so the image without the extra still starts and says what is missing).
+EXTRA_MODULES = {"genesys_sentiment_exporter/analysis/onnx_text.py": "onnx"}
+
+
+def imported_top_levels(package: Path, exclude: frozenset[Path] = frozenset()) -> set[str]:
     """Top-level modules imported anywhere in `package`, except under `if TYPE_CHECKING:`."""
     names: set[str] = set()
-    for path in package.rglob("*.py"):
+    for path in package.rglob("*.py") if package.is_dir() else [package]:
+        if path in exclude:
+            continue
         tree = ast.parse(path.read_text(), str(path))
         skip: set[int] = set()
         for node in ast.walk(tree):
@@ -304,10 +312,13 @@ def requirement_name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; (]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def installed_with(pyproject: Path) -> set[str]:
+def installed_with(pyproject: Path, extra: str | None = None) -> set[str]:
     """The distributions `pip install` of this pyproject brings: its dependencies and theirs
-    (extras excluded), as installed here."""
-    pending = [requirement_name(dep) for dep in tomllib.loads(pyproject.read_text())["project"]["dependencies"]]
+    (extras excluded unless `extra` is named), as installed here."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    pending = [requirement_name(dep) for dep in project["dependencies"]]
+    if extra is not None:
+        pending += [requirement_name(dep) for dep in project["optional-dependencies"][extra]]
     found: set[str] = set()
     while pending:
         name = pending.pop()
@@ -337,9 +348,34 @@ def test_exporter_image_modules_import_only_declared_dependencies(package: str, 
     for pyproject in pyprojects:
         declared |= installed_with(REPO / pyproject)
     providers = importlib.metadata.packages_distributions()
+    extra_files = frozenset(REPO / path for path in EXTRA_MODULES)
+    checks = [(REPO / package, extra_files, declared)]
+    if package == "genesys_sentiment_exporter":
+        checks += [
+            (REPO / path, frozenset(), declared | installed_with(REPO / "pyproject.toml", extra))
+            for path, extra in EXTRA_MODULES.items()
+        ]
     undeclared = {}
-    for name in sorted(imported_top_levels(REPO / package) - first_party - set(sys.stdlib_module_names)):
-        distributions = {d.lower().replace("_", "-") for d in providers.get(name, [])}
-        if not distributions & declared:
-            undeclared[name] = sorted(distributions) or ["(not installed)"]
+    for where, exclude, allowed in checks:
+        for name in sorted(imported_top_levels(where, exclude) - first_party - set(sys.stdlib_module_names)):
+            distributions = {d.lower().replace("_", "-") for d in providers.get(name, [])}
+            if not distributions & allowed:
+                undeclared[name] = sorted(distributions) or ["(not installed)"]
     assert not undeclared, f"imported but not installed by {pyprojects}: {undeclared}"
+
+
+def test_modules_of_an_extra_are_imported_only_inside_functions() -> None:
+    """The image installs no extra: a module-level import of an extra's module would stop it starting."""
+    dotted = {path.removesuffix(".py").replace("/", ".") for path in EXTRA_MODULES}
+    offenders = []
+    for path in (REPO / "genesys_sentiment_exporter").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in tree.body:
+            module = None
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                module = node.module
+            elif isinstance(node, ast.Import):
+                module = next((a.name for a in node.names if a.name in dotted), None)
+            if module in dotted:
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders, f"module-level import of an optional extra's module: {offenders}"

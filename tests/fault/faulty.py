@@ -152,3 +152,16 @@ async def live_notifications(
     finally:
         await exporter.stop()
         await sim.stop()
+
+
+def send_raw_analytics(sim: SimulatedGenesysCloud, text: str) -> int:
+    """One frame, exactly as given, to every open analytics socket (the simulator's own send dumps JSON)."""
+    sockets = list(sim._analytics._sockets)
+    for sock in sockets:
+        sock._outbox.put_nowait(text)
+    return len(sockets)
+
+
+def nested(depth: int) -> str:
+    """A JSON value `depth` objects deep: json.loads raises RecursionError near 1 000 levels."""
+    return '{"a":' * depth + "1" + "}" * depth
