@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.ingest_bench import new_source
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.model import Reading, StateChange
 from genesys_sentiment_exporter.sources import analytics_protocol as proto
@@ -33,7 +34,7 @@ class CountingIngest(Ingest):
         super().__init__(tracker)
         self.general = 0
 
-    def conversation(self, reading: Reading | None, state: StateChange | None, sentiment: str = "ok") -> str:
+    def conversation(self, reading: Reading | None, state: StateChange | None, sentiment: str = "ok") -> Outcome:
         self.general += 1
         return super().conversation(reading, state, sentiment)
 

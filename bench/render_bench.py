@@ -34,7 +34,7 @@ from genesys_sentiment_exporter.metrics import AGENT_FAMILIES, ExporterCollector
 from genesys_sentiment_exporter.stream_state import StreamState
 
 LABELS = ["agent_id", "queue_id"]
-ROLLING, SCORE, READINGS, LAST, ACTIVE, TREND = (name for name, _doc, _fn in AGENT_FAMILIES)
+ROLLING, SCORE, READINGS, LAST, ACTIVE, TREND = (family.name for family, _fn in AGENT_FAMILIES)
 
 
 def exporter_registry(ingest: Ingest) -> tuple[CollectorRegistry, ExporterCollector]:
@@ -65,7 +65,7 @@ class _Small(Collector):
 
 def stock_registry(expected: dict[str, Expected], collector: ExporterCollector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    docs = {name: doc for name, doc, _fn in AGENT_FAMILIES}
+    docs = {family.name: family.help for family, _fn in AGENT_FAMILIES}
     gauges = {name: Gauge(name, docs[name], labelnames=LABELS, registry=registry) for name in docs}
     for agent_id, model in expected.items():
         labels = (agent_id, model.queue_id)

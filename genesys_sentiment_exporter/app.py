@@ -2,6 +2,12 @@
 
 Nothing lives at module level, so tests (and the demo) can run several
 exporters in one process without their metrics leaking into each other.
+
+Life cycle (`Exporter.run`): the web server, then the core tasks (token, source, expiry, names)
+in one task group. A core task that stops ends the whole run with `TaskCrashed` after one log
+line, and the command exits non-zero: an exporter without its stream must not keep answering
+`/-/healthy`, or no orchestrator would ever restart it. Cancelling the run (SIGTERM) closes
+every socket with 1000 and the web server within a bounded time.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
@@ -22,10 +28,12 @@ from genesys_sentiment_exporter.analysis import build_analyzer
 from genesys_sentiment_exporter.audit_shell import audit_loop_for
 from genesys_sentiment_exporter.config import Settings, parse_listen_address
 from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.lifecycle import run_tasks
 from genesys_sentiment_exporter.logs import Redactor
 from genesys_sentiment_exporter.metrics import ExporterCollector, ExporterInfo, ExtraMetrics, new_registry
 from genesys_sentiment_exporter.names import NameResolver
 from genesys_sentiment_exporter.oauth import Token, TokenManager
+from genesys_sentiment_exporter.sources import Source
 from genesys_sentiment_exporter.stream_state import StreamState
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
 from genesys_sentiment_exporter.web import WebLimits, WebServer, build_app
@@ -37,12 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("exporter")
 
 
-class Source(Protocol):
-    """A replaceable stream: it feeds `Ingest` with normalised events until cancelled."""
-
-    name: str
-
-    async def run(self) -> None: ...
+STOP_SECONDS = 1.5  # the whole shutdown, sockets and web server, stays under the 2 s an orchestrator allows
 
 
 def make_source(
@@ -124,7 +127,7 @@ class Exporter:
         )
         self.source = make_source(settings, self.tokens, self.ingest, self.stream, self.http)
         self.names = self._name_resolver()
-        extras: list[ExtraMetrics] = [self.source] if hasattr(self.source, "metrics") else []  # type: ignore[list-item]
+        extras: list[ExtraMetrics] = [self.source]
         self.audiohook = self._audiohook()
         if self.audiohook is not None:
             extras.append(self.audiohook)
@@ -164,7 +167,7 @@ class Exporter:
             web_limits,
         )
         self.web = WebServer(app, host, port, web_config.tls, web_limits)
-        self.tasks: list[asyncio.Task[None]] = []
+        self._life: asyncio.Task[None] | None = None
 
     def conversation_url(self, label: str) -> str | None:
         """The Genesys Cloud page of the live call of the agent whose `agent_id` label is `label`.
@@ -191,7 +194,7 @@ class Exporter:
 
     def _name_resolver(self) -> NameResolver | None:
         """Names through the notifications source's REST client (its budget), a fifth of the budget at most."""
-        rest = getattr(self.source, "rest", None)
+        rest = self.source.rest
         if not self.settings.resolve_agent_names or rest is None or not self.identity.per_agent_series:
             return None
         agents = self.tracker.agents
@@ -224,26 +227,55 @@ class Exporter:
     def metrics_url(self) -> str:
         return self.web.url + self.settings.web_telemetry_path
 
-    async def start(self) -> None:
-        await self.web.start()
-        self.tasks = [
-            asyncio.create_task(self.tokens.run(), name="oauth"),
-            asyncio.create_task(self.source.run(), name="source"),
-            asyncio.create_task(self._expiry(), name="expiry"),
-        ]
-        if self.names is not None:
-            self.tasks.append(asyncio.create_task(self.names.run(), name="names"))
-        if self.audiohook is not None:
-            self.tasks.append(asyncio.create_task(self.audiohook.run(), name="audiohook"))
-        if self.audit is not None:
-            self.tasks.append(asyncio.create_task(self.audit.run(), name="audit"))
-        for task in self.tasks:
-            task.add_done_callback(self._crashed)
-        log.info("listening on %s (source %s)", self.web.url, self.source.name)
+    def _jobs(self, serving: bool) -> dict[str, Callable[[], Awaitable[None]]]:
+        jobs: dict[str, Callable[[], Awaitable[None]]] = {"oauth": self.tokens.run, "source": self.source.run}
+        if serving:  # what only the web server's pages need
+            jobs["expiry"] = self._expiry
+            if self.names is not None:
+                jobs["names"] = self.names.run
+            if self.audiohook is not None:
+                jobs["audiohook"] = self.audiohook.run
+            if self.audit is not None:
+                jobs["audit"] = self.audit.run
+        return jobs
 
-    def _crashed(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s stopped unexpectedly", task.get_name(), exc_info=task.exception())
+    async def run(
+        self, *, serve: bool = True, duration: float | None = None, started: Callable[[], None] | None = None
+    ) -> None:
+        """Run until cancelled, for `duration` seconds, or until a core task stops (`TaskCrashed`).
+
+        `serve=False` (check) runs the token and source tasks only, with no web server.
+        An `OSError` from binding the listen address propagates before anything else starts.
+        """
+        try:
+            if serve:
+                await self.web.start()
+                log.info("listening on %s (source %s)", self.web.url, self.source.name)
+            if started is not None:
+                started()
+            await run_tasks(self._jobs(serve), duration)
+        finally:
+            self.stream.connected = False
+            if serve:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STOP_SECONDS - 0.5):
+                        await self.web.stop()  # a stalled scrape is cut, not waited for
+            await self.http.aclose()
+
+    @property
+    def running(self) -> bool:
+        """The background run (`start`) is alive: no core task has stopped, since one that stops ends it."""
+        return self._life is not None and not self._life.done()
+
+    async def start(self) -> None:
+        """`run()` in the background, once listening (tests and embedders); `stop()` ends it."""
+        listening = asyncio.Event()
+        self._life = asyncio.create_task(self.run(started=listening.set), name="exporter")
+        ready = asyncio.create_task(listening.wait())
+        await asyncio.wait({self._life, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._life.done():
+            self._life.result()  # the listen error
 
     async def _expiry(self) -> None:
         while True:
@@ -251,10 +283,15 @@ class Exporter:
             self.expire()
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.web.stop()
-        await self.http.aclose()
+        """Cancel the background run; a task crash that ended it is raised here."""
+        life, self._life = self._life, None
+        if life is None:
+            await self.http.aclose()
+            return
+        life.cancel()
+        try:
+            await life
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # stop() itself was cancelled: not ours to swallow

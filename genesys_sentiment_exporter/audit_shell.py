@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from genesys_sentiment_exporter import catalogue
 from genesys_sentiment_exporter.analysis import build_analyzer
 from genesys_sentiment_exporter.audit import (
     GENESYS_NATIVE,
@@ -34,8 +34,10 @@ from genesys_sentiment_exporter.audit import (
     merge_pages,
     program_reads,
 )
+from genesys_sentiment_exporter.catalogue import AuditResult, TokenResult
 from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.logs import Redactor
+from genesys_sentiment_exporter.metrics import counter, gauge, info
 from genesys_sentiment_exporter.names import NameBudget
 from genesys_sentiment_exporter.oauth import TokenError, TokenManager
 from genesys_sentiment_exporter.sources.notifications_rest import PlatformRest
@@ -165,7 +167,7 @@ class AuditLoop:
         self.wall = wall
         self.report: Report | None = None
         self.last_success = 0.0
-        self.runs: Counter[str] = Counter({"success": 0, "error": 0})
+        self.runs: Counter[AuditResult] = Counter()
 
     async def _pace(self) -> None:
         while (delay := self.budget.wait(self.clock())) > 0:
@@ -175,10 +177,10 @@ class AuditLoop:
         try:
             report = await run_audit(self.rest, self.queue_ids, self.all_queues, self.analyzer, self._pace)
         except Exception:  # the exporter keeps running; the metric ages and the counter says why
-            self.runs["error"] += 1
+            self.runs[AuditResult.ERROR] += 1
             log.exception("the configuration audit failed")
             return
-        self.runs["success"] += 1
+        self.runs[AuditResult.SUCCESS] += 1
         self.report = report
         self.last_success = self.wall()
         lost = [q for q in report.queues if q.verdict == "lost"]
@@ -196,15 +198,8 @@ class AuditLoop:
             await asyncio.sleep(self.interval)
 
     def metrics(self) -> Iterator[Metric]:
-        coverage = InfoMetricFamily(
-            "genesys_queue_sentiment_coverage",
-            "Whether the queue's calls will get sentiment, from the configuration audit: verdict ok, degraded, "
-            "lost or unknown, and the reason.",
-            labels=["queue_id", "queue_name", "verdict", "reason"],
-        )
-        findings = GaugeMetricFamily(
-            "genesys_audit_findings", "Findings of the last configuration audit by level.", labels=["level"]
-        )
+        coverage = info(catalogue.QUEUE_COVERAGE)
+        findings = gauge(catalogue.AUDIT_FINDINGS)
         if self.report is not None:
             for queue in self.report.queues:
                 coverage.add_metric([queue.queue_id, queue.queue_name, queue.verdict, queue.reason], {})
@@ -213,15 +208,8 @@ class AuditLoop:
         yield coverage
         yield findings
         if self.last_success:
-            yield GaugeMetricFamily(
-                "genesys_audit_last_success_timestamp_seconds",
-                "When the configuration audit last completed.",
-                value=self.last_success,
-            )
-        runs = CounterMetricFamily("genesys_audit_runs", "Configuration audits by result.", labels=["result"])
-        for result, count in sorted(self.runs.items()):
-            runs.add_metric([result], count)
-        yield runs
+            yield gauge(catalogue.AUDIT_LAST_SUCCESS, self.last_success)
+        yield counter(catalogue.AUDIT_RUNS, self.runs)
 
 
 # -- wiring: `audit`, `check` and `run` ------------------------------------------------------------
@@ -235,11 +223,11 @@ async def first_token(tokens: TokenManager, attempts: int = 4) -> str | None:
         except TokenError as exc:
             tokens.requests[exc.result] += 1
             tokens.last_error = str(exc)
-            if exc.result in ("invalid_client", "unauthorized_client") or attempt == attempts - 1:
+            if exc.result in (TokenResult.INVALID_CLIENT, TokenResult.UNAUTHORIZED_CLIENT) or attempt == attempts - 1:
                 return str(exc)
             await asyncio.sleep(exc.retry_after if exc.retry_after is not None else 2.0**attempt)
             continue
-        tokens.requests["success"] += 1
+        tokens.requests[TokenResult.SUCCESS] += 1
         if tokens.on_token is not None:
             tokens.on_token(token)
         tokens.token = token

@@ -7,14 +7,14 @@ when any of them is a failure, so it can gate a deployment pipeline.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.lifecycle import TaskCrashed
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
 from genesys_sentiment_exporter.oauth import refresh_delay
 
@@ -94,19 +94,18 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
         return findings
     drops = sum(stream.disconnects.values())
     findings.append(Finding(True, "stream", f"subscribed ({stream.connects} connects, {drops} unplanned closes)"))
-    report = getattr(exporter.source, "subscription_report", None)
-    if report is not None:  # notifications: which topics were permitted or rejected, permissions missing
-        findings.extend(Finding(ok, topic, text) for ok, topic, text in report())
+    # notifications: which topics were permitted or rejected, permissions missing (analytics: none)
+    findings.extend(Finding(ok, topic, text) for ok, topic, text in exporter.source.subscription_report())
     heartbeat = exporter.settings.heartbeat_seconds
-    if messages["heartbeat"]:
-        findings.append(Finding(True, "heartbeat", f"{messages['heartbeat']} heartbeats received"))
+    if messages[Outcome.HEARTBEAT]:
+        findings.append(Finding(True, "heartbeat", f"{messages[Outcome.HEARTBEAT]} heartbeats received"))
     elif duration >= heartbeat * 1.5:
         findings.append(Finding(False, "heartbeat", f"none in {duration:.0f} s although {heartbeat} s was requested"))
     else:
         findings.append(
             Finding(True, "heartbeat", f"none yet (read {duration:.0f} s; run longer than {heartbeat} s to see one)")
         )
-    events = messages["reading"] + messages["state_change"] + messages["missing_sentiment"]
+    events = messages[Outcome.READING] + messages[Outcome.STATE_CHANGE] + messages[Outcome.MISSING_SENTIMENT]
     if events == 0:
         findings.append(
             Finding(
@@ -115,7 +114,7 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
                 "no conversation events: no calls in the filtered queues/agents, or the filters name the wrong ids",
             )
         )
-    elif messages["reading"] == 0:
+    elif messages[Outcome.READING] == 0:
         findings.append(
             Finding(
                 False,
@@ -125,8 +124,10 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
             )
         )
     else:
-        findings.append(Finding(True, "events", f"{events} conversation events, {messages['reading']} with a score"))
-    missing = messages["missing_sentiment"]
+        findings.append(
+            Finding(True, "events", f"{events} conversation events, {messages[Outcome.READING]} with a score")
+        )
+    missing = messages[Outcome.MISSING_SENTIMENT]
     if missing:
         findings.append(
             Finding(
@@ -169,7 +170,7 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
                 "running when check started were not judged)",
             )
         )
-    invalid = messages["invalid_score"] + messages["malformed"] + messages["unknown_type"]
+    invalid = messages[Outcome.INVALID_SCORE] + messages[Outcome.MALFORMED] + messages[Outcome.UNKNOWN_TYPE]
     if invalid:
         findings.append(Finding(False, "message validity", f"{invalid} messages rejected as invalid"))
     return findings
@@ -181,20 +182,16 @@ async def run_check(exporter: Exporter, duration: float) -> int:
     audit_failed = await audit_at_start(exporter)  # the org's configuration first (audit.py)
     readings = ReadingStats()
     readings.watch(exporter.ingest)
-    tasks = [
-        asyncio.create_task(exporter.tokens.run()),
-        asyncio.create_task(exporter.source.run()),
-    ]
     started = time.monotonic()
-    await asyncio.wait(tasks, timeout=duration)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    await exporter.http.aclose()
+    crashed: TaskCrashed | None = None
+    try:
+        await exporter.run(serve=False, duration=duration)  # the app's own life cycle, without the web server
+    except TaskCrashed as exc:
+        crashed = exc
     exporter.expire()
     findings = diagnose(exporter, readings, time.monotonic() - started)
+    if crashed is not None:
+        findings.append(Finding(False, "exporter", str(crashed)))
     for finding in findings:
         # Findings quote server answers (stream.last_error), which may echo the request's token.
         print(exporter.redactor.scrub(finding.line()), flush=True)

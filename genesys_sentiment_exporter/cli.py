@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from genesys_sentiment_exporter import __version__, logs
-from genesys_sentiment_exporter.config import ENV_PREFIX, Settings, is_loopback, parse_listen_address
-from genesys_sentiment_exporter.lifecycle import until_signalled
+from genesys_sentiment_exporter.config import ENV_PREFIX, ConfigError, Settings, is_loopback, parse_listen_address
+from genesys_sentiment_exporter.lifecycle import TaskCrashed, until_signalled
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -194,10 +194,6 @@ WEB_FLAGS = (
 )
 
 
-class ConfigError(Exception):
-    """Bad configuration: printed as one line, exit status 2."""
-
-
 class StartError(Exception):
     """The exporter could not start (e.g. its port is taken): one line, exit status 1."""
 
@@ -220,6 +216,9 @@ def load_settings(values: dict[str, Any]) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         error = exc.errors()[0]
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigError):  # a check that names its field itself
+            raise named(cause) from None
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         loc = error.get("loc")
         if not loc:  # a whole-model check: its message starts with the field it is about
@@ -230,15 +229,20 @@ def load_settings(values: dict[str, Any]) -> Settings:
                 field = name
         if error.get("type") == "extra_forbidden":
             message = "unknown setting"
-        raise ConfigError(f"invalid setting {describe(field)}: {message}") from None
+        raise ConfigError(field, message, describe(field)) from None
+
+
+def named(error: ConfigError) -> ConfigError:
+    """The same error, its setting named as the operator sets it: flag and environment variable."""
+    return ConfigError(error.field, error.reason, describe(error.field))
 
 
 def setting_error(message: str, default_field: str) -> ConfigError:
-    """A `"field: why"` message as a ConfigError naming the field's flag and variable."""
+    """A `"field: why"` message (from code that raises plain ValueError) as a ConfigError."""
     field, sep, why = message.partition(": ")
     if sep and field in Settings.model_fields:
-        return ConfigError(f"invalid setting {describe(field)}: {why}")
-    return ConfigError(f"invalid setting {describe(default_field)}: {message}")
+        return ConfigError(field, why, describe(field))
+    return ConfigError(default_field, message, describe(default_field))
 
 
 def build_exporter(settings: Settings, redactor: logs.Redactor) -> Exporter:
@@ -265,7 +269,7 @@ def check_web_config(settings: Settings) -> None:
 @contextlib.contextmanager
 def listen_errors_explained(address: str) -> Iterator[None]:
     """A port that is taken (or not ours to bind) is an operator's problem, said in one line, not a
-    traceback from deep inside the event loop (`run` does the same in start_or_explain)."""
+    traceback from deep inside the event loop (`run` does the same in serve)."""
     try:
         yield
     except OSError as exc:
@@ -280,8 +284,9 @@ def simulator_package() -> ModuleType:
         return importlib.import_module("genesys_cloud_simulator")
     except ModuleNotFoundError:
         raise ConfigError(
+            "command",
             "`demo` and `simulate` need the simulated Genesys Cloud: pip install ./simulator "
-            "(the package genesys-cloud-simulator)"
+            "(the package genesys-cloud-simulator)",
         ) from None
 
 
@@ -291,7 +296,7 @@ def simulator_config(args: argparse.Namespace) -> Any:
     unknown = [name for name in args.scenarios or [] if name not in simulator.SCENARIOS]
     if unknown:
         known = ", ".join(simulator.SCENARIOS)
-        raise ConfigError(f"invalid setting --scenario: unknown {', '.join(unknown)}; known: {known}")
+        raise ConfigError("scenarios", f"unknown {', '.join(unknown)}; known: {known}", "--scenario")
     options: dict[str, Any] = {"scenarios": tuple(args.scenarios or ["demo"]), "seed": args.seed}
     if args.agents is not None:
         options["agents"] = args.agents
@@ -308,7 +313,7 @@ def simulator_config(args: argparse.Namespace) -> Any:
     try:
         return simulator.SimulatorConfig(**options)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid simulator setting: {exc}") from None
+        raise ConfigError("simulator", str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -401,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     except StartError as exc:
         print(f"genesys-sentiment-exporter: {exc}", file=sys.stderr)
         return 1
+    except TaskCrashed:
+        return 1  # already logged, in one line
     except KeyboardInterrupt:
         return 130
 
@@ -422,8 +429,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _audit(args, settings)
     try:
         settings.require_endpoints_and_credentials()
-    except ValueError as exc:
-        raise setting_error(str(exc), "settings") from None
+    except ConfigError as exc:
+        raise named(exc) from None
     redactor = logs.setup(settings.log_level, settings.log_format)
     exporter = build_exporter(settings, redactor)
     if args.command == "check":
@@ -431,14 +438,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_check(exporter, args.duration))
 
-    async def serve() -> None:
-        await start_or_explain(exporter)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await exporter.stop()
-
-    asyncio.run(until_signalled(serve))
+    asyncio.run(until_signalled(lambda: serve(exporter)))
     return 0
 
 
@@ -455,11 +455,11 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(audit_command(settings, args.output, redactor))
 
 
-async def start_or_explain(exporter: Exporter) -> None:
+async def serve(exporter: Exporter) -> None:
+    """The exporter's life cycle; a port that cannot be bound is one line, not a traceback."""
     try:
-        await exporter.start()
+        await exporter.run()
     except OSError as exc:
-        await exporter.stop()
         address = exporter.settings.web_listen_address
         raise StartError(f"cannot listen on {address}: {exc.strerror or exc}") from None
 
@@ -471,9 +471,9 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         host, port = parse_listen_address(args.listen_address)
     except ValueError as exc:
-        raise ConfigError(f"invalid setting --listen-address: {exc}") from None
+        raise ConfigError("listen_address", str(exc), "--listen-address") from None
     if host and not is_loopback(host):
-        raise ConfigError(f"invalid setting --listen-address: the simulator listens on loopback only, not {host!r}")
+        raise ConfigError("listen_address", f"the simulator listens on loopback only, not {host!r}", "--listen-address")
     config = simulator_config(args)
     simulator = simulator_package()
 

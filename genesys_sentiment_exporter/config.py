@@ -47,6 +47,19 @@ REGIONS: dict[str, str] = {
 MIN_HEARTBEAT = 10
 
 
+class ConfigError(ValueError):
+    """A setting that cannot work: which one (`field`, a Settings field name) and why (`reason`).
+
+    Typed so that callers name the setting the way the operator sets it (the CLI: flag and
+    environment variable, `shown_as`) instead of parsing a message; still one line when printed.
+    """
+
+    def __init__(self, field: str, reason: str, shown_as: str = "") -> None:
+        super().__init__(f"invalid setting {shown_as or field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 def region_domain(region: str) -> str:
     """A region name or one of the known domains, normalised to the domain."""
     value = region.strip().lower()
@@ -256,18 +269,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _analyzer_model(self) -> Settings:
         if self.sentiment_analyzer == "onnx" and self.sentiment_model_dir is None:
-            raise ValueError(
-                "sentiment_model_dir: --sentiment-analyzer onnx needs --sentiment-model-dir (a directory with "
-                "model.onnx, tokenizer.json and config.json)"
+            raise ConfigError(
+                "sentiment_model_dir",
+                "--sentiment-analyzer onnx needs --sentiment-model-dir (a directory with "
+                "model.onnx, tokenizer.json and config.json)",
             )
         return self
 
     @model_validator(mode="after")
     def _identity_key(self) -> Settings:
         if self.agent_identity == "pseudonymous" and self.agent_identity_key_file is None:
-            raise ValueError(
-                "agent_identity_key_file: --agent-identity pseudonymous needs --agent-identity-key-file "
-                "(a file holding a secret key of at least 16 bytes, kept across restarts)"
+            raise ConfigError(
+                "agent_identity_key_file",
+                "--agent-identity pseudonymous needs --agent-identity-key-file "
+                "(a file holding a secret key of at least 16 bytes, kept across restarts)",
             )
         if self.agent_identity == "pseudonymous" and self.agent_identity_key_file is not None:
             read_key(self.agent_identity_key_file)  # fails now, with one line, not at the first agent
@@ -279,7 +294,7 @@ class Settings(BaseSettings):
             try:
                 text = self.client_secret_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ValueError(f"client_secret_file: cannot read it ({exc.strerror})") from None
+                raise ConfigError("client_secret_file", f"cannot read it ({exc.strerror})") from None
             self.client_secret = SecretStr(text)
         return self
 
@@ -291,11 +306,12 @@ class Settings(BaseSettings):
                 try:
                     setattr(self, field, SecretStr(path.read_text(encoding="utf-8").strip()))
                 except OSError as exc:
-                    raise ValueError(f"{field}_file: cannot read it ({exc.strerror})") from None
+                    raise ConfigError(f"{field}_file", f"cannot read it ({exc.strerror})") from None
         if self.audiohook and not self.audiohook_api_key.get_secret_value():
-            raise ValueError(
-                "audiohook_api_key_file: --source audiohook needs the API key of the Genesys AudioHook integration "
-                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)"
+            raise ConfigError(
+                "audiohook_api_key_file",
+                "--source audiohook needs the API key of the Genesys AudioHook integration "
+                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)",
             )
         return self
 
@@ -333,16 +349,18 @@ class Settings(BaseSettings):
     def require_endpoints_and_credentials(self) -> None:
         """`run` and `check` need somewhere to connect and something to authenticate with."""
         if not self.resolved_api_base_url() or not self.resolved_login_base_url():
-            raise ValueError(
-                "region: set GENESYSCLOUD_REGION (e.g. eu-west-1 or mypurecloud.ie) or both "
-                "--api-base-url and --login-base-url"
+            raise ConfigError(
+                "region",
+                "set GENESYSCLOUD_REGION (e.g. eu-west-1 or mypurecloud.ie) or both "
+                "--api-base-url and --login-base-url",
             )
         if not self.client_id:
-            raise ValueError("client_id: set GENESYSCLOUD_OAUTHCLIENT_ID")
+            raise ConfigError("client_id", "set GENESYSCLOUD_OAUTHCLIENT_ID")
         if not self.client_secret.get_secret_value():
-            raise ValueError("client_secret: set GENESYSCLOUD_OAUTHCLIENT_SECRET or --client-secret-file")
+            raise ConfigError("client_secret", "set GENESYSCLOUD_OAUTHCLIENT_SECRET or --client-secret-file")
         if self.stream_source == "notifications" and not self.agent_id and not self.queue_id:
-            raise ValueError(
-                "agent_id: the notifications source needs at least one --agent-id or --queue-id (it learns "
-                "which agent a conversation's sentiment belongs to from their conversation topics)"
+            raise ConfigError(
+                "agent_id",
+                "the notifications source needs at least one --agent-id or --queue-id (it learns "
+                "which agent a conversation's sentiment belongs to from their conversation topics)",
             )

@@ -12,9 +12,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from genesys_sentiment_exporter.catalogue import ClampDirection, Outcome
 from genesys_sentiment_exporter.model import Reading, StateChange
 from genesys_sentiment_exporter.postcall import PostCallBook
-from genesys_sentiment_exporter.tracker import AgentTracker, Outcome
+from genesys_sentiment_exporter.tracker import AgentTracker
 
 log = logging.getLogger("exporter.ingest")
 
@@ -24,8 +25,8 @@ log = logging.getLogger("exporter.ingest")
 EVENT_TIME_FUTURE_SECONDS = 60.0
 EVENT_TIME_PAST_SECONDS = 300.0
 
-MISSING_SENTIMENT = "missing_sentiment"
-INVALID_SCORE = "invalid_score"
+MISSING_SENTIMENT = Outcome.MISSING_SENTIMENT
+INVALID_SCORE = Outcome.INVALID_SCORE
 
 
 class RateLimitedWarning:
@@ -62,8 +63,8 @@ class Ingest:
         self.tracker = tracker
         self.clock = clock
         self.wall = wall
-        self.messages: Counter[str] = Counter()
-        self.event_time_clamped: Counter[str] = Counter()  # direction "future"/"past" -> readings
+        self.messages: Counter[Outcome] = Counter()
+        self.event_time_clamped: Counter[ClampDirection] = Counter()  # direction "future"/"past" -> readings
         self._warn_missing = RateLimitedWarning(60.0, clock)
         self.on_reading: Callable[[Reading], None] | None = None  # `check` watches readings go by
         # ... and the states events carry (a repeat of an agent's current state may skip it).
@@ -98,17 +99,17 @@ class Ingest:
             ):
                 tracker.state(change, now)
 
-    def count(self, outcome: str) -> None:
+    def count(self, outcome: Outcome) -> None:
         self.messages[outcome] += 1
 
     def bounded_time(self, timestamp: float) -> float:
         """The event time, or the receive time when the two are too far apart (counted)."""
         now = self.wall()
         if timestamp > now + EVENT_TIME_FUTURE_SECONDS:
-            self.event_time_clamped["future"] += 1
+            self.event_time_clamped[ClampDirection.FUTURE] += 1
             return now
         if timestamp < now - EVENT_TIME_PAST_SECONDS:
-            self.event_time_clamped["past"] += 1
+            self.event_time_clamped[ClampDirection.PAST] += 1
             return now
         return timestamp
 
@@ -121,7 +122,7 @@ class Ingest:
         score: float | None,
         timestamp: float,
         sentiment: str,
-    ) -> str:
+    ) -> Outcome:
         """Apply a validated event given as plain fields; the hot path of a stream.
 
         Most of a live stream is the next score of a call the agent is already on,
@@ -145,11 +146,11 @@ class Ingest:
         change = None if state is None else StateChange(agent_id, queue_id, conversation_id, state, timestamp)
         return self.conversation(reading, change, sentiment)
 
-    def conversation(self, reading: Reading | None, state: StateChange | None, sentiment: str = "ok") -> str:
+    def conversation(self, reading: Reading | None, state: StateChange | None, sentiment: str = "ok") -> Outcome:
         """Apply one conversation message; `sentiment` says why a message has no reading."""
         now = self.clock()
         tracker = self.tracker
-        outcome = ""
+        outcome: Outcome | None = None
         if state is not None and self.on_state is not None:
             self.on_state(state)
         if state is not None and not tracker.is_current_state(state.agent_id, state.conversation_id, state.state):
@@ -172,5 +173,6 @@ class Ingest:
                     "was not requested or a server-side filter removed it; it is NOT counted as 0.0",
                     state.agent_id if state is not None else "?",
                 )
+        assert outcome is not None  # every branch above set one
         self.messages[outcome] += 1
         return outcome

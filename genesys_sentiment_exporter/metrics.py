@@ -11,20 +11,24 @@ registry, `generate_latest` and tests see the same data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import product
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
 )
 from prometheus_client.exposition import generate_latest
 from prometheus_client.samples import Sample
 
-from genesys_sentiment_exporter import __version__
+from genesys_sentiment_exporter import __version__, catalogue
+from genesys_sentiment_exporter.catalogue import DisconnectCode, Family
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.model import Phase
 from genesys_sentiment_exporter.oauth import TokenManager
@@ -66,43 +70,74 @@ def _trend(agent: AgentState) -> float | None:
     return agent.trend
 
 
-AGENT_FAMILIES: tuple[tuple[str, str, Callable[[AgentState], float | None]], ...] = (
-    (
-        "genesys_agent_sentiment_rolling_average",
-        "Mean of the agent's rolling window of sentiment scores (-1..1) in the current conversation.",
-        _rolling,
-    ),
-    ("genesys_agent_sentiment_score", "The agent's most recent sentiment score (-1..1).", _score),
-    (
-        "genesys_agent_sentiment_window_readings",
-        "Readings in the agent's rolling window (0 up to the window size).",
-        _readings,
-    ),
-    (
-        "genesys_agent_last_reading_timestamp_seconds",
-        "Event time of the agent's most recent sentiment reading.",
-        _last_reading,
-    ),
-    (
-        "genesys_agent_conversation_active",
-        "1 while the agent's conversation is live, 0 in the grace period after it ended.",
-        _active,
-    ),
-    (
-        "genesys_agent_sentiment_trend",
-        "The conversation's sentiment trend score (-1..1), where the source provides one.",
-        _trend,
-    ),
+AGENT_FAMILIES: tuple[tuple[Family, Callable[[AgentState], float | None]], ...] = (
+    (catalogue.AGENT_ROLLING_AVERAGE, _rolling),
+    (catalogue.AGENT_SCORE, _score),
+    (catalogue.AGENT_WINDOW_READINGS, _readings),
+    (catalogue.AGENT_LAST_READING, _last_reading),
+    (catalogue.AGENT_CONVERSATION_ACTIVE, _active),
+    (catalogue.AGENT_TREND, _trend),
 )
+
+
+def gauge(family: Family, value: float | None = None) -> GaugeMetricFamily:
+    """An empty labelled gauge of `family`, or its one unlabelled sample."""
+    if value is not None:
+        return GaugeMetricFamily(family.name, family.help, value=value)
+    return GaugeMetricFamily(family.name, family.help, labels=family.label_names)
+
+
+def info(family: Family, value: dict[str, str] | None = None) -> InfoMetricFamily:
+    """An empty labelled info family of `family`, or its one unlabelled sample."""
+    metric = InfoMetricFamily(family.name, family.help, labels=None if value is not None else family.label_names)
+    if value is not None:
+        metric.add_metric([], value)
+    return metric
+
+
+def histogram(family: Family, buckets: list[tuple[str, float]], sum_value: float) -> HistogramMetricFamily:
+    """An unlabelled histogram of `family` from cumulative (upper bound, count) buckets."""
+    return HistogramMetricFamily(family.name, family.help, buckets=buckets, sum_value=sum_value)
+
+
+def counter(
+    family: Family,
+    counts: Mapping[Any, float] | float,
+    open_values: Iterable[tuple[str, ...]] = (),
+) -> CounterMetricFamily:
+    """A counter family with every known value of its closed labels present, at 0 until counted.
+
+    `counts` is keyed by the label value (one label) or the tuple of them (several); the open
+    labels' values are those counted plus `open_values`, each with every closed combination.
+    """
+    if not family.labels:
+        assert not isinstance(counts, Mapping)
+        return CounterMetricFamily(family.name, family.help, value=counts)
+    assert isinstance(counts, Mapping)
+    metric = CounterMetricFamily(family.name, family.help, labels=family.label_names)
+    labels = family.labels
+    opens = [i for i, label in enumerate(labels) if label.values is None]
+    rows: dict[tuple[str, ...], float] = {}
+    keyed = {(tuple(map(str, key)) if isinstance(key, tuple) else (str(key),)): value for key, value in counts.items()}
+    combos = {tuple(key[i] for i in opens) for key in keyed} | set(open_values) if opens else {()}
+    for combo in sorted(combos):
+        for closed in product(*(label.known for label in labels if label.values is not None)):
+            open_it, closed_it = iter(combo), iter(closed)
+            rows[tuple(next(open_it) if label.values is None else next(closed_it) for label in labels)] = 0.0
+    for key, value in keyed.items():
+        rows[key] = rows.get(key, 0.0) + value
+    for key, value in rows.items():
+        metric.add_metric(list(key), value)
+    return metric
 
 
 class AgentGaugeFamily(Metric):
     """A per-agent gauge whose samples are produced only when someone asks for them."""
 
-    def __init__(self, name: str, documentation: str, agents: list[AgentState], value: Any) -> None:
+    def __init__(self, family: Family, agents: list[AgentState], value: Any) -> None:
         self._agents = agents
         self._value = value
-        super().__init__(name, documentation, "gauge")
+        super().__init__(family.name, family.help, "gauge")
 
     @property
     def samples(self) -> list[Sample]:
@@ -131,17 +166,11 @@ class AgentGaugeFamily(Metric):
         return "".join(lines)
 
 
-QUEUE_FAMILIES: tuple[tuple[str, str], ...] = (
-    ("genesys_queue_conversations_active", "Live conversations tracked in the queue."),
-    ("genesys_queue_conversations_scored", "Live conversations in the queue with at least one sentiment reading."),
-    (
-        "genesys_queue_sentiment_full_windows",
-        "Live conversations in the queue whose rolling window is full (the ones the alerts judge).",
-    ),
-    (
-        "genesys_queue_sentiment_zero_windows",
-        "Live full-window conversations in the queue whose window and last reading are exactly 0.0.",
-    ),
+QUEUE_FAMILIES: tuple[Family, ...] = (
+    catalogue.QUEUE_CONVERSATIONS_ACTIVE,
+    catalogue.QUEUE_CONVERSATIONS_SCORED,
+    catalogue.QUEUE_FULL_WINDOWS,
+    catalogue.QUEUE_ZERO_WINDOWS,
 )
 
 
@@ -168,16 +197,12 @@ def queue_aggregates(agents: Iterable[AgentState], window_size: int) -> Iterator
                 row[3] += 1
             if average < lowest.get(agent.queue_id, float("inf")):
                 lowest[agent.queue_id] = average
-    for index, (name, doc) in enumerate(QUEUE_FAMILIES):
-        family = GaugeMetricFamily(name, doc, labels=["queue_id"])
+    for index, family in enumerate(QUEUE_FAMILIES):
+        metric = gauge(family)
         for queue_id, row in sorted(counts.items()):
-            family.add_metric([queue_id], row[index])
-        yield family
-    minimum = GaugeMetricFamily(
-        "genesys_queue_sentiment_rolling_average_min",
-        "Lowest rolling average among the queue's live full-window conversations.",
-        labels=["queue_id"],
-    )
+            metric.add_metric([queue_id], row[index])
+        yield metric
+    minimum = gauge(catalogue.QUEUE_ROLLING_AVERAGE_MIN)
     for queue_id, value in sorted(lowest.items()):
         minimum.add_metric([queue_id], value)
     yield minimum
@@ -196,71 +221,45 @@ class ExporterInfo:
         self.external_url = external_url
 
     def metrics(self) -> Iterator[Metric]:
-        identity = InfoMetricFamily(
-            "genesys_exporter_agent_identity", "How agents are named: plain, pseudonymous or none (aggregates only)."
-        )
-        identity.add_metric([], {"mode": self.identity_mode})
-        yield identity
+        yield info(catalogue.AGENT_IDENTITY, {"mode": self.identity_mode})
         if self.ui_url:
-            ui = InfoMetricFamily(
-                "genesys_exporter_ui",
-                "The region's Genesys Cloud web app, for links in alerts (agent links only with plain identities).",
-            )
-            ui.add_metric([], {"url": self.ui_url})
-            yield ui
+            yield info(catalogue.UI, {"url": self.ui_url})
         if self.external_url and self.ui_url and self.identity_mode != "none":
-            web = InfoMetricFamily(
-                "genesys_exporter_web",
-                "Where supervisors reach this exporter: alerts link {external_url}/-/conversation/{agent_id}.",
-            )
-            web.add_metric([], {"external_url": self.external_url})
-            yield web
+            yield info(catalogue.WEB, {"external_url": self.external_url})
 
 
 def transcript_metrics(ingest: Ingest, tracker: AgentTracker, per_agent_series: bool) -> Iterator[Metric]:
     """Utterance outcomes, and Genesys' post-call scores in families of their own (a coaching signal:
     how the agent's recent calls went, never part of the live window)."""
-    utterances = CounterMetricFamily(
-        "genesys_transcript_utterances",
-        "Transcript utterances by party and what became of them (reading, partial, repeat, unsupported_language, ...).",
-        labels=["party", "outcome"],
-    )
-    for (party, outcome), count in sorted(ingest.utterances.items()):
-        utterances.add_metric([party or "unknown", outcome], count)
-    yield utterances
+    utterances: Counter[tuple[str, str]] = Counter()
+    for (party, outcome), count in ingest.utterances.items():
+        utterances[(party or "unknown", outcome)] += count
+    yield counter(catalogue.TRANSCRIPT_UTTERANCES, utterances)
     if not per_agent_series:
         return
     book = ingest.postcall
-    families = (
-        (
-            "genesys_agent_postcall_sentiment_score",
-            "Genesys' overall sentiment (-1..1) of the agent's last finished call (computed after the call).",
-        ),
-        (
-            "genesys_agent_postcall_sentiment_trend",
-            "Genesys' sentiment trend (-1..1) of the agent's last finished call.",
-        ),
-        (
-            "genesys_agent_postcall_sentiment_mean",
-            "Mean of Genesys' overall sentiment over the agent's recent calls (up to 5).",
-        ),
-        ("genesys_agent_postcall_timestamp_seconds", "When the agent's last post-call score arrived."),
+    score, trend, mean, stamp = (
+        gauge(f)
+        for f in (
+            catalogue.POSTCALL_SCORE,
+            catalogue.POSTCALL_TREND,
+            catalogue.POSTCALL_MEAN,
+            catalogue.POSTCALL_TIMESTAMP,
+        )
     )
-    made = [GaugeMetricFamily(name, doc, labels=["agent_id", "queue_id"]) for name, doc in families]
     calls = CounterMetricFamily(
-        "genesys_agent_postcall_calls", "Calls of the agent with a post-call score.", labels=["agent_id", "queue_id"]
+        catalogue.POSTCALL_CALLS.name, catalogue.POSTCALL_CALLS.help, labels=catalogue.POSTCALL_CALLS.label_names
     )
     label = tracker.label_id
     for agent, entry in list(book.agents.items()):
         labels = [agent if label is None else label(agent), entry.queue_id]
-        made[0].add_metric(labels, entry.last_score)
+        score.add_metric(labels, entry.last_score)
         if entry.last_trend is not None:
-            made[1].add_metric(labels, entry.last_trend)
-        made[2].add_metric(labels, book.mean(agent))
-        made[3].add_metric(labels, entry.timestamp)
+            trend.add_metric(labels, entry.last_trend)
+        mean.add_metric(labels, book.mean(agent))
+        stamp.add_metric(labels, entry.timestamp)
         calls.add_metric(labels, entry.calls)
-    yield from made
-    yield calls
+    yield from (score, trend, mean, stamp, calls)
 
 
 class ExporterCollector:
@@ -293,8 +292,8 @@ class ExporterCollector:
             for tracker in self.ingest.parties.values():
                 if tracker is not self.tracker:
                     agents.extend(tracker.agents.values())  # opt-in agent scoring: same families, party="agent"
-            for name, doc, value in AGENT_FAMILIES:
-                yield AgentGaugeFamily(name, doc, agents, value)
+            for family, value in AGENT_FAMILIES:
+                yield AgentGaugeFamily(family, agents, value)
         else:
             yield from queue_aggregates(agents, self.tracker.limits.window_size)
         yield from transcript_metrics(self.ingest, self.tracker, self.per_agent_series)
@@ -302,81 +301,28 @@ class ExporterCollector:
 
     def collect_small(self) -> Iterator[Metric]:
         tracker, stream, ingest = self.tracker, self.stream, self.ingest
-        info = InfoMetricFamily("genesys_exporter_build", "Build and source of this exporter.")
-        info.add_metric([], {"version": __version__, "source": self.source_name})
-        yield info
-        yield GaugeMetricFamily(
-            "genesys_exporter_window_size",
-            "Readings per agent rolling window (a full window is this many).",
-            value=tracker.limits.window_size,
+        yield info(catalogue.BUILD, {"version": __version__, "source": self.source_name})
+        yield gauge(catalogue.WINDOW_SIZE, tracker.limits.window_size)
+        yield gauge(catalogue.READY, self.ready())
+        yield gauge(catalogue.TRACKED_AGENTS, len(tracker.agents))
+        yield counter(catalogue.AGENTS_REFUSED, tracker.agents_refused)
+        yield counter(catalogue.AGENTS_DROPPED, tracker.dropped)
+        yield counter(
+            catalogue.CONVERSATIONS_ENDED, tracker.conversations_ended, ((queue,) for queue in tracker.queue_last_ended)
         )
-        yield GaugeMetricFamily(
-            "genesys_exporter_ready", "1 while the stream is connected and the token valid.", value=self.ready()
-        )
-        yield GaugeMetricFamily("genesys_tracked_agents", "Agents currently tracked.", value=len(tracker.agents))
-        yield CounterMetricFamily(
-            "genesys_agents_refused",
-            "New agents refused because the tracked-agent cap was reached.",
-            value=tracker.agents_refused,
-        )
-        dropped = CounterMetricFamily(
-            "genesys_agents_dropped", "Agents whose state and series were dropped.", labels=["reason"]
-        )
-        for reason in ("grace_elapsed", "idle"):
-            dropped.add_metric([reason], tracker.dropped[reason])
-        yield dropped
-        ended = CounterMetricFamily(
-            "genesys_conversations_ended",
-            "Conversations finished, by whether any sentiment reading arrived for them.",
-            labels=["queue_id", "had_sentiment"],
-        )
-        for (queue_id, had), count in sorted(tracker.conversations_ended.items()):
-            ended.add_metric([queue_id, had], count)
-        yield ended
-        yield GaugeMetricFamily(
-            "genesys_stream_connected", "1 while a subscribed stream socket is open.", value=stream.connected
-        )
-        yield CounterMetricFamily(
-            "genesys_stream_connects", "Successful stream connections (subscribed).", value=stream.connects
-        )
-        disconnects = CounterMetricFamily(
-            "genesys_stream_disconnects", "Unplanned stream socket losses by close code.", labels=["code"]
-        )
-        for code, count in sorted(stream.disconnects.items()):
-            disconnects.add_metric([code], count)
-        yield disconnects
-        rollovers = CounterMetricFamily(
-            "genesys_stream_rollovers", "Planned make-before-break socket swaps by reason.", labels=["reason"]
-        )
-        for reason, count in sorted(stream.rollovers.items()):
-            rollovers.add_metric([reason], count)
-        yield rollovers
+        yield gauge(catalogue.STREAM_CONNECTED, stream.connected)
+        yield counter(catalogue.STREAM_CONNECTS, stream.connects)
+        codes: Counter[DisconnectCode] = Counter()
+        for code, count in stream.disconnects.items():
+            codes[DisconnectCode.of(code)] += count
+        yield counter(catalogue.STREAM_DISCONNECTS, codes)
+        yield counter(catalogue.STREAM_ROLLOVERS, stream.rollovers)
         if stream.last_message:
-            yield GaugeMetricFamily(
-                "genesys_stream_last_message_timestamp_seconds",
-                "When the stream last delivered any message.",
-                value=stream.last_message,
-            )
+            yield gauge(catalogue.STREAM_LAST_MESSAGE, stream.last_message)
         if stream.last_heartbeat:
-            yield GaugeMetricFamily(
-                "genesys_stream_last_heartbeat_timestamp_seconds",
-                "When the stream last delivered a heartbeat.",
-                value=stream.last_heartbeat,
-            )
-        messages = CounterMetricFamily(
-            "genesys_stream_messages", "Stream messages by what became of them.", labels=["outcome"]
-        )
-        for outcome, count in sorted(ingest.messages.items()):
-            messages.add_metric([outcome], count)
-        yield messages
-        clamped = CounterMetricFamily(
-            "genesys_stream_event_time_clamped",
-            "Readings whose eventTime was too far from the receive time and was replaced by it.",
-            labels=["direction"],
-        )
-        for direction in ("future", "past"):
-            clamped.add_metric([direction], ingest.event_time_clamped[direction])
-        yield clamped
+            yield gauge(catalogue.STREAM_LAST_HEARTBEAT, stream.last_heartbeat)
+        yield counter(catalogue.STREAM_MESSAGES, ingest.messages)
+        yield counter(catalogue.EVENT_TIME_CLAMPED, ingest.event_time_clamped)
         yield from self._token_metrics()
         for extra in self.extras:
             yield from extra.metrics()
@@ -387,22 +333,9 @@ class ExporterCollector:
             return
         token = tokens.token
         if token is not None:
-            yield GaugeMetricFamily(
-                "genesys_oauth_token_expiry_timestamp_seconds",
-                "When the current OAuth token expires.",
-                value=token.expires_at,
-            )
-            yield GaugeMetricFamily(
-                "genesys_oauth_token_lifetime_seconds",
-                "Lifetime the login host granted the current token (expires_in).",
-                value=token.lifetime,
-            )
-        requests = CounterMetricFamily(
-            "genesys_oauth_token_requests", "OAuth token requests by result.", labels=["result"]
-        )
-        for result, count in sorted(tokens.requests.items()):
-            requests.add_metric([result], count)
-        yield requests
+            yield gauge(catalogue.TOKEN_EXPIRY, token.expires_at)
+            yield gauge(catalogue.TOKEN_LIFETIME, token.lifetime)
+        yield counter(catalogue.TOKEN_REQUESTS, tokens.requests)
 
 
 class _Only:

@@ -23,8 +23,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from prometheus_client.core import CounterMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from genesys_sentiment_exporter import catalogue
+from genesys_sentiment_exporter.catalogue import LookupResult
+from genesys_sentiment_exporter.metrics import counter, info
 
 log = logging.getLogger("exporter.names")
 
@@ -132,7 +135,7 @@ class NameResolver:
         self.budget = NameBudget(requests_per_minute)
         self.interval = interval
         self.clock = clock
-        self.lookups: Counter[tuple[Kind, str]] = Counter()
+        self.lookups: Counter[tuple[Kind, LookupResult]] = Counter()
 
     async def _lookup(self, kind: Kind, id_: str) -> None:
         while (delay := self.budget.wait(self.clock())) > 0:
@@ -140,13 +143,13 @@ class NameResolver:
         try:
             response = await self.rest.request("GET", PATHS[kind].format(id_))
         except Exception as exc:  # a name is never worth a crash
-            self.lookups[(kind, "error")] += 1
+            self.lookups[(kind, LookupResult.ERROR)] += 1
             log.debug("cannot look up the %s name of %s: %s", kind, id_, type(exc).__name__)
             self.cache.resolved(kind, id_, None, self.clock(), RETRY_AFTER_ERROR)
             return
         status = response.status_code
         if status == 403:
-            self.lookups[(kind, "forbidden")] += 1
+            self.lookups[(kind, LookupResult.FORBIDDEN)] += 1
             if kind not in self.cache.denied:
                 self.cache.denied.add(kind)
                 log.warning(
@@ -159,7 +162,7 @@ class NameResolver:
             self.cache.resolved(kind, id_, None, self.clock())
             return
         if status == 404:
-            self.lookups[(kind, "not_found")] += 1
+            self.lookups[(kind, LookupResult.NOT_FOUND)] += 1
             self.cache.resolved(kind, id_, None, self.clock())
             return
         name = None
@@ -173,10 +176,10 @@ class NameResolver:
                 candidate = candidate.encode("utf-8", "replace").decode("utf-8")
             name = candidate.strip() if isinstance(candidate, str) and candidate.strip() else None
         if name is None:
-            self.lookups[(kind, "error")] += 1
+            self.lookups[(kind, LookupResult.ERROR)] += 1
             self.cache.resolved(kind, id_, None, self.clock(), RETRY_AFTER_ERROR)
             return
-        self.lookups[(kind, "ok")] += 1
+        self.lookups[(kind, LookupResult.OK)] += 1
         self.cache.resolved(kind, id_, name, self.clock())
 
     def _in_use(self) -> dict[Kind, set[str]]:
@@ -204,12 +207,8 @@ class NameResolver:
 
     def metrics(self) -> Iterator[Metric]:
         seen_queues: set[str] = set()
-        agents = InfoMetricFamily(
-            "genesys_agent", "Agent names (GET /api/v2/users/{id}), to join on agent_id.", labels=["agent_id"]
-        )
-        queues = InfoMetricFamily(
-            "genesys_queue", "Queue names (GET /api/v2/routing/queues/{id}), to join on queue_id.", labels=["queue_id"]
-        )
+        agents = info(catalogue.AGENT_NAME)
+        queues = info(catalogue.QUEUE_NAME)
         for user_id, label, queue_id in self.tracked():
             if "agent" in self.kinds and (name := self.cache.name("agent", user_id)):
                 agents.add_metric([label], {"agent_name": name})
@@ -219,9 +218,4 @@ class NameResolver:
         if "agent" in self.kinds:
             yield agents
         yield queues
-        lookups = CounterMetricFamily(
-            "genesys_name_lookups", "Agent and queue name look-ups by kind and result.", labels=["kind", "result"]
-        )
-        for (kind, result), count in sorted(self.lookups.items()):
-            lookups.add_metric([kind, result], count)
-        yield lookups
+        yield counter(catalogue.NAME_LOOKUPS, self.lookups)

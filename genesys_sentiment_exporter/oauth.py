@@ -23,6 +23,7 @@ import httpx
 from pydantic import SecretStr
 
 from genesys_sentiment_exporter.backoff import Backoff
+from genesys_sentiment_exporter.catalogue import TokenResult
 from genesys_sentiment_exporter.neterrors import describe
 
 log = logging.getLogger("exporter.oauth")
@@ -57,7 +58,7 @@ class Token:
 class TokenError(Exception):
     """A failed token request. `result` is the metric label; the message never holds a secret."""
 
-    def __init__(self, result: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, result: TokenResult, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.result = result
         self.retry_after = retry_after
@@ -103,7 +104,7 @@ class TokenManager:
         self.wall = wall
         self.backoff = backoff or Backoff(base=1.0, cap=30.0)
         self.token: Token | None = None
-        self.requests: Counter[str] = Counter()
+        self.requests: Counter[TokenResult] = Counter()
         self.last_error = "no token requested yet"
         self.credentials_rejected = False  # the login host refused the client: not ready, even with a token left
         self._changed = asyncio.Event()
@@ -122,18 +123,20 @@ class TokenManager:
         try:
             response = await self.http.post(self.token_url, content=b"grant_type=client_credentials", headers=headers)
         except httpx.TimeoutException as exc:
-            raise TokenError("network_error", f"token request to {self.login_host} timed out") from exc
+            raise TokenError(TokenResult.NETWORK_ERROR, f"token request to {self.login_host} timed out") from exc
         except httpx.TransportError as exc:
-            raise TokenError("network_error", f"token request to {self.login_host} failed: {describe(exc)}") from exc
+            raise TokenError(
+                TokenResult.NETWORK_ERROR, f"token request to {self.login_host} failed: {describe(exc)}"
+            ) from exc
         return self._token_from(response)
 
     def _token_from(self, response: httpx.Response) -> Token:
         status = response.status_code
         if status == 429:
             retry = parse_retry_after(response.headers.get("Retry-After"), self.wall())
-            raise TokenError("rate_limited", f"{self.login_host} rate-limited the token request", retry)
+            raise TokenError(TokenResult.RATE_LIMITED, f"{self.login_host} rate-limited the token request", retry)
         if status >= 500:
-            raise TokenError("server_error", f"{self.login_host} answered HTTP {status} to the token request")
+            raise TokenError(TokenResult.SERVER_ERROR, f"{self.login_host} answered HTTP {status} to the token request")
         try:
             body = response.json()
         except (ValueError, RecursionError):  # RecursionError: an answer nested thousands deep
@@ -141,24 +144,24 @@ class TokenManager:
         error = body.get("error") if isinstance(body, dict) else None
         if error == "invalid_client":
             raise TokenError(
-                "invalid_client",
+                TokenResult.INVALID_CLIENT,
                 f"login host {self.login_host} rejected OAuth client {self.client_id!r} (invalid_client). "
                 "The usual cause is a wrong region: the client exists only in its own region's org, so "
                 "check GENESYSCLOUD_REGION (or --login-base-url); otherwise the client id or secret is wrong",
             )
         if error == "unauthorized_client":
             raise TokenError(
-                "unauthorized_client",
+                TokenResult.UNAUTHORIZED_CLIENT,
                 f"login host {self.login_host}: OAuth client {self.client_id!r} is not allowed the "
                 "client-credentials grant (unauthorized_client); create it with Grant Type "
                 "'Client Credentials' in Admin > OAuth",
             )
         if status != 200 or not isinstance(body, dict):
-            raise TokenError("invalid_response", f"{self.login_host} answered HTTP {status} without a token")
+            raise TokenError(TokenResult.INVALID_RESPONSE, f"{self.login_host} answered HTTP {status} without a token")
         value = body.get("access_token")
         lifetime = body.get("expires_in")
         if not isinstance(value, str) or not value:
-            raise TokenError("invalid_response", f"{self.login_host} answered without an access_token")
+            raise TokenError(TokenResult.INVALID_RESPONSE, f"{self.login_host} answered without an access_token")
         if (
             isinstance(lifetime, bool)
             or not isinstance(lifetime, int | float)
@@ -166,7 +169,7 @@ class TokenManager:
             or not lifetime > 0
         ):
             # Infinity (JSON allows it) would never be renewed and would hide the token-expiry alert.
-            raise TokenError("invalid_response", f"{self.login_host} answered without a usable expires_in")
+            raise TokenError(TokenResult.INVALID_RESPONSE, f"{self.login_host} answered without a usable expires_in")
         if lifetime > MAX_TOKEN_LIFETIME:
             log.warning(
                 "%s granted a token for %.3g s, beyond the platform's 48 h: treating it as 48 h",
@@ -198,7 +201,7 @@ class TokenManager:
             except TokenError as exc:
                 self.requests[exc.result] += 1
                 self.last_error = str(exc)
-                if exc.result in ("invalid_client", "unauthorized_client"):
+                if exc.result in (TokenResult.INVALID_CLIENT, TokenResult.UNAUTHORIZED_CLIENT):
                     self.credentials_rejected = True
                     delay = INVALID_CLIENT_RETRY_SECONDS
                     log.error("%s; retrying in %.0f s", exc, delay)
@@ -210,7 +213,7 @@ class TokenManager:
                     log.warning("%s; retrying in %.1f s", exc, delay)
                 await self.sleep(delay)
                 continue
-            self.requests["success"] += 1
+            self.requests[TokenResult.SUCCESS] += 1
             self.backoff.reset()
             self.last_error = ""
             self.credentials_rejected = False

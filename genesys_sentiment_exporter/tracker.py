@@ -12,7 +12,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from genesys_sentiment_exporter.catalogue import DropReason, HadSentiment, Outcome
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
+
+__all__ = ["AgentState", "AgentTracker", "Outcome", "TrackerLimits"]
 
 
 def _escape(value: str) -> str:
@@ -146,16 +149,6 @@ class TrackerLimits:
     queue_series_idle_seconds: float = 3_600.0
 
 
-class Outcome:
-    """What the tracker did with an event; the source counts it as the message's outcome."""
-
-    READING = "reading"
-    STATE_CHANGE = "state_change"
-    STALE = "stale"  # a reading for a conversation the agent has already left
-    AGENT_REFUSED = "agent_refused"  # the tracked-agent cap is full
-    INVALID_ID = "invalid_id"  # an agent, queue or conversation id that cannot be a label (see exportable_id)
-
-
 class AgentTracker:
     """Holds every tracked agent; answers what the collector needs at scrape time."""
 
@@ -171,10 +164,13 @@ class AgentTracker:
         self.label_id = label_id
         self.agents: dict[str, AgentState] = {}
         self.agents_refused = 0
-        self.dropped: Counter[str] = Counter()
-        # (queue_id, had_sentiment "true"/"false") -> conversations finished
-        self.conversations_ended: Counter[tuple[str, str]] = Counter()
-        self.queue_last_ended: dict[str, float] = {}  # queue -> `now` of its last ended call (expiry)
+        self.dropped: Counter[DropReason] = Counter()
+        # (queue_id, had_sentiment) -> conversations finished
+        self.conversations_ended: Counter[tuple[str, HadSentiment]] = Counter()
+        # queue -> `now` of its first tracked call or its last ended call (expiry). Its ended-calls
+        # series are served at 0 from the first tracked call on, so the first call that ends there
+        # is an increase Prometheus sees (a series born at 1 is not).
+        self.queue_last_ended: dict[str, float] = {}
         self._now = 0.0  # latest `now` a caller passed: ended calls are stamped with it
 
     def _agent(self, agent_id: str, queue_id: str, conversation_id: str, now: float) -> AgentState | None:
@@ -186,10 +182,17 @@ class AgentTracker:
             label = None if self.label_id is None else self.label_id(agent_id)
             agent = AgentState(agent_id, queue_id, conversation_id, now, label, self.party)
             self.agents[agent_id] = agent
+            self._see_queue(queue_id, now)
         return agent
 
+    def _see_queue(self, queue: str, now: float) -> None:
+        if queue not in self.queue_last_ended:
+            if len(self.queue_last_ended) >= self.limits.max_queue_series:
+                queue = OVERFLOW_QUEUE
+            self.queue_last_ended.setdefault(queue, now)
+
     def _finish(self, agent: AgentState) -> None:
-        had = "true" if agent.readings else "false"
+        had = HadSentiment.TRUE if agent.readings else HadSentiment.FALSE
         queue = agent.queue_id
         if queue not in self.queue_last_ended and len(self.queue_last_ended) >= self.limits.max_queue_series:
             queue = OVERFLOW_QUEUE
@@ -200,7 +203,7 @@ class AgentTracker:
     def _exportable(agent_id: str, queue_id: str, conversation_id: str) -> bool:
         return exportable_id(agent_id) and exportable_id(queue_id) and len(conversation_id) <= MAX_ID_LENGTH
 
-    def reading(self, event: Reading, now: float) -> str:
+    def reading(self, event: Reading, now: float) -> Outcome:
         self._now = now
         if not self._exportable(event.agent_id, event.queue_id, event.conversation_id):
             return Outcome.INVALID_ID
@@ -223,13 +226,14 @@ class AgentTracker:
         """Add a reading to the agent's current conversation (the caller checked it is that one)."""
         if queue_id != agent.queue_id:
             agent.set_queue(queue_id)
+            self._see_queue(queue_id, now)
         agent.add(score, self.limits.window_size)
         agent.last_timestamp = timestamp
         if trend is not None:
             agent.trend = trend
         agent.last_seen = now
 
-    def state(self, event: StateChange, now: float) -> str:
+    def state(self, event: StateChange, now: float) -> Outcome:
         self._now = now
         if not self._exportable(event.agent_id, event.queue_id, event.conversation_id):
             return Outcome.INVALID_ID
@@ -245,7 +249,9 @@ class AgentTracker:
                 return Outcome.STALE
             self._finish(agent)
             agent.start_conversation(event.conversation_id)
-        agent.set_queue(event.queue_id)
+        if event.queue_id != agent.queue_id:
+            agent.set_queue(event.queue_id)
+            self._see_queue(event.queue_id, now)
         agent.last_seen = now
         agent.state = event.state
         if phase is Phase.ENDING:
@@ -259,16 +265,16 @@ class AgentTracker:
     def expire(self, now: float) -> None:
         """Drop agents whose grace period is over (alerts resolve) or who went silent."""
         idle_before = now - self.limits.idle_seconds
-        gone: list[tuple[str, str]] = []
+        gone: list[tuple[str, DropReason]] = []
         for agent_id, agent in self.agents.items():
             if agent.phase is Phase.ENDING and now >= agent.grace_deadline:
-                gone.append((agent_id, "grace_elapsed"))
+                gone.append((agent_id, DropReason.GRACE_ELAPSED))
             elif agent.last_seen < idle_before:
-                gone.append((agent_id, "idle"))
+                gone.append((agent_id, DropReason.IDLE))
         self._now = now
         for agent_id, reason in gone:
             agent = self.agents.pop(agent_id)
-            if reason == "grace_elapsed":
+            if reason is DropReason.GRACE_ELAPSED:
                 self._finish(agent)
             self.dropped[reason] += 1
         self._expire_queues(now)
@@ -285,7 +291,7 @@ class AgentTracker:
                 self.queue_last_ended[queue] = now
                 continue
             del self.queue_last_ended[queue]
-            for had in ("true", "false"):
+            for had in HadSentiment:
                 self.conversations_ended.pop((queue, had), None)
 
     def is_current_state(self, agent_id: str, conversation_id: str, state: str) -> bool:

@@ -10,7 +10,16 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from stack.launcher import DEFAULT_PORTS, DEFAULT_RUN_DIR, START_ORDER, Stack, StackError, StackOptions, http_get
+from stack.launcher import (
+    DEFAULT_PORTS,
+    DEFAULT_RUN_DIR,
+    DEMO_UI_URL,
+    START_ORDER,
+    Stack,
+    StackError,
+    StackOptions,
+    http_get,
+)
 
 
 def useful_urls(stack: Stack) -> list[str]:
@@ -38,6 +47,7 @@ def _up(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         ports=ports,
         seed=args.seed,
+        ui_url=args.ui_url,
         exporter_command=args.exporter_command.split() if args.exporter_command else None,
         exporter_args=args.exporter_args,
         start_timeout=args.timeout,
@@ -117,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the stack (foreground unless --detach)")
     up.add_argument("--detach", action="store_true", help="leave it running in the background")
     up.add_argument("--seed", type=int, default=None, help="demo seed passed to the exporter")
+    up.add_argument(
+        "--ui-url",
+        default=DEMO_UI_URL,
+        help=f"Genesys Cloud web app the demo's alerts link agents and calls to (default {DEMO_UI_URL}; "
+        "your region's https://apps.{{domain}})",
+    )
     for name in START_ORDER:
         up.add_argument(
             f"--{name}-port",

@@ -56,6 +56,10 @@ DEFAULT_PORTS: dict[str, int] = {"receiver": 9099, "alertmanager": 9093, "export
 # Start order: whoever receives comes up before whoever sends.
 START_ORDER: tuple[str, ...] = ("receiver", "alertmanager", "exporter", "prometheus")
 
+# The simulated org has no web app of its own: the demo's agent and call links open the Genesys Cloud
+# web app of this region (a real page; the simulated conversations are not in it). `--ui-url` changes it.
+DEMO_UI_URL = "https://apps.mypurecloud.com"
+
 INSTALL_HINTS: dict[str, str] = {
     "prometheus": "apt-get install -y --no-install-recommends prometheus",
     "prometheus-alertmanager": "apt-get install -y --no-install-recommends prometheus-alertmanager",
@@ -83,6 +87,10 @@ class StackOptions:
     exporter_command: Sequence[str] | None = None
     exporter_args: Sequence[str] = ()
     seed: int | None = None
+    # Links in the demo's alerts (`demo` only; a custom exporter_command gets its own flags): the
+    # call link goes to the exporter's /-/conversation/{agent} (--web.external-url, this stack's
+    # exporter URL), which redirects to the call in this Genesys Cloud web app (--ui-url).
+    ui_url: str = DEMO_UI_URL
     prometheus_bin: str = "prometheus"
     alertmanager_bin: str = "prometheus-alertmanager"
     start_timeout: float = 60.0
@@ -128,6 +136,33 @@ def require_binary(name: str) -> str:
         hint = INSTALL_HINTS.get(name, "")
         raise StackError(f"{name!r} is not on PATH. Install it: {hint}" if hint else f"{name!r} is not on PATH")
     return path
+
+
+def prepare_alertmanager_dir(am_dir: Path, repo: Path, receiver_url: str) -> Path:
+    """Make `am_dir` a working directory an Alertmanager can run from, sending to the receiver.
+
+    The shipped alertmanager.yml (only global.pagerduty_url changed), a link to the shipped
+    templates (resolved next to the config file) and the demo secrets (resolved against the
+    working directory). Returns the config file's path. The HA test runs two of these.
+    """
+    am_dir.mkdir(parents=True, exist_ok=True)
+    config = am_dir / "alertmanager.yml"
+    am_text = (repo / "alertmanager" / "alertmanager.yml").read_text()
+    config.write_text(render_alertmanager_config(am_text, f"{receiver_url}/v2/enqueue"))
+    templates = am_dir / "templates"
+    if templates.is_symlink() or templates.exists():
+        if templates.is_symlink() or templates.is_file():
+            templates.unlink()
+        else:
+            shutil.rmtree(templates)
+    templates.symlink_to((repo / "alertmanager" / "templates").resolve(), target_is_directory=True)
+    secrets = am_dir / SECRETS_DIR
+    secrets.mkdir(exist_ok=True)
+    for name, content in demo_secrets(receiver_url).items():
+        path = secrets / name
+        path.write_text(content)
+        path.chmod(0o600)
+    return config
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -380,25 +415,7 @@ class Stack:
             + yaml.safe_dump(prom_config, sort_keys=False)
         )
 
-        am_dir = run / "alertmanager"
-        am_text = (opts.repo / "alertmanager" / "alertmanager.yml").read_text()
-        (am_dir / "alertmanager.yml").write_text(
-            render_alertmanager_config(am_text, f"{self.url('receiver')}/v2/enqueue")
-        )
-        # Templates resolve next to the config file, secrets in the working directory: both here.
-        templates = am_dir / "templates"
-        if templates.is_symlink() or templates.exists():
-            if templates.is_symlink() or templates.is_file():
-                templates.unlink()
-            else:
-                shutil.rmtree(templates)
-        templates.symlink_to((opts.repo / "alertmanager" / "templates").resolve(), target_is_directory=True)
-        secrets = am_dir / SECRETS_DIR
-        secrets.mkdir(exist_ok=True)
-        for name, content in demo_secrets(self.url("receiver")).items():
-            path = secrets / name
-            path.write_text(content)
-            path.chmod(0o600)
+        prepare_alertmanager_dir(run / "alertmanager", opts.repo, self.url("receiver"))
 
     def _components(self, prometheus_bin: str, alertmanager_bin: str) -> dict[str, Component]:
         opts = self.options
@@ -415,8 +432,14 @@ class Stack:
             else [python, "-m", "genesys_sentiment_exporter", "demo"]
         )
         exporter_argv = [*exporter_head, "--web.listen-address", listen("exporter")]
-        if opts.seed is not None and not opts.exporter_command:
-            exporter_argv += ["--seed", str(opts.seed)]
+        if not opts.exporter_command:
+            if opts.seed is not None:
+                exporter_argv += ["--seed", str(opts.seed)]
+            given = {arg.split("=", 1)[0] for arg in opts.exporter_args}
+            if "--web.external-url" not in given:
+                exporter_argv += ["--web.external-url", self.url("exporter")]
+            if "--ui-url" not in given and opts.ui_url:
+                exporter_argv += ["--ui-url", opts.ui_url]
         exporter_argv += list(opts.exporter_args)
 
         logs = run / "logs"

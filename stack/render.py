@@ -10,7 +10,7 @@ tests/bundle checks that nothing else differs.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +61,15 @@ class RenderError(ValueError):
 
 def render_prometheus_config(
     text: str,
-    addresses: Mapping[str, str],
+    addresses: Mapping[str, str | Sequence[str]],
     config_dir: Path,
 ) -> dict[str, Any]:
     """prometheus.yml with compose targets replaced and rule_files made absolute.
 
     `config_dir` is the directory of the shipped prometheus.yml (rule_files are relative to it).
 
-    `addresses` maps a component name ("exporter", "alertmanager", "prometheus") to HOST:PORT.
+    `addresses` maps a component name ("exporter", "alertmanager", "prometheus") to HOST:PORT, or to
+    several (replicas: two exporters, a clustered Alertmanager pair), each becoming a target.
     Any target that is not a known compose address is an error: a new target in prometheus.yml
     must be taught to the stack, not silently scraped at a compose host name that does not resolve.
     """
@@ -76,18 +77,19 @@ def render_prometheus_config(
     if not isinstance(config, dict):
         raise RenderError("prometheus.yml is not a mapping")
 
-    def local(target: str) -> str:
+    def local(target: str) -> list[str]:
         component = COMPOSE_TARGETS.get(target)
         if component is None:
             raise RenderError(f"prometheus.yml target {target!r} is not one the stack knows: {sorted(COMPOSE_TARGETS)}")
-        return addresses[component]
+        address = addresses[component]
+        return [address] if isinstance(address, str) else list(address)
 
     for scrape in config.get("scrape_configs") or []:
         for static in scrape.get("static_configs") or []:
-            static["targets"] = [local(t) for t in static.get("targets") or []]
+            static["targets"] = [a for t in static.get("targets") or [] for a in local(t)]
     for am in (config.get("alerting") or {}).get("alertmanagers") or []:
         for static in am.get("static_configs") or []:
-            static["targets"] = [local(t) for t in static.get("targets") or []]
+            static["targets"] = [a for t in static.get("targets") or [] for a in local(t)]
 
     rule_files = config.get("rule_files") or []
     config["rule_files"] = [str(config_dir / pattern) for pattern in rule_files]

@@ -379,9 +379,28 @@ def test_unreadable_secret_file_error_names_the_flag(tmp_path: Path) -> None:
     ],
 )
 def test_require_endpoints_and_credentials(values: dict[str, str], field: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ConfigError) as info:
         Settings(**values).require_endpoints_and_credentials()
-    assert str(info.value).startswith(f"{field}: ")
+    assert info.value.field == field
+    assert info.value.reason.startswith("set ")
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "reason", "line"),
+    [
+        # a model-wide check that raises the typed error itself
+        ({"client_secret_file": "/nonexistent/secret"}, "client_secret_file", "cannot read it", "--client-secret-file"),
+        # a field validator's plain ValueError, named by pydantic's location
+        ({"heartbeat_seconds": "5"}, "heartbeat_seconds", "must be at least", "--heartbeat-seconds"),
+        ({"not_a_setting": "x"}, "not_a_setting", "unknown setting", "GENESYS_EXPORTER_NOT_A_SETTING"),
+    ],
+)
+def test_config_errors_carry_field_and_reason(values: dict[str, str], field: str, reason: str, line: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(values)
+    assert (info.value.field, info.value.reason.startswith(reason)) == (field, True), info.value
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("invalid setting ") and line in text
 
 
 def test_base_urls_alone_satisfy_endpoints() -> None:

@@ -74,7 +74,8 @@ async def test_make_before_break_loses_and_doubles_nothing() -> None:
             published.append(score)
             await asyncio.sleep(0.01)
         await wait_for(lambda: len(seen) >= len(published), timeout=5, what="all readings")
-        await asyncio.sleep(0.2)
+        source = exporter.source
+        await wait_for(lambda: not source.session.dedup.active, what="end of the overlap")  # type: ignore[attr-defined]
         assert exporter.stream.rollovers["token_refresh"] == 1
         assert exporter.ingest.messages["duplicate"] > 0  # both sockets delivered during the overlap
         assert sum(exporter.stream.disconnects.values()) == 0
@@ -107,14 +108,14 @@ async def test_late_score_inside_grace_is_accepted_and_series_go_after() -> None
         await wait_for(lambda: connected(exporter), what="subscription")
         sim.publish(event("a1", "c1", -0.2))
         sim.publish(event("a1", "c1", state="ended"))
-        await asyncio.sleep(0.3)
-        sim.publish(event("a1", "c1", -0.8, state="ended"))
+        await wait_for(lambda: getattr(exporter.tracker.agents.get("a1"), "state", "") == "ended", what="call ended")
+        sim.publish(event("a1", "c1", -0.8, state="ended"))  # late, within the 1 s grace
         await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="late reading")
         async with httpx.AsyncClient() as http:
             during = (await http.get(exporter.metrics_url)).text
             assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1",party="customer"} 2.0' in during
             assert 'genesys_agent_conversation_active{agent_id="a1",queue_id="q1",party="customer"} 0.0' in during
-            await asyncio.sleep(1.0)
+            await wait_for(lambda: "a1" not in exporter.tracker.agents, what="grace over")
             after = (await http.get(exporter.metrics_url)).text
     assert 'agent_id="a1"' not in after
     assert 'genesys_conversations_ended_total{had_sentiment="true",queue_id="q1"} 1.0' in after
@@ -162,7 +163,7 @@ async def test_secret_and_token_never_in_logs_or_metrics(captured_logs: io.Strin
         await sim.drop_streams()
         sim.config.client_secret = "rotated"  # the exporter's secret is now wrong: invalid_client
         sim.expire_tokens()
-        await asyncio.sleep(1.5)
+        await wait_for(lambda: exporter.tokens.credentials_rejected, what="invalid_client")
         metrics = (await http.get(exporter.metrics_url)).text
         ready = (await http.get(exporter.web.url + "/-/ready")).text
     text = captured_logs.getvalue()

@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from genesys_sentiment_exporter import catalogue as c
 from genesys_sentiment_exporter.audiohook import protocol
 from genesys_sentiment_exporter.audiohook.protocol import (
     Audio,
@@ -43,6 +44,7 @@ from genesys_sentiment_exporter.audiohook.signature import REASONS, Verifier
 from genesys_sentiment_exporter.audiohook.workers import Utterance, WorkerPool, WorkerSpec
 from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.logs import Redactor
+from genesys_sentiment_exporter.metrics import counter, gauge, histogram
 from genesys_sentiment_exporter.model import Reading
 from genesys_sentiment_exporter.tracker import AgentTracker
 
@@ -331,85 +333,26 @@ class AudioHookSource:
 
     # -- metrics -----------------------------------------------------------------------------------
     def metrics(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily(
-            "genesys_audiohook_sessions_active", "AudioHook sessions this replica holds.", value=len(self.live)
-        )
-        ended = CounterMetricFamily(
-            "genesys_audiohook_sessions", "AudioHook sessions finished, by how.", labels=["outcome"]
-        )
-        for outcome in SESSION_ENDS:
-            ended.add_metric([outcome], self.sessions_ended[outcome])
-        yield ended
-        refused = CounterMetricFamily(
-            "genesys_audiohook_connections_refused", "AudioHook upgrades refused, by reason.", labels=["reason"]
-        )
-        for reason in (*REASONS, "not_ready", "not_websocket"):
-            refused.add_metric([reason], self.refused[reason])
-        yield refused
-        messages = CounterMetricFamily(
-            "genesys_audiohook_messages", "AudioHook frames received, by what became of them.", labels=["outcome"]
-        )
-        for outcome in (*protocol.OUTCOMES, "too_large"):
-            messages.add_metric([outcome], self.messages[outcome])
-        yield messages
-        errors = CounterMetricFamily(
-            "genesys_audiohook_client_errors", "AudioHook `error` messages from Genesys, by code.", labels=["code"]
-        )
-        for code in (*CLIENT_ERROR_CODES, "other", "unknown"):
-            errors.add_metric([code], self.client_errors[code])
-        yield errors
-        audio = CounterMetricFamily(
-            "genesys_audiohook_audio_received_seconds",
-            "Seconds of audio received per channel (external: the customer; internal: the agent).",
-            labels=["channel"],
-        )
-        for channel in protocol.CHANNELS:
-            audio.add_metric([channel], self.audio_seconds.get(channel, 0.0))
-        yield audio
-        dropped = CounterMetricFamily(
-            "genesys_audiohook_audio_dropped_seconds",
-            "Seconds of channel audio not recognised: paused or discarded by Genesys, or dropped while workers lagged.",
-            labels=["reason"],
-        )
-        for reason in ("paused", "discarded", "overload", "worker_failed"):
-            dropped.add_metric([reason], self.dropped_seconds.get(reason, 0.0))
-        yield dropped
-        utterances = CounterMetricFamily(
-            "genesys_audiohook_utterances", "Utterances segmented from AudioHook audio, by outcome.", labels=["outcome"]
-        )
+        yield gauge(c.AUDIOHOOK_SESSIONS_ACTIVE, len(self.live))
+        yield counter(c.AUDIOHOOK_SESSIONS, {o: self.sessions_ended[o] for o in SESSION_ENDS})
+        refused = (*REASONS, "not_ready", "not_websocket")
+        yield counter(c.AUDIOHOOK_CONNECTIONS_REFUSED, {r: self.refused[r] for r in refused})
+        yield counter(c.AUDIOHOOK_MESSAGES, {o: self.messages[o] for o in (*protocol.OUTCOMES, "too_large")})
+        codes = (*CLIENT_ERROR_CODES, "other", "unknown")
+        yield counter(c.AUDIOHOOK_CLIENT_ERRORS, {code: self.client_errors[code] for code in codes})
+        yield counter(c.AUDIOHOOK_AUDIO_RECEIVED, {ch: self.audio_seconds.get(ch, 0.0) for ch in protocol.CHANNELS})
+        dropped = ("paused", "discarded", "overload", "worker_failed")
+        yield counter(c.AUDIOHOOK_AUDIO_DROPPED, {r: self.dropped_seconds.get(r, 0.0) for r in dropped})
         known = (*UTTERANCE_OUTCOMES, "unsupported_language", "unknown_language", "empty_text", "analyzer_error")
-        for outcome in known:
-            utterances.add_metric([outcome], self.utterances[outcome])
-        yield utterances
-        yield CounterMetricFamily(
-            "genesys_audiohook_recognised_audio_seconds",
-            "Seconds of speech the recognition engine transcribed.",
-            value=self.recognised_seconds,
-        )
-        yield CounterMetricFamily(
-            "genesys_audiohook_recognition_cpu_seconds",
-            "CPU seconds spent recognising and scoring utterances (divided by recognised audio: the real-time factor).",
-            value=self.recognition_cpu,
-        )
-        yield GaugeMetricFamily(
-            "genesys_audiohook_recognition_lag_seconds",
-            "Age of the oldest audio frame a recognition worker has not processed yet.",
-            value=self.pool.lag(),
-        )
-        yield GaugeMetricFamily(
-            "genesys_audiohook_workers", "Recognition worker processes running.", value=self.pool.alive()
-        )
-        yield CounterMetricFamily(
-            "genesys_audiohook_worker_restarts", "Recognition workers restarted after dying.", value=self.pool.restarts
-        )
+        yield counter(c.AUDIOHOOK_UTTERANCES, {o: self.utterances[o] for o in known})
+        yield counter(c.AUDIOHOOK_RECOGNISED_AUDIO, self.recognised_seconds)
+        yield counter(c.AUDIOHOOK_RECOGNITION_CPU, self.recognition_cpu)
+        yield gauge(c.AUDIOHOOK_RECOGNITION_LAG, self.pool.lag())
+        yield gauge(c.AUDIOHOOK_WORKERS, self.pool.alive())
+        yield counter(c.AUDIOHOOK_WORKER_RESTARTS, self.pool.restarts)
         buckets: list[tuple[str, float]] = []
         running = 0
         for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.latency, strict=True):
             running += count
             buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
-        yield HistogramMetricFamily(
-            "genesys_audiohook_utterance_latency_seconds",
-            "From the end of a spoken utterance (its last frame received) to its reading in the tracker.",
-            buckets=buckets,
-            sum_value=self.latency_sum,
-        )
+        yield histogram(c.AUDIOHOOK_UTTERANCE_LATENCY, buckets, self.latency_sum)

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.model import UNKNOWN_QUEUE, Reading, StateChange
 
 PATH = "/api/v2/analytics/websocket"
@@ -29,8 +30,8 @@ class Kind:
 class Sentiment:
     OK = "ok"
     ABSENT = "absent"  # no `sentiment` object at all
-    MISSING = "missing_sentiment"  # `sentiment` present, score absent or null
-    INVALID = "invalid_score"
+    MISSING = Outcome.MISSING_SENTIMENT  # `sentiment` present, score absent or null
+    INVALID = Outcome.INVALID_SCORE
 
 
 class Parsed:
@@ -91,7 +92,7 @@ class Parsed:
         return StateChange(self.agent_id, self.queue_id, self.conversation_id, self.state_value, self.timestamp)
 
 
-_MALFORMED = Parsed(Kind.REJECTED, reason="malformed")
+_MALFORMED = Parsed(Kind.REJECTED, reason=Outcome.MALFORMED)
 _HEARTBEAT = Parsed(Kind.HEARTBEAT)
 
 
@@ -174,13 +175,13 @@ def parse(frame: str | bytes, received_at: float) -> Parsed:
         return Parsed(Kind.ERROR, reason=str(code)[:80], detail=str(text)[:200])
     if not isinstance(kind, str):
         return _MALFORMED
-    return Parsed(Kind.REJECTED, reason="unknown_type")
+    return Parsed(Kind.REJECTED, reason=Outcome.UNKNOWN_TYPE)
 
 
 def _conversation(msg: dict[str, Any], received_at: float) -> Parsed:
     agent_id = msg.get("agentId")
     if not agent_id or not isinstance(agent_id, str):
-        return Parsed(Kind.REJECTED, reason="missing_agent")
+        return Parsed(Kind.REJECTED, reason=Outcome.MISSING_AGENT)
     conversation_id = msg.get("conversationId")
     if not conversation_id or not isinstance(conversation_id, str):
         return _MALFORMED

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources import analytics_protocol as proto
 from genesys_sentiment_exporter.sources.supervisor import Deduplicator
@@ -42,7 +43,7 @@ class AnalyticsSession:
         parsed = proto.parse(frame, wall)
         if parsed.kind == proto.Kind.SUBSCRIBED:
             self._numbers += 1
-            self.ingest.count("control")
+            self.ingest.count(Outcome.CONTROL)
             return self._numbers
         if parsed.kind == proto.Kind.ERROR:
             raise SubscribeRefused(f"server refused the subscription: {parsed.reason}: {parsed.detail}")
@@ -55,7 +56,7 @@ class AnalyticsSession:
         ingest = self.ingest
         if kind == proto.Kind.CONVERSATION:
             if self.dedup.overlaps and self.dedup.duplicate(frame, number):
-                ingest.count("duplicate")
+                ingest.count(Outcome.DUPLICATE)
                 return
             ingest.conversation_fields(
                 parsed.agent_id,
@@ -68,10 +69,10 @@ class AnalyticsSession:
             )
         elif kind == proto.Kind.HEARTBEAT:
             self.stream.last_heartbeat = wall
-            ingest.count("heartbeat")
+            ingest.count(Outcome.HEARTBEAT)
         elif kind == proto.Kind.REJECTED:
-            ingest.count(parsed.reason)
+            ingest.count(Outcome(parsed.reason))
         else:
             if kind == proto.Kind.ERROR:
                 log.error("stream error from server: %s: %s", parsed.reason, parsed.detail)
-            ingest.count("control")
+            ingest.count(Outcome.CONTROL)

@@ -14,10 +14,11 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
+from prometheus_client.core import Metric
 
 from genesys_sentiment_exporter.backoff import delays
 from genesys_sentiment_exporter.ingest import Ingest
@@ -88,6 +89,12 @@ class AnalyticsWebSocketSource:
         self.wall, self.clock = wall, clock
         self.live: set[Connection] = set()
         self._group: asyncio.TaskGroup | None = None
+
+    def metrics(self) -> Iterable[Metric]:
+        return ()
+
+    def subscription_report(self) -> list[tuple[bool, str, str]]:
+        return []
 
     async def open(self, token: Token) -> Connection:
         """Connect and subscribe; returns only once the server acknowledged the subscription."""
@@ -186,9 +193,11 @@ class AnalyticsWebSocketSource:
                     if sup.classify_close(conn.ws.close_code)[1] == "renew_token" and not conn.reason:
                         await self.tokens.obtain()
                     return await self.connect_with_retry()
+                self.session.dedup.start()  # the replacement may deliver from its first frame on
                 try:
                     replacement = await self.open(newer.result())
                 except CONNECT_ERRORS as exc:
+                    self.session.dedup.stop()
                     # Keep the old socket (it still works until its token expires) and try again soon.
                     log.warning("rollover to the new token failed (%s); retrying in 5 s", exc)
                     await asyncio.sleep(5.0)

@@ -26,6 +26,7 @@ from prometheus_client.core import Metric
 
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer
 from genesys_sentiment_exporter.backoff import delays
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
@@ -203,7 +204,7 @@ class NotificationsSource:
             got = session.receive(message.data, number, now, wall)
             if got.traffic:
                 dog.traffic(now)
-            if got.outcome == "heartbeat":
+            if got.outcome is Outcome.HEARTBEAT:
                 self.stream.last_heartbeat = wall
             self._act(got.actions)
             apply(self.ingest, got)
@@ -275,12 +276,20 @@ class NotificationsSource:
 
     async def _rollover(self, slot: Slot, old: Channel, reason: str) -> Channel:
         """Make before break: the replacement delivers before the old channel's socket goes."""
-        if reason == "channel_gone":
+        overlap = reason != "channel_gone"
+        if overlap:
+            self.session.dedup.start()  # the replacement may deliver from its first frame on
+        else:
             await self._close(old, reason)  # nothing more will come through it
-        channel = await self._replace(slot)
+        try:
+            channel = await self._replace(slot)
+        except BaseException:
+            if overlap:
+                self.session.dedup.stop()
+            raise
         self.stream.rollovers[reason] += 1
         log.info("channel %d rolled over to a new channel (%s)", slot.index, reason)
-        if reason != "channel_gone":
+        if overlap:
             self._spawn(sup.retire(self.session.dedup, OVERLAP_SECONDS, lambda: self._close(old, "rollover")), "retire")
         while not slot.requests.empty():  # single flight: what was asked meanwhile is done by this one
             if slot.requests.get_nowait() == "token_refresh" and channel.token is not self.tokens.token:

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.model import ENDING_STATES, UNKNOWN_QUEUE, StateChange
 from genesys_sentiment_exporter.scale import Scale as Scale  # re-exported for the shell and tests
 from genesys_sentiment_exporter.scale import ScaleSetting as ScaleSetting
@@ -36,8 +37,8 @@ _SENTIMENT = re.compile(r"^v2\.speechandtextanalytics\.conversation\.([^.]+)\.se
 _TRANSCRIPTION = re.compile(r"^v2\.conversations\.([^.]+)\.transcription$")
 
 # Outcomes this source adds to the shared set (reading, state_change, heartbeat, control, ...).
-UNATTRIBUTED = "unattributed"  # a sentiment event for a conversation with no known agent
-NOT_VOICE = "not_voice"  # a conversation event for chat, email, ...: no speech sentiment to attribute
+UNATTRIBUTED = Outcome.UNATTRIBUTED  # a sentiment event for a conversation with no known agent
+NOT_VOICE = Outcome.NOT_VOICE  # a conversation event for chat, email, ...: no speech sentiment to attribute
 
 
 def user_topic(user_id: str) -> str:
@@ -80,8 +81,8 @@ class Kind:
     SENTIMENT = "sentiment"
     TRANSCRIPTION = "transcription"
     CONTROL = "control"
-    MALFORMED = "malformed"
-    UNKNOWN = "unknown_type"
+    MALFORMED = Outcome.MALFORMED
+    UNKNOWN = Outcome.UNKNOWN_TYPE
 
 
 @dataclass(slots=True)
@@ -194,6 +195,7 @@ def read_conversation(body: dict[str, Any], topic_queue: str | None) -> Conversa
         voice = voice or bool(calls)
         other_media = other_media or any(participant.get(m) for m in _NON_VOICE_MEDIA)
         purpose = participant.get("purpose")
+        purpose = purpose if isinstance(purpose, str) else ""  # a list here once raised TypeError (unhashable)
         queue = participant.get("queueId")
         queue = queue if isinstance(queue, str) and queue else ""
         if purpose == "acd" and queue:
@@ -263,7 +265,7 @@ class Attribution:
     ) -> ConversationUpdate:
         view = read_conversation(body, topic_queue)
         if view is None:
-            return ConversationUpdate("malformed")
+            return ConversationUpdate(Outcome.MALFORMED)
         cid = view.conversation_id
         tracked = self.live.get(cid)
         any_connected = any(leg.state == "connected" for leg in view.legs)
@@ -271,7 +273,7 @@ class Attribution:
             if not view.voice:
                 return ConversationUpdate(NOT_VOICE)
             if not view.legs:
-                return ConversationUpdate("missing_agent")  # in IVR or queue: nobody to attribute to yet
+                return ConversationUpdate(Outcome.MISSING_AGENT)  # in IVR or queue: nobody to attribute to yet
             if cid in self.finished and not any_connected:
                 return ConversationUpdate("stale")  # e.g. after-call work completed after the grace
             if len(self.live) >= self.max_live:
@@ -281,7 +283,7 @@ class Attribution:
         tracked.last_seen = now
         key = body_digest("", body)
         if key == tracked.last_body:
-            return ConversationUpdate("duplicate")  # the same update through the user and the queue topic
+            return ConversationUpdate(Outcome.DUPLICATE)  # the same update through the user and the queue topic
         tracked.last_body = key
         update = ConversationUpdate()
         ending: list[StateChange] = []
@@ -307,14 +309,14 @@ class Attribution:
         if not tracked.agent_id and view.legs:
             tracked.agent_id, tracked.queue_id = view.legs[-1].agent_id, view.legs[-1].queue_id or UNKNOWN_QUEUE
         if not update.changes:
-            update.outcome = "state_change"  # a participant update that moves no tracked agent
+            update.outcome = Outcome.STATE_CHANGE  # a participant update that moves no tracked agent
         return update
 
     def attribute(self, conversation_id: str, queue_ids: object) -> tuple[str, str] | str:
         """(agent, queue) for a sentiment event, or the outcome explaining why there is none."""
         tracked = self.live.get(conversation_id)
         if tracked is None or not tracked.agent_id:
-            return "stale" if conversation_id in self.finished else UNATTRIBUTED
+            return Outcome.STALE if conversation_id in self.finished else UNATTRIBUTED
         queue = tracked.queue_id
         if queue == UNKNOWN_QUEUE and isinstance(queue_ids, list) and queue_ids and isinstance(queue_ids[0], str):
             queue = queue_ids[0]

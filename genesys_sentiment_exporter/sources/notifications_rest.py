@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from genesys_sentiment_exporter.backoff import Backoff
+from genesys_sentiment_exporter.catalogue import ApiResult
 from genesys_sentiment_exporter.logs import mask_credentials
 from genesys_sentiment_exporter.neterrors import describe
 from genesys_sentiment_exporter.oauth import TokenManager, parse_retry_after
@@ -74,7 +75,7 @@ class PlatformRest:
         self.bucket = TokenBucket(per_minute)
         self.clock = clock
         self.sleep = sleep
-        self.results: Counter[str] = Counter()  # by status class or failure, for a metric
+        self.results: Counter[ApiResult] = Counter()  # by status class or failure, for a metric
 
     async def _turn(self) -> None:
         while True:
@@ -98,13 +99,13 @@ class PlatformRest:
                     headers={"Authorization": f"Bearer {token.value}", "Accept": "application/json"},
                 )
             except httpx.TransportError as exc:
-                self.results["network_error"] += 1
+                self.results[ApiResult.NETWORK_ERROR] += 1
                 if attempt == MAX_ATTEMPTS:
                     raise RestError(f"{method} {urlsplit(self.base).netloc}{path}: {describe(exc)}") from exc
                 await self.sleep(backoff.next_delay())
                 continue
             status = response.status_code
-            self.results[f"{status // 100}xx" if status != 429 else "429"] += 1
+            self.results[ApiResult.of_status(status)] += 1
             if status == 429:
                 delay = parse_retry_after(response.headers.get("Retry-After"), time.time())
                 delay = backoff.next_delay() if delay is None else delay

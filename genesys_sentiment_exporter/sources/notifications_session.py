@@ -28,11 +28,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from genesys_sentiment_exporter import catalogue
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
+from genesys_sentiment_exporter.catalogue import ApiResult, Outcome
 from genesys_sentiment_exporter.config import is_loopback
 from genesys_sentiment_exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
+from genesys_sentiment_exporter.metrics import counter, gauge, info
 from genesys_sentiment_exporter.model import UNKNOWN_QUEUE, Reading, StateChange
 from genesys_sentiment_exporter.postcall import POSTCALL_SCORE
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
@@ -62,7 +65,7 @@ Action = SyncTopics | Rollover
 
 @dataclass(slots=True)
 class Received:
-    outcome: str = ""  # counted when no reading or state change takes its place
+    outcome: Outcome | None = None  # counted when no reading or state change takes its place
     reading: Reading | None = None
     changes: list[StateChange] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
@@ -100,24 +103,24 @@ def parse_expires(value: object) -> float:
         return 0.0
 
 
-def apply(ingest: Ingest, received: Received) -> str:
+def apply(ingest: Ingest, received: Received) -> Outcome:
     """Hand a frame's events to `Ingest`; the first real state change is the counted outcome,
     the others go to the tracker uncounted (one message, one outcome)."""
     if received.reading is not None:
         return ingest.conversation(received.reading, None)
     if received.readings or received.utterances:
-        for party, outcome in received.utterances:
-            ingest.count_utterance(party, outcome)
-        outcomes = [ingest.utterance(reading) for reading in received.readings]
-        outcome = "reading" if "reading" in outcomes else received.outcome
-        ingest.count(outcome)
-        return outcome
+        for party, said in received.utterances:
+            ingest.count_utterance(party, said)
+        scored = [ingest.utterance(reading) for reading in received.readings]
+        message = Outcome.READING if Outcome.READING in scored else received.outcome or Outcome.TRANSCRIPT
+        ingest.count(message)
+        return message
     if received.postcall is not None:
-        outcome = ingest.postcall.record(*received.postcall, ingest.wall())
-        ingest.count(outcome)
-        return outcome
+        postcall = Outcome(ingest.postcall.record(*received.postcall, ingest.wall()))
+        ingest.count(postcall)
+        return postcall
     tracker = ingest.tracker
-    outcome = ""
+    outcome: Outcome | None = None
     for change in received.changes:
         if tracker.is_current_state(change.agent_id, change.conversation_id, change.state):
             continue
@@ -128,7 +131,7 @@ def apply(ingest: Ingest, received: Received) -> str:
             if len(ingest.parties) > 1:
                 ingest.follow(change, ingest.clock())
     if not outcome:
-        outcome = received.outcome or "state_change"
+        outcome = received.outcome or Outcome.STATE_CHANGE
         ingest.count(outcome)
     return outcome
 
@@ -207,18 +210,18 @@ class NotificationsSession:
         message = proto.parse(frame)
         kind = message.kind
         if kind == proto.Kind.HEARTBEAT:
-            return Received("heartbeat")
+            return Received(Outcome.HEARTBEAT)
         if kind in (proto.Kind.MALFORMED, proto.Kind.UNKNOWN):
-            return Received(kind)
+            return Received(Outcome(kind))
         if kind == proto.Kind.PONG:
-            return Received("control", traffic=False)
+            return Received(Outcome.CONTROL, traffic=False)
         if kind == proto.Kind.SOCKET_CLOSING:
-            return Received("control", actions=self._closing(channel))
+            return Received(Outcome.CONTROL, actions=self._closing(channel))
         handler = self.handlers.get(kind)
         if handler is None:
-            return Received("control")  # other channel.metadata
+            return Received(Outcome.CONTROL)  # other channel.metadata
         if self.dedup.active and channel and self.dedup.duplicate(message.dedup_key(), channel):
-            return Received("duplicate")
+            return Received(Outcome.DUPLICATE)
         return handler(message, now, wall)
 
     def _closing(self, number: int) -> list[Action]:
@@ -234,7 +237,7 @@ class NotificationsSession:
         topic_queue = message.topic_id if message.topic.startswith("v2.routing.queues.") else None
         update = self.attribution.on_conversation(message.body, topic_queue, now, wall)
         actions = self._subscribe(*update.subscribe) if update.subscribe else []
-        return Received(update.outcome or "state_change", None, update.changes, actions)
+        return Received(Outcome(update.outcome or Outcome.STATE_CHANGE), None, update.changes, actions)
 
     def _sentiment(self, message: proto.Message, _now: float, wall: float) -> Received:
         """Genesys' overall score, computed after the call: to the post-call families, never the live window."""
@@ -244,7 +247,7 @@ class NotificationsSession:
             conversation_id = message.topic_id
         who = self.attribution.owner(conversation_id)
         if who is None:
-            return Received(proto.UNATTRIBUTED)
+            return Received(Outcome.UNATTRIBUTED)
         agent, queue = who
         if queue == UNKNOWN_QUEUE:
             queue_ids = body.get("queueIds")
@@ -261,17 +264,19 @@ class NotificationsSession:
             return Received(INVALID_SCORE)
         trend = self.scale.trend(body.get("sentimentTrendScore"))
         actions = self._unsubscribe(self.attribution.release(conversation_id))
-        return Received(POSTCALL_SCORE, actions=actions, postcall=(agent, queue, conversation_id, score, trend))
+        return Received(
+            Outcome(POSTCALL_SCORE), actions=actions, postcall=(agent, queue, conversation_id, score, trend)
+        )
 
     def _transcription(self, message: proto.Message, _now: float, wall: float) -> Received:
         """A batch of utterances (or a keepalive): each final utterance of a watched call scored once."""
         parsed = transcription.read_message(message.body, message.topic_id)
         if parsed is None:
-            return Received(transcription.MessageOutcome.MALFORMED)
+            return Received(Outcome.MALFORMED)
         who = self.attribution.attribute(parsed.conversation_id, None)
         connected = self.attribution.connected_wall(parsed.conversation_id)
         decision = self.transcripts.decide(parsed, who, wall, connected)
-        return Received(decision.outcome, readings=decision.readings, utterances=decision.utterances)
+        return Received(Outcome(decision.outcome), readings=decision.readings, utterances=decision.utterances)
 
     # -- topics ------------------------------------------------------------------------------------
     def _subscribe(self, *topics: str) -> list[Action]:
@@ -400,50 +405,18 @@ class NotificationsSession:
         return [Rollover(slot, "channel_gone")]
 
     # -- what it exposes ---------------------------------------------------------------------------
-    def metrics(self, channels_open: int, rest_results: Counter[str]) -> Iterable[Metric]:
-        yield GaugeMetricFamily(
-            "genesys_notifications_channels_open", "Notifications channels with an open socket.", value=channels_open
-        )
-        yield GaugeMetricFamily(
-            "genesys_notifications_topics_subscribed",
-            "Topics currently subscribed over all channels.",
-            value=sum(len(s.subscribed) for s in self.slots),
-        )
-        rejected = CounterMetricFamily(
-            "genesys_notifications_subscriptions_rejected",
-            "Topic subscriptions the platform rejected, by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(self.rejected.items()):
-            rejected.add_metric([reason], count)
-        yield rejected
-        yield CounterMetricFamily(
-            "genesys_notifications_subscriptions_refused",
-            "Sentiment topics not subscribed because every channel was full.",
-            value=self.plan.refused,
-        )
-        expiry = GaugeMetricFamily(
-            "genesys_notifications_channel_expiry_timestamp_seconds",
-            "When each channel expires (the platform's `expires`).",
-            labels=["channel"],
-        )
+    def metrics(self, channels_open: int, rest_results: Counter[ApiResult]) -> Iterable[Metric]:
+        yield gauge(catalogue.NOTIFICATIONS_CHANNELS_OPEN, channels_open)
+        yield gauge(catalogue.NOTIFICATIONS_TOPICS_SUBSCRIBED, sum(len(s.subscribed) for s in self.slots))
+        yield counter(catalogue.NOTIFICATIONS_REJECTED, self.rejected)
+        yield counter(catalogue.NOTIFICATIONS_REFUSED, self.plan.refused)
+        expiry = gauge(catalogue.NOTIFICATIONS_CHANNEL_EXPIRY)
         for slot in self.slots:
             if slot.channel is not None and slot.channel.expires:
                 expiry.add_metric([str(slot.index)], slot.channel.expires)
         yield expiry
-        requests = CounterMetricFamily(
-            "genesys_notifications_api_requests",
-            "REST requests of the notifications source, by result.",
-            labels=["result"],
-        )
-        for result, count in sorted(rest_results.items()):
-            requests.add_metric([result], count)
-        yield requests
-        scale = InfoMetricFamily(
-            "genesys_exporter_sentiment_scale", "Scale of the platform's sentiment scores in use (normalised to -1..1)."
-        )
-        scale.add_metric([], {"scale": self.scale.in_use, "setting": self.scale.setting})
-        yield scale
+        yield counter(catalogue.NOTIFICATIONS_API_REQUESTS, rest_results)
+        yield info(catalogue.SENTIMENT_SCALE, {"scale": self.scale.in_use, "setting": self.scale.setting})
 
     def subscription_report(self) -> list[tuple[bool, str, str]]:
         """For `check`: (ok, what, text) per base topic and per sentiment topic kind."""

@@ -174,8 +174,11 @@ async def retire(
     close: Callable[[], Awaitable[None]],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Let the old socket drain while its replacement already delivers, then close it."""
-    dedup.start()
+    """Let the old socket drain while its replacement already delivers, then close it.
+
+    The caller started `dedup` before the replacement subscribed (from its first frame on, both
+    sockets may deliver the same event); the overlap ends here.
+    """
     try:
         await sleep(overlap)
         await close()

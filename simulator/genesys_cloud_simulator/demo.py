@@ -7,8 +7,6 @@ simulator package so that the shipped exporter never imports simulated code.
 
 from __future__ import annotations
 
-import asyncio
-
 from pydantic import SecretStr
 
 from genesys_cloud_simulator.config import SimulatorConfig
@@ -43,8 +41,8 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
     simulator = SimulatedGenesysCloud(config)
     await simulator.start("127.0.0.1", 0)
     exporter = Exporter(demo_settings(settings, simulator), redactor)
-    try:
-        await exporter.start()
+
+    def banner() -> None:
         print(
             "\n".join(
                 [
@@ -59,7 +57,8 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
             ),
             flush=True,
         )
-        await asyncio.Event().wait()
+
+    try:
+        await exporter.run(started=banner)  # the app's life cycle: a crashed task ends the demo
     finally:
-        await exporter.stop()
         await simulator.stop()

@@ -136,6 +136,7 @@ class NotificationsEndpoint:
         self.subscription_requests: list[tuple[str, str, list[str]]] = []  # (method, channel, topics)
         self.rejections = 0
         self.messages_sent = 0
+        self.close_codes: list[int | None] = []  # how the exporter closed each socket (None: no close frame)
         self.queue_body: Callable[[str], dict[str, Any]] = lambda q: {"id": q, "name": q}  # the org's (server.py)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -301,6 +302,7 @@ class NotificationsEndpoint:
                 elif msg.type is WSMsgType.ERROR:
                     break
         finally:
+            self.close_codes.append(ws.close_code)
             beat.cancel()
             if channel.socket is sock:
                 channel.socket = None

@@ -1,5 +1,8 @@
 """A stand-in for `python -m genesys_sentiment_exporter demo` that follows the exporter's metric contract.
 
+Every family it serves is taken from the metric catalogue (name, type, help, labels), so it cannot
+drift from what the exporter serves; tests/test_metric_catalogue.py checks its page against it.
+
 It lets the bundle tests (and a time-to-page measurement) drive the stack without the real
 exporter: one healthy agent in q-support, and `agent-sour` in q-billing whose full-window rolling
 average drops from +0.3 to -0.8 `--sour-after` seconds after start (never, by default).
@@ -17,6 +20,8 @@ import json
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from genesys_sentiment_exporter import catalogue as c
 
 WINDOW = 5
 
@@ -45,45 +50,46 @@ class Scenario:
                 "score": -0.9 if sour else 0.2,
             },
         ]
-        lines = [
-            "# HELP genesys_exporter_window_size Configured rolling window size.",
-            "# TYPE genesys_exporter_window_size gauge",
-            f"genesys_exporter_window_size {WINDOW}",
-            "# TYPE genesys_exporter_build_info gauge",
-            'genesys_exporter_build_info{version="0.0.0-fake",source="fake"} 1',
-            "# TYPE genesys_exporter_ready gauge",
-            "genesys_exporter_ready 1",
-            "# TYPE genesys_stream_connected gauge",
-            "genesys_stream_connected 1",
-            "# TYPE genesys_stream_last_message_timestamp_seconds gauge",
-            f"genesys_stream_last_message_timestamp_seconds {now:.3f}",
-            "# TYPE genesys_stream_last_heartbeat_timestamp_seconds gauge",
-            f"genesys_stream_last_heartbeat_timestamp_seconds {now - (now % 30):.3f}",
-            "# TYPE genesys_oauth_token_expiry_timestamp_seconds gauge",
-            f"genesys_oauth_token_expiry_timestamp_seconds {now + 3000:.3f}",
-            "# TYPE genesys_oauth_token_lifetime_seconds gauge",
-            "genesys_oauth_token_lifetime_seconds 3600",
-            "# TYPE genesys_tracked_agents gauge",
-            f"genesys_tracked_agents {len(agents)}",
-            "# TYPE genesys_stream_messages_total counter",
-            f'genesys_stream_messages_total{{outcome="reading"}} {int((now - self.started_at) / 3) * 2}',
-            f'genesys_stream_messages_total{{outcome="heartbeat"}} {int((now - self.started_at) / 30)}',
+        elapsed = now - self.started_at
+        outcomes = {o: 0 for o in c.Outcome}
+        outcomes[c.Outcome.READING] = int(elapsed / 3) * 2
+        outcomes[c.Outcome.HEARTBEAT] = int(elapsed / 30)
+
+        def per_agent(value: Any) -> list[Sample]:
+            return [({"agent_id": a["agent_id"], "queue_id": a["queue_id"]}, value(a)) for a in agents]
+
+        families: list[tuple[c.Family, list[Sample]]] = [
+            (c.WINDOW_SIZE, [({}, WINDOW)]),
+            (c.BUILD, [({"version": "0.0.0-fake", "source": "fake"}, 1)]),
+            (c.READY, [({}, 1)]),
+            (c.STREAM_CONNECTED, [({}, 1)]),
+            (c.STREAM_LAST_MESSAGE, [({}, f"{now:.3f}")]),
+            (c.STREAM_LAST_HEARTBEAT, [({}, f"{now - (now % 30):.3f}")]),
+            (c.TOKEN_EXPIRY, [({}, f"{now + 3000:.3f}")]),
+            (c.TOKEN_LIFETIME, [({}, 3600)]),
+            (c.TRACKED_AGENTS, [({}, len(agents))]),
+            (c.STREAM_MESSAGES, [({"outcome": o.value}, n) for o, n in outcomes.items()]),
+            (c.AGENT_ROLLING_AVERAGE, per_agent(lambda a: a["avg"])),
+            (c.AGENT_SCORE, per_agent(lambda a: a["score"])),
+            (c.AGENT_WINDOW_READINGS, per_agent(lambda a: WINDOW)),
+            (c.AGENT_CONVERSATION_ACTIVE, per_agent(lambda a: 1)),
+            (c.AGENT_LAST_READING, per_agent(lambda a: f"{now - (now % 3):.3f}")),
         ]
-        per_agent = {
-            "genesys_agent_sentiment_rolling_average": "avg",
-            "genesys_agent_sentiment_score": "score",
-        }
-        for metric, key in per_agent.items():
-            lines.append(f"# TYPE {metric} gauge")
-            lines += [f'{metric}{{agent_id="{a["agent_id"]}",queue_id="{a["queue_id"]}"}} {a[key]}' for a in agents]
-        for metric, value in (
-            ("genesys_agent_sentiment_window_readings", str(WINDOW)),
-            ("genesys_agent_conversation_active", "1"),
-            ("genesys_agent_last_reading_timestamp_seconds", f"{now - (now % 3):.3f}"),
-        ):
-            lines.append(f"# TYPE {metric} gauge")
-            lines += [f'{metric}{{agent_id="{a["agent_id"]}",queue_id="{a["queue_id"]}"}} {value}' for a in agents]
-        return "\n".join(lines) + "\n"
+        return "".join(exposition(family, samples) for family, samples in families)
+
+
+Sample = tuple[dict[str, str], Any]
+
+
+def exposition(family: c.Family, samples: list[Sample]) -> str:
+    """One family in the text format, its name, type, help and labels taken from the catalogue."""
+    name = family.sample_name
+    lines = [f"# HELP {name} {family.help}", f"# TYPE {name} {family.exposed_type}"]
+    for labels, value in samples:
+        assert set(labels) <= set(family.all_labels), (name, labels)
+        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{name}{{{text}}} {value}" if text else f"{name} {value}")
+    return "\n".join(lines) + "\n"
 
 
 class Handler(BaseHTTPRequestHandler):

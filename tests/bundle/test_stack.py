@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +45,17 @@ def test_rendered_prometheus_config_differs_only_in_addresses() -> None:
         return config
 
     assert strip(rendered) == strip(original)
+
+
+def test_rendering_spreads_replicas_over_targets() -> None:
+    """Two exporters and a clustered Alertmanager pair (the HA test): each address becomes a target."""
+    replicas = {**ADDRESSES, "exporter": ["127.0.0.1:1001", "127.0.0.1:1011"], "alertmanager": ("a:1", "b:2")}
+    rendered = render_prometheus_config((PROMETHEUS_DIR / "prometheus.yml").read_text(), replicas, PROMETHEUS_DIR)
+    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in rendered["scrape_configs"]}
+    assert jobs["genesys-sentiment"] == ["127.0.0.1:1001", "127.0.0.1:1011"]
+    assert jobs["alertmanager"] == ["a:1", "b:2"]
+    assert jobs["prometheus"] == ["127.0.0.1:1003"]
+    assert rendered["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["a:1", "b:2"]
 
 
 def test_rendering_refuses_a_target_the_stack_does_not_know() -> None:
@@ -301,3 +313,36 @@ def test_one_stack_per_run_directory(stack: Stack) -> None:
     with pytest.raises(StackError, match="another stack"):
         second.start()
     assert not second.components, "nothing of the second stack was started"
+
+
+def test_demo_exporter_links_alerts_to_itself_and_to_genesys_cloud(tmp_path: Path) -> None:
+    """`python -m stack up` runs the demo with --web.external-url (its own address) and --ui-url, so the
+    payloads' call link is served (/-/conversation/{agent} redirects into the Genesys Cloud web app)
+    and the agent link points at the web app. Prometheus joins both into the alerts' annotations."""
+    require("prometheus")
+    require("prometheus-alertmanager")
+    options = StackOptions(run_dir=tmp_path, seed=7, ui_url="https://apps.mypurecloud.ie")
+    with Stack(options) as stack:
+        argv = stack.components["exporter"].argv
+        assert argv[argv.index("--web.external-url") + 1] == stack.exporter_url
+        web = wait_for(lambda: stack.query("job:genesys_exporter_web:info"), 30, "the exporter's external URL")
+        assert web[0]["metric"]["external_url"] == stack.exporter_url
+        ui = wait_for(lambda: stack.query("job:genesys_exporter_ui:info"), 30, "the Genesys Cloud web app URL")
+        assert ui[0]["metric"]["url"] == "https://apps.mypurecloud.ie"
+
+        def redirect() -> str | None:
+            request = urllib.request.Request(f"{stack.exporter_url}/-/conversation/agent-sour")
+            opener = urllib.request.build_opener(NoRedirect)
+            try:
+                opener.open(request, timeout=5)
+            except urllib.error.HTTPError as err:
+                return str(err.headers.get("Location")) if err.code == 302 else None
+            return None
+
+        location = wait_for(redirect, 30, "agent-sour's call to be linkable")
+        assert location.startswith("https://apps.mypurecloud.ie/directory/#/engage/admin/interactions/"), location
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None

@@ -75,6 +75,7 @@ def renderings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[
         "defaults": render(kustomization(tmp / "defaults", ALL_COMPONENTS)),
         "podmonitor": render(kustomization(tmp / "podmonitor", ("podmonitor", "prometheusrule"))),
         "example": render(DEPLOY / "overlays" / "example"),
+        "audiohook": render(kustomization(tmp / "audiohook", (*ALL_COMPONENTS, "audiohook"))),
     }
 
 
@@ -274,18 +275,26 @@ def test_oauth_client_comes_from_an_existing_secret_only(renderings: dict[str, l
     assert volumes[mount["name"]]["secret"]["items"] == [{"key": "client-secret", "path": secret_file.name}]
 
 
+@pytest.mark.parametrize("rendering", ["example", "audiohook"])
 def test_the_exporter_accepts_the_rendered_settings(
-    renderings: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    renderings: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rendering: str
 ) -> None:
-    """The example overlay's ConfigMap and the Deployment's args and env are settings `run` accepts."""
-    docs = renderings["example"]
+    """The example overlay's (and the AudioHook component's) ConfigMap and the Deployment's args and env are
+    settings `run` accepts; the Secrets' files are stood in for by temporary files."""
+    docs = renderings[rendering]
     (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     (config_map_ref,) = container["envFrom"]
     (config_map,) = [
         c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == config_map_ref["configMapRef"]["name"]
     ]
     for name, value in config_map["data"].items():
+        if name.endswith("_FILE"):  # a mounted Secret's file: a stand-in with the same role
+            stand_in = tmp_path / name.lower()
+            stand_in.write_text("c3RhbmQtaW4tc2VjcmV0\n")
+            value = str(stand_in)
         monkeypatch.setenv(name, value)
+    if rendering == "audiohook":  # the overlay sets the queues; here the component's own kustomization
+        monkeypatch.setenv("GENESYS_EXPORTER_QUEUE_ID", "q-1")
     secret = tmp_path / "client-secret"
     secret.write_text("not-a-real-secret\n")
     monkeypatch.setenv("GENESYSCLOUD_OAUTHCLIENT_ID", "client-id-from-secret")
@@ -295,6 +304,7 @@ def test_the_exporter_accepts_the_rendered_settings(
     settings = load_settings({name: getattr(args, name) for name in vars(args) if name != "command"})
     settings.require_endpoints_and_credentials()
     assert settings.queue_id and settings.web_listen_address == ":8729"
+    assert settings.audiohook == (rendering == "audiohook")
 
 
 def test_service_monitor_and_pdb_select_the_exporter_pods(renderings: dict[str, list[dict[str, Any]]]) -> None:
@@ -331,6 +341,56 @@ def test_network_policy_lets_prometheus_in_and_only_dns_and_https_out(
     (https,) = [r for r in policy["egress"] if r["ports"][0]["port"] == 443]
     excepted = https["to"][0]["ipBlock"]["except"]
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(excepted)
+
+
+def test_audiohook_component_lets_the_ingress_controller_in_on_the_audiohook_path_only(
+    renderings: dict[str, list[dict[str, Any]]],
+) -> None:
+    """components/audiohook: Genesys Cloud's wss:// stream reaches /audiohook on the exporter's web listener
+    through the ingress controller (TLS on 443); nothing else of the exporter is exposed, and the
+    NetworkPolicy keeps Prometheus' rule and adds one for the controller's pods, on the same port."""
+    docs = renderings["audiohook"]
+    policy = one(docs, "NetworkPolicy")["spec"]
+    assert policy["ingress"][0] == one(renderings["base"], "NetworkPolicy")["spec"]["ingress"][0]
+    (audiohook_rule,) = policy["ingress"][1:]
+    assert [p["port"] for p in audiohook_rule["ports"]] == ["http-metrics"]
+    (source,) = audiohook_rule["from"]
+    assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
+    assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "ingress-nginx"}
+    assert policy["egress"] == one(renderings["base"], "NetworkPolicy")["spec"]["egress"]
+
+    ingress = one(docs, "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/audiohook", "Exact"), "only AudioHook, never /metrics"
+    service = one(docs, "Service")
+    assert path["backend"]["service"]["name"] == service["metadata"]["name"]
+    assert path["backend"]["service"]["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    (tls,) = ingress["spec"]["tls"]
+    assert tls["hosts"] == [rule["host"]] and tls["secretName"], "AudioHook needs wss:// with a real certificate"
+    assert ingress["metadata"]["namespace"] == service["metadata"]["namespace"]
+    # Pods the NetworkPolicy applies to are the exporter's.
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    # It turns AudioHook on with the credentials from a Secret, mounted where the settings read them.
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (config_map,) = [
+        c
+        for c in of_kind(docs, "ConfigMap")
+        if c["metadata"]["name"] == container["envFrom"][0]["configMapRef"]["name"]
+    ]
+    data = config_map["data"]
+    assert data["GENESYS_EXPORTER_SOURCE"] == "notifications,audiohook"
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "audiohook"]
+    assert volumes["audiohook"]["secret"]["secretName"] == "genesys-sentiment-exporter-audiohook"
+    for key in ("API_KEY", "CLIENT_SECRET"):
+        path = Path(data[f"GENESYS_EXPORTER_AUDIOHOOK_{key}_FILE"])
+        assert str(path.parent) == mount["mountPath"]
+        assert {"key": path.name, "path": path.name} in volumes["audiohook"]["secret"]["items"]
+    # Without the component: no Ingress, one ingress rule (Prometheus).
+    assert not of_kind(renderings["defaults"], "Ingress")
+    assert len(one(renderings["defaults"], "NetworkPolicy")["spec"]["ingress"]) == 1
 
 
 def test_example_overlay_labels_overrides_disables_and_relabels_by_alert_name(
