@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from genesys_sentiment_exporter.check import run_check
 from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.logs import Redactor
 from genesys_sentiment_exporter.metrics import render
+from genesys_sentiment_exporter.model import StateChange
 
 REPO = Path(__file__).resolve().parent.parent
 STA = "/api/v2/speechandtextanalytics"
@@ -523,6 +525,12 @@ async def test_the_coverage_metric_shows_a_queue_that_lost_analysis(start_sim: S
         await exporter.audit.step()
         text = render(exporter.registry).decode()
         assert 'queue_id="q-legacy",queue_name="Legacy",reason="",verdict="ok"' in text
+        # A call in a queue nobody named with --queue-id (an --agent-id deployment): audited from then on.
+        assert 'queue_id="q-support"' not in text
+        exporter.ingest.conversation(None, StateChange("agent-9", "q-support", "c9", "connected", time.time()))
+        await exporter.audit.step()
+        text = render(exporter.registry).decode()
+        assert 'queue_id="q-support",queue_name="Support",reason="",verdict="ok"' in text
     finally:
         await exporter.http.aclose()
 
