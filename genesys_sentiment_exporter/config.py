@@ -172,10 +172,14 @@ class Settings(BaseSettings):
     sentiment_analyzer: str = DEFAULT_ANALYZER
     sentiment_model_dir: Path | None = None
     sentiment_languages: IdList = []
+    # Whose words are scored: customer (default); agent is opt-in (workplace monitoring: see README).
+    score_parties: IdList = ["customer"]
+    # How long a call's post-call sentiment topic stays subscribed after the call (Genesys scores after).
+    postcall_hold_seconds: float = Field(600.0, ge=0, le=86_400)
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
 
-    @field_validator("queue_id", "agent_id", "sentiment_languages", "source", mode="before")
+    @field_validator("queue_id", "agent_id", "sentiment_languages", "score_parties", "source", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split(value)
@@ -253,6 +257,14 @@ class Settings(BaseSettings):
         if value not in known:
             raise ValueError(f"unknown analyzer {value!r}; known: {', '.join(sorted(known))}")
         return value
+
+    @field_validator("score_parties")
+    @classmethod
+    def _parties(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in ("customer", "agent")]
+        if unknown or not value:
+            raise ValueError("give customer, agent or customer,agent")
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _analyzer_model(self) -> Settings:
