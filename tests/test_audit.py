@@ -254,6 +254,17 @@ def test_a_403_without_names_falls_back_to_the_documented_permission_and_flags_i
     assert warn.level == "WARN" and "telephony:plugin:all" in warn.text and "optional read" in warn.text
 
 
+def test_a_watched_queue_named_twice_is_read_once_and_a_body_that_is_no_queue_is_unreadable() -> None:
+    assert [r.key for r in first_reads(["q1", "q1"], False)].count("queue:q1") == 1
+    answers = org(**{"queue:q1": Answer(200, queue("q1", "Billing")), "queue:q2": Answer(200, ["not", "a", "queue"])})
+    report = evaluate(answers, ["q1", "q1", "q2"], False)
+    assert [(q.queue_id, q.verdict, q.reason) for q in report.queues] == [
+        ("q1", "ok", ""),
+        ("q2", "unknown", "unreadable"),
+    ]
+    assert [(f.level, f.id) for f in not_ok(report)] == [("WARN", "q2")]
+
+
 def test_a_watched_queue_that_does_not_exist_fails() -> None:
     answers = org(**{"queue:q9": Answer(404, {}), "queue:q1": Answer(200, queue("q1", "Billing"))})
     report = evaluate(answers, ["q1", "q9"], False)

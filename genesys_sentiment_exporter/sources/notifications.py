@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from prometheus_client.core import Metric
 
+from genesys_sentiment_exporter.analysis import UtteranceAnalyzer
 from genesys_sentiment_exporter.backoff import delays
 from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
@@ -89,6 +90,9 @@ class NotificationsSource:
         ssl_context: ssl.SSLContext | None = None,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
+        analyzer: UtteranceAnalyzer | None = None,
+        score_parties: frozenset[str] = frozenset({"customer"}),
+        postcall_hold_seconds: float = 600.0,
     ) -> None:
         self.session = NotificationsSession(
             queue_ids=queue_ids,
@@ -98,6 +102,9 @@ class NotificationsSource:
             sentiment_scale=sentiment_scale,
             max_channels=max_channels,
             topics_per_channel=topics_per_channel,
+            analyzer=analyzer,
+            score_parties=score_parties,
+            postcall_hold_seconds=postcall_hold_seconds,
         )
         self.tokens, self.ingest, self.stream = tokens, ingest, stream
         self.rest = PlatformRest(api_base_url, http, tokens, requests_per_minute)
