@@ -145,7 +145,7 @@ class AgentGaugeFamily(Metric):
         for agent in self._agents:
             value = self._value(agent)
             if value is not None:
-                labels = {"agent_id": agent.label_id, "queue_id": agent.queue_id}
+                labels = {"agent_id": agent.label_id, "queue_id": agent.queue_id, "party": agent.party}
                 out.append(Sample(self.name, labels, value, None, None))
         return out
 
@@ -228,6 +228,40 @@ class ExporterInfo:
             yield info(catalogue.WEB, {"external_url": self.external_url})
 
 
+def transcript_metrics(ingest: Ingest, tracker: AgentTracker, per_agent_series: bool) -> Iterator[Metric]:
+    """Utterance outcomes, and Genesys' post-call scores in families of their own (a coaching signal:
+    how the agent's recent calls went, never part of the live window)."""
+    utterances: Counter[tuple[str, str]] = Counter()
+    for (party, outcome), count in ingest.utterances.items():
+        utterances[(party or "unknown", outcome)] += count
+    yield counter(catalogue.TRANSCRIPT_UTTERANCES, utterances)
+    if not per_agent_series:
+        return
+    book = ingest.postcall
+    score, trend, mean, stamp = (
+        gauge(f)
+        for f in (
+            catalogue.POSTCALL_SCORE,
+            catalogue.POSTCALL_TREND,
+            catalogue.POSTCALL_MEAN,
+            catalogue.POSTCALL_TIMESTAMP,
+        )
+    )
+    calls = CounterMetricFamily(
+        catalogue.POSTCALL_CALLS.name, catalogue.POSTCALL_CALLS.help, labels=catalogue.POSTCALL_CALLS.label_names
+    )
+    label = tracker.label_id
+    for agent, entry in list(book.agents.items()):
+        labels = [agent if label is None else label(agent), entry.queue_id]
+        score.add_metric(labels, entry.last_score)
+        if entry.last_trend is not None:
+            trend.add_metric(labels, entry.last_trend)
+        mean.add_metric(labels, book.mean(agent))
+        stamp.add_metric(labels, entry.timestamp)
+        calls.add_metric(labels, entry.calls)
+    yield from (score, trend, mean, stamp, calls)
+
+
 class ExporterCollector:
     """Builds every family fresh at scrape time from the objects that own the state."""
 
@@ -255,10 +289,14 @@ class ExporterCollector:
     def collect(self) -> Iterator[Metric]:
         agents = list(self.tracker.agents.values())
         if self.per_agent_series:
+            for tracker in self.ingest.parties.values():
+                if tracker is not self.tracker:
+                    agents.extend(tracker.agents.values())  # opt-in agent scoring: same families, party="agent"
             for family, value in AGENT_FAMILIES:
                 yield AgentGaugeFamily(family, agents, value)
         else:
             yield from queue_aggregates(agents, self.tracker.limits.window_size)
+        yield from transcript_metrics(self.ingest, self.tracker, self.per_agent_series)
         yield from self.collect_small()
 
     def collect_small(self) -> Iterator[Metric]:

@@ -26,8 +26,8 @@ async def test_readings_reach_the_metrics() -> None:
         await wait_for(lambda: exporter.ingest.messages["reading"] == 3, what="readings")
         async with httpx.AsyncClient() as http:
             text = (await http.get(exporter.metrics_url)).text
-    assert 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1"} -0.8' in text
-    assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1"} 3.0' in text
+    assert 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1",party="customer"} -0.8' in text
+    assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1",party="customer"} 3.0' in text
     assert "c1" not in text  # never a conversation id
     assert sim.subscribe_messages[0]["events"][0]["fields"][0] == "sentiment.score"
 
@@ -68,15 +68,19 @@ async def test_make_before_break_loses_and_doubles_nothing() -> None:
         exporter.ingest.on_reading = lambda r: seen.append(r.score)
         await wait_for(lambda: connected(exporter), what="subscription")
         published: list[float] = []
-        for i in range(900):  # ~9 s of readings at 10 ms spacing, spanning the rollover
+        after = 0  # readings published since the swap: they span the overlap of both sockets
+        for i in range(3000):  # 10 ms apart until 100 past the rollover (a loaded machine runs slower)
             score = round(i / 1000, 4)
             sim.publish(event(f"agent-{i % 7}", f"conv-{i % 7}", score))
             published.append(score)
             await asyncio.sleep(0.01)
+            after += bool(exporter.stream.rollovers["token_refresh"])
+            if after >= 100:
+                break
+        assert exporter.stream.rollovers["token_refresh"] == 1  # the next renewal is 6.4 s away
         await wait_for(lambda: len(seen) >= len(published), timeout=5, what="all readings")
         source = exporter.source
         await wait_for(lambda: not source.session.dedup.active, what="end of the overlap")  # type: ignore[attr-defined]
-        assert exporter.stream.rollovers["token_refresh"] == 1
         assert exporter.ingest.messages["duplicate"] > 0  # both sockets delivered during the overlap
         assert sum(exporter.stream.disconnects.values()) == 0
     assert seen == published  # every reading once, in order
@@ -113,8 +117,8 @@ async def test_late_score_inside_grace_is_accepted_and_series_go_after() -> None
         await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="late reading")
         async with httpx.AsyncClient() as http:
             during = (await http.get(exporter.metrics_url)).text
-            assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1"} 2.0' in during
-            assert 'genesys_agent_conversation_active{agent_id="a1",queue_id="q1"} 0.0' in during
+            assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1",party="customer"} 2.0' in during
+            assert 'genesys_agent_conversation_active{agent_id="a1",queue_id="q1",party="customer"} 0.0' in during
             await wait_for(lambda: "a1" not in exporter.tracker.agents, what="grace over")
             after = (await http.get(exporter.metrics_url)).text
     assert 'agent_id="a1"' not in after
