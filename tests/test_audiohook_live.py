@@ -266,3 +266,20 @@ async def test_the_simulator_streams_every_connected_call_like_genesys() -> None
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_agent_speech_is_scored_only_when_opted_in_into_its_own_party() -> None:
+    async with live(score_parties=["customer", "agent"]) as (sim, exporter, _source):
+        await connect_call(sim, "conv-2p", "agent-two")
+        session = client(exporter)
+        await session.connect()
+        opened = await session.open("conv-2p")
+        assert opened["parameters"]["media"][0]["channels"] == ["external", "internal"]  # stereo: both parties
+        await session.stream(speech(HOSTILE[:2]), speech(POLITE), realtime=4.0)
+        customer, agent = exporter.ingest.parties["customer"].agents, exporter.ingest.parties["agent"].agents
+        await wait_for(lambda: len(customer["agent-two"].scores) >= 2 and len(agent["agent-two"].scores) >= 2, 60)
+        assert customer["agent-two"].rolling_average < 0 < agent["agent-two"].rolling_average
+        text = await scrape(exporter)
+        assert 'agent_id="agent-two",queue_id="q1",party="agent"' in text
+        assert 'agent_id="agent-two",queue_id="q1",party="customer"' in text
+        await session.close()
