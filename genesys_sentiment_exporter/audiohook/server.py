@@ -252,6 +252,8 @@ class AudioHookSource:
                 elif message.type is WSMsgType.BINARY:
                     result = session.receive_binary(message.data, now)
                 else:
+                    if message.type is WSMsgType.ERROR and getattr(ws.exception(), "code", None) == 1009:
+                        self.messages["too_large"] += 1  # over 64 KiB: aiohttp closed the socket with 1009
                     break
                 self.messages[result.outcome] += 1
                 if result.error_code:
@@ -263,8 +265,6 @@ class AudioHookSource:
         except Exception:  # a bug in one session must not take the endpoint down
             log.exception("AudioHook session failed")
         finally:
-            if ws.close_code == 1009:
-                self.messages["too_large"] += 1
             await self._apply(live, session.connection_lost())
             if not live.end:
                 live.end = "disconnected" if session.state is protocol.State.DISCONNECTING else "connection_lost"
