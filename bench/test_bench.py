@@ -66,3 +66,16 @@ def test_memory_per_agent_is_measured() -> None:
     assert figure["agents"] == 500
     assert 100 < figure["bytes_per_agent"] < 100_000
     assert not math.isnan(figure["bytes_per_agent"])
+
+
+def test_soak_machinery_accounts_every_frame_through_faults() -> None:
+    """A few seconds of the soak: faults land, the stream comes back, nothing goes unaccounted."""
+    import asyncio
+
+    from bench import soak
+
+    result = asyncio.run(soak.soak(duration=6.0, cycle=2.0, warmup=0.0, agents=10, seed=3))
+    assert sum(result["faults"].values()) >= 2
+    assert result["missed_recoveries"] == []
+    assert result["frames_checked"] > 0
+    assert result["frames_unaccounted"] == 0
