@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"analyzer (vader, one core): {result.analyzer_utterances_per_s:,.0f} utterances/s")
     print(
         f"transcript ingest: {result.subject_frames_per_s:,.0f} frames/s vs json.loads "
-        f"{result.baseline_frames_per_s:,.0f} frames/s = {result.ratio:.3f}x ({result.frames} frames; outcomes {result.outcomes})"
+        f"{result.baseline_frames_per_s:,.0f} frames/s = {result.ratio:.3f}x "
+        f"({result.frames} frames; outcomes {dict(result.outcomes)})"
     )
     return 0
 
