@@ -2,13 +2,18 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: demo test lint tools stack-tools k8s stack stack-up stack-down stack-status rules bench clean
+.PHONY: demo demo-audio test lint tools stack-tools k8s stack stack-up stack-down stack-status rules bench soak clean
 
 $(STAMP): pyproject.toml simulator/pyproject.toml
 	./scripts/bootstrap-venv.sh
 
 demo: $(STAMP)
 	$(PY) -m genesys_sentiment_exporter demo
+
+# The demo on audio: the simulator plays Genesys' AudioHook client and speaks (espeak-ng) on every call;
+# agent-legacy-1's customer is angry. Needs espeak-ng (`make tools` installs it as root).
+demo-audio: $(STAMP)
+	$(PY) -m genesys_sentiment_exporter demo --source notifications,audiohook --scenario no-sentiment
 
 tools:
 	./scripts/install-tools.sh
@@ -51,6 +56,10 @@ k8s: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Ten minutes of random faults under load (bench/soak.py): every frame accounted, RSS flat within 10 %.
+soak: $(STAMP)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

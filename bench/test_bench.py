@@ -76,3 +76,16 @@ def test_transcript_bench_accounts_for_every_frame_and_scores_every_customer_lin
     assert result.outcomes["reading"] == 10 * 4  # one scored customer line per batch
     assert result.outcomes["transcript_keepalive"] == 10
     assert result.analyzer_utterances_per_s > 0 and result.ratio > 0
+
+
+def test_soak_machinery_accounts_every_frame_through_faults() -> None:
+    """A few seconds of the soak: faults land, the stream comes back, nothing goes unaccounted."""
+    import asyncio
+
+    from bench import soak
+
+    result = asyncio.run(soak.soak(duration=6.0, cycle=2.0, warmup=0.0, agents=10, seed=3))
+    assert sum(result["faults"].values()) >= 2
+    assert result["missed_recoveries"] == []
+    assert result["frames_checked"] > 0
+    assert result["frames_unaccounted"] == 0

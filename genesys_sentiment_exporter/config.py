@@ -307,12 +307,6 @@ class Settings(BaseSettings):
                     setattr(self, field, SecretStr(path.read_text(encoding="utf-8").strip()))
                 except OSError as exc:
                     raise ConfigError(f"{field}_file", f"cannot read it ({exc.strerror})") from None
-        if self.audiohook and not self.audiohook_api_key.get_secret_value():
-            raise ConfigError(
-                "audiohook_api_key_file",
-                "--source audiohook needs the API key of the Genesys AudioHook integration "
-                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)",
-            )
         return self
 
     # -- derived ---------------------------------------------------------------------------------
@@ -358,6 +352,13 @@ class Settings(BaseSettings):
             raise ConfigError("client_id", "set GENESYSCLOUD_OAUTHCLIENT_ID")
         if not self.client_secret.get_secret_value():
             raise ConfigError("client_secret", "set GENESYSCLOUD_OAUTHCLIENT_SECRET or --client-secret-file")
+        if self.audiohook and not self.audiohook_api_key.get_secret_value():
+            # Checked here (run, check), not at parse time: `demo` makes up its own key.
+            raise ConfigError(
+                "audiohook_api_key_file",
+                "--source audiohook needs the API key of the Genesys AudioHook integration "
+                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)",
+            )
         if self.stream_source == "notifications" and not self.agent_id and not self.queue_id:
             raise ConfigError(
                 "agent_id",
