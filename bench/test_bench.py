@@ -66,3 +66,12 @@ def test_memory_per_agent_is_measured() -> None:
     assert figure["agents"] == 500
     assert 100 < figure["bytes_per_agent"] < 100_000
     assert not math.isnan(figure["bytes_per_agent"])
+
+
+def test_incremental_scrape_pages_agree_and_expiry_is_measured() -> None:
+    from bench import scrape_bench
+
+    result = scrape_bench.run(agents=600, repeats=2, chunk=64).as_dict()
+    assert result["same_samples"]["samples"] > 600 * 4
+    assert result["changed_per_scrape"] == 60
+    assert result["expire_vs_walk_ratio"] is not None
