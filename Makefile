@@ -2,13 +2,18 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: demo test lint tools stack-tools k8s stack stack-up stack-down stack-status rules bench clean
+.PHONY: demo demo-audio test lint tools stack-tools k8s stack stack-up stack-down stack-status rules bench clean
 
 $(STAMP): pyproject.toml simulator/pyproject.toml
 	./scripts/bootstrap-venv.sh
 
 demo: $(STAMP)
 	$(PY) -m genesys_sentiment_exporter demo
+
+# The demo on audio: the simulator plays Genesys' AudioHook client and speaks (espeak-ng) on every call;
+# agent-legacy-1's customer is angry. Needs espeak-ng (`make tools` installs it as root).
+demo-audio: $(STAMP)
+	$(PY) -m genesys_sentiment_exporter demo --source notifications,audiohook --scenario no-sentiment
 
 tools:
 	./scripts/install-tools.sh

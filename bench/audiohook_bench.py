@@ -134,7 +134,7 @@ class Live:
             "audiohook_api_key": API_KEY,
             "audiohook_client_secret": SECRET,
             "audiohook_workers": self.workers,
-            "audiohook_max_lag_seconds": 5.0,
+            "audiohook_max_lag_seconds": 600.0,  # measure the cost of all audio; lag shows capacity
             "window_size": 1,
         }
         settings = Settings(**values)
@@ -183,6 +183,16 @@ async def _ping(client: AudioHookClient) -> float:
     return time.perf_counter() - began
 
 
+def worker_cpu(live: Live) -> float:
+    """CPU seconds (user + system) the recognition workers have used so far (Linux /proc)."""
+    assert live.exporter is not None and live.exporter.audiohook is not None
+    total = 0.0
+    for worker in live.exporter.audiohook.pool.workers:
+        fields = Path(f"/proc/{worker.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _value(text: str, name: str, needle: str = "") -> float | None:
     for line in text.splitlines():
         if line.startswith(name) and needle in line:
@@ -224,6 +234,7 @@ async def load(live: Live, sessions: int, seconds: float, audio: bytes, http: ht
     clients = [(await live.session())[0] for _ in range(sessions)]
     probe, _agent = await live.session()
     dropped_before = sum(source.dropped_seconds.values())
+    cpu_before = worker_cpu(live)
     received_before = source.audio_seconds.get("external", 0.0)
     step = len(audio) // max(1, sessions)
 
@@ -245,12 +256,22 @@ async def load(live: Live, sessions: int, seconds: float, audio: bytes, http: ht
         lags.append(source.pool.lag())
         await asyncio.sleep(0.25)
     await streams
-    dropped = sum(source.dropped_seconds.values()) - dropped_before
-    received = source.audio_seconds.get("external", 0.0) - received_before
     for client in [*clients, probe]:
         await client.close()
+    caught_up = time.monotonic()
+    while source.pool.lag() > 0 and time.monotonic() - caught_up < 300:
+        await asyncio.sleep(0.1)
+    catch_up = time.monotonic() - caught_up
+    cpu = worker_cpu(live) - cpu_before
+    dropped = sum(source.dropped_seconds.values()) - dropped_before
+    received = source.audio_seconds.get("external", 0.0) - received_before
+    recognised = received - dropped
     return {
         "sessions": sessions,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "catch_up_seconds_after_streams_ended": round(catch_up, 1),
+        "worker_cpu_per_recognised_call_second": round(cpu / recognised, 3) if recognised else None,
+        "sessions_per_core_from_cpu": round(recognised / cpu, 1) if cpu else None,
         "received_seconds": round(received, 1),
         "dropped_seconds": round(dropped, 1),
         "dropped_fraction": round(dropped / received, 4) if received else None,

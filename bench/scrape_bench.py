@@ -79,7 +79,7 @@ def _set(gauges: list[Gauge], agent: AgentState) -> None:
     for gauge, (_family, value_of) in zip(gauges, AGENT_FAMILIES, strict=True):
         value = value_of(agent)
         if value is not None:
-            gauge.labels(agent.label_id, agent.queue_id).set(value)
+            gauge.labels(agent.label_id, agent.queue_id, agent.party).set(value)
 
 
 def run(agents: int = 50_000, changed_share: float = 0.10, repeats: int = 5, chunk: int = 256) -> ScrapeResult:

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from genesys_sentiment_exporter.analysis import build_analyzer
 from genesys_sentiment_exporter.audit_shell import audit_loop_for
 from genesys_sentiment_exporter.config import Settings, parse_listen_address
 from genesys_sentiment_exporter.ingest import Ingest
@@ -73,6 +74,9 @@ def make_source(
             requests_per_minute=settings.api_requests_per_minute,
             probe_seconds=settings.notifications_channel_probe_seconds,
             ssl_context=ssl.create_default_context(),
+            analyzer=build_analyzer(settings.sentiment_analyzer, settings.analyzer_options()),
+            score_parties=frozenset(settings.score_parties),
+            postcall_hold_seconds=settings.postcall_hold_seconds,
         )
     from genesys_sentiment_exporter.sources.analytics_websocket import AnalyticsWebSocketSource
 
@@ -107,6 +111,9 @@ class Exporter:
             label_id=self.identity.label if self.identity.mode == "pseudonymous" else None,
         )
         self.ingest = Ingest(self.tracker)
+        if "agent" in settings.score_parties and settings.stream_source == "notifications":
+            # Opt-in: the agent's own words in windows of their own (party="agent"); see README on why.
+            self.ingest.add_party(AgentTracker(self.tracker.limits, label_id=self.tracker.label_id, party="agent"))
         self.stream = StreamState()
         # Certificate verification stays on (httpx default); plain http was allowed only for loopback.
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
@@ -208,7 +215,9 @@ class Exporter:
         self.redactor.add_token(token.value)
 
     def expire(self) -> None:
-        self.tracker.expire(time.monotonic())
+        now = time.monotonic()
+        for tracker in self.ingest.parties.values():
+            tracker.expire(now)
 
     def ready_reason(self) -> str | None:
         reasons = [r for r in (self.tokens.ready_reason(), self.stream.ready_reason()) if r]

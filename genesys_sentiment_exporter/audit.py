@@ -182,7 +182,14 @@ def first_reads(queue_ids: Sequence[str], all_queues: bool) -> list[Read]:
         Read("programs", f"{STA}/programs?pageSize=100", "speechAndTextAnalytics:program:view", paged=True),
         Read("mappings", f"{STA}/programs/mappings?pageSize=100", "speechAndTextAnalytics:program:view", paged=True),
         Read("dialects", f"{STA}/programs/transcriptionengines/dialects", ""),
-        Read("sentiment_dialects", f"{STA}/sentiment/dialects", "speechAndTextAnalytics:settings:view", False),
+        # Its permission and the meaning of its untyped items are unconfirmed: a refusal only skips that check.
+        Read(
+            "sentiment_dialects",
+            f"{STA}/sentiment/dialects",
+            "speechAndTextAnalytics:settings:view",
+            permission_confirmed=False,
+            required=False,
+        ),
         Read(
             "policies",
             "/api/v2/recording/mediaretentionpolicies?pageSize=100&enabled=true",
@@ -218,7 +225,8 @@ def first_reads(queue_ids: Sequence[str], all_queues: bool) -> list[Read]:
         )
     else:
         reads.extend(
-            Read(f"queue:{q}", f"/api/v2/routing/queues/{quote(q, safe='')}", "routing:queue:view") for q in queue_ids
+            Read(f"queue:{q}", f"/api/v2/routing/queues/{quote(q, safe='')}", "routing:queue:view")
+            for q in dict.fromkeys(queue_ids)
         )
     return reads
 
@@ -301,7 +309,7 @@ def _queues(answers: Mapping[str, Answer], queue_ids: Sequence[str], all_queues:
     if all_queues:
         return [q for q in _entities(_ok(answers, "queues")) if _str(q.get("id"))]
     out = []
-    for queue_id in queue_ids:
+    for queue_id in dict.fromkeys(queue_ids):
         body = _ok(answers, f"queue:{queue_id}")
         if isinstance(body, dict) and _str(body.get("id")):
             out.append(body)
@@ -524,13 +532,27 @@ class _Evaluation:
         for queue in queues:
             self.queue(queue)
         if not self.all_queues:  # a watched queue that could not be read at all
-            for queue_id in self.queue_ids:
+            judged = {_str(q.get("id")) for q in queues}
+            for queue_id in dict.fromkeys(self.queue_ids):
                 answer = self.answers.get(f"queue:{queue_id}")
-                if answer is None or answer.status == 200:
+                if answer is None or queue_id in judged:
                     continue
                 reason = "queue_not_found" if answer.status == 404 else "permission_missing"
                 if answer.status not in (401, 403, 404):
                     reason = "unreadable"
+                if answer.status == 200:  # the other statuses have their line among the reads
+                    self.add(
+                        Finding(
+                            "WARN",
+                            "coverage",
+                            "queue",
+                            "",
+                            queue_id,
+                            "the platform's answer is not a queue; cannot tell whether its calls will be analysed",
+                            "run the audit again",
+                            queue_id=queue_id,
+                        )
+                    )
                 verdict: Verdict = "lost" if reason == "queue_not_found" else "unknown"
                 self.report.queues.append(QueueCoverage(queue_id, "", verdict, reason))
 

@@ -14,8 +14,8 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -117,6 +117,7 @@ async def run_audit(
     analyzer: Analyzer = GENESYS_NATIVE,
     pace: Callable[[], Any] | None = None,
 ) -> Report:
+    queue_ids = list(queue_ids)  # one snapshot for the whole run (WatchedQueues changes as calls come and go)
     answers: dict[str, Answer] = {}
     for read in first_reads(queue_ids, all_queues):
         answers[read.key] = await fetch(rest, read, pace)
@@ -142,6 +143,33 @@ def print_report(report: Report, output: str, out: Any = None) -> None:
     )
 
 
+class WatchedQueues(Sequence[str]):
+    """The queues `run` watches: the `--queue-id` ones, and those its tracked agents take calls in (an
+    `--agent-id` deployment names no queue), at most `cap` more, so the audit covers what is monitored."""
+
+    def __init__(self, explicit: Sequence[str], tracked: Callable[[], Iterable[str]], cap: int = 100) -> None:
+        self.explicit = list(explicit)
+        self.tracked = tracked
+        self.cap = cap
+
+    def _ids(self) -> list[str]:
+        extra = sorted({q for q in self.tracked() if q and q not in self.explicit})[: self.cap]
+        return self.explicit + extra
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids())
+
+    def __len__(self) -> int:
+        return len(self._ids())
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._ids()[index]
+
+
 class AuditLoop:
     """Runs the audit every `interval` seconds within a share of the REST budget; exports the verdicts."""
 
@@ -158,7 +186,7 @@ class AuditLoop:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.rest = rest
-        self.queue_ids = list(queue_ids)
+        self.queue_ids = queue_ids  # may be live (WatchedQueues): read once per run
         self.all_queues = all_queues
         self.analyzer = analyzer
         self.interval = interval
@@ -297,7 +325,7 @@ def audit_loop_for(exporter: Exporter) -> AuditLoop | None:
         return None
     return AuditLoop(
         rest_for(settings, exporter.http, exporter.tokens, exporter.source),
-        settings.queue_id,
+        WatchedQueues(settings.queue_id, lambda: (a.queue_id for a in list(exporter.tracker.agents.values()))),
         settings.audit_all_queues,
         analyzer_for(settings),
         interval=settings.audit_interval_seconds,

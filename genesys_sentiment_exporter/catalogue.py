@@ -44,6 +44,44 @@ class Outcome(StrEnum):
     INVALID_ID = "invalid_id"  # an agent, queue or conversation id that cannot be a label
     UNATTRIBUTED = "unattributed"  # notifications: sentiment for a conversation with no known agent
     NOT_VOICE = "not_voice"  # notifications: chat, email, ...: no speech sentiment
+    TRANSCRIPT = "transcript"  # a transcript batch none of whose utterances became a reading (each counted)
+    TRANSCRIPT_KEEPALIVE = "transcript_keepalive"  # no utterances, session ongoing (start, every 5 min)
+    TRANSCRIPT_ENDED = "transcript_ended"  # no utterances, SESSION_ENDED
+    POSTCALL_SCORE = "postcall_score"  # Genesys' post-call score, to the post-call families
+    POSTCALL_REPEAT = "postcall_repeat"  # the same call's post-call score again
+
+
+class Party(StrEnum):
+    """Whose words a reading scores: the customer (EXTERNAL channel) or the agent (INTERNAL)."""
+
+    CUSTOMER = "customer"
+    AGENT = "agent"
+
+
+class UtteranceParty(StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    UNKNOWN = "unknown"  # channel BOTH / UNKNOWN / absent
+
+
+class UtteranceOutcome(StrEnum):
+    """What became of one transcript utterance (transcription_protocol.py)."""
+
+    READING = "reading"
+    PARTIAL = "partial"  # isFinal false: an interim hypothesis its final replaces
+    REPEAT = "repeat"  # a final utteranceId already scored
+    PARTY_NOT_SCORED = "party_not_scored"  # agent speech without --score-parties ...,agent
+    UNKNOWN_CHANNEL = "unknown_channel"
+    BEFORE_AGENT = "before_agent"  # INTERNAL speech before the agent connected (IVR, queue prompts)
+    UNATTRIBUTED = "unattributed"  # the call has no known agent
+    MALFORMED = "malformed"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"  # never a 0.0 reading
+    UNKNOWN_LANGUAGE = "unknown_language"
+    EMPTY_TEXT = "empty_text"
+    ANALYZER_ERROR = "analyzer_error"
+    STALE = "stale"
+    AGENT_REFUSED = "agent_refused"
+    INVALID_ID = "invalid_id"
 
 
 class HadSentiment(StrEnum):
@@ -231,24 +269,25 @@ def _closed(name: str, values: type[StrEnum], open_extra: bool = False) -> Label
 
 AGENT = Label("agent_id")
 QUEUE = Label("queue_id")
+PARTY = Label("party", Party)  # whose words: every live per-agent gauge has it
 
 # ---- per agent (served unless --agent-identity none) ----------------------------------------------
 AGENT_ROLLING_AVERAGE = Family(
     "genesys_agent_sentiment_rolling_average",
     "gauge",
     "Mean of the agent's rolling window of sentiment scores (-1..1) in the current conversation.",
-    (AGENT, QUEUE),
+    (AGENT, QUEUE, PARTY),
     group="agent",
 )
 AGENT_SCORE = Family(
-    "genesys_agent_sentiment_score", "gauge", "The agent's most recent sentiment score (-1..1).", (AGENT, QUEUE),
+    "genesys_agent_sentiment_score", "gauge", "The agent's most recent sentiment score (-1..1).", (AGENT, QUEUE, PARTY),
     group="agent",
 )  # fmt: skip
 AGENT_WINDOW_READINGS = Family(
     "genesys_agent_sentiment_window_readings",
     "gauge",
     "Readings in the agent's rolling window (0 up to the window size).",
-    (AGENT, QUEUE),
+    (AGENT, QUEUE, PARTY),
     group="agent",
     note="a full window equals `genesys_exporter_window_size`",
 )
@@ -256,7 +295,7 @@ AGENT_LAST_READING = Family(
     "genesys_agent_last_reading_timestamp_seconds",
     "gauge",
     "Event time of the agent's most recent sentiment reading.",
-    (AGENT, QUEUE),
+    (AGENT, QUEUE, PARTY),
     unit="seconds",
     group="agent",
 )
@@ -264,14 +303,14 @@ AGENT_CONVERSATION_ACTIVE = Family(
     "genesys_agent_conversation_active",
     "gauge",
     "1 while the agent's conversation is live, 0 in the grace period after it ended.",
-    (AGENT, QUEUE),
+    (AGENT, QUEUE, PARTY),
     group="agent",
 )
 AGENT_TREND = Family(
     "genesys_agent_sentiment_trend",
     "gauge",
     "The conversation's sentiment trend score (-1..1), where the source provides one.",
-    (AGENT, QUEUE),
+    (AGENT, QUEUE, PARTY),
     group="agent",
     note="notifications: `sentimentTrendScore`",
 )
@@ -604,6 +643,51 @@ AUDIOHOOK_UTTERANCE_LATENCY = Family(
     group="audiohook",
 )
 
+# ---- transcripts (the live path) and Genesys' post-call score -----------------------------------------
+TRANSCRIPT_UTTERANCES = Family(
+    "genesys_transcript_utterances",
+    "counter",
+    "Transcript utterances by party and what became of them.",
+    (_closed("party", UtteranceParty), _closed("outcome", UtteranceOutcome)),
+    group="notifications",
+    note="`unsupported_language`: the analyzer cannot score the dialect (never a 0.0 reading; `check` names "
+    "the queues); `party_not_scored`: agent speech without `--score-parties customer,agent`",
+)
+POSTCALL_SCORE = Family(
+    "genesys_agent_postcall_sentiment_score",
+    "gauge",
+    "Genesys' overall sentiment (-1..1) of the agent's last finished call, computed after the call.",
+    (AGENT, QUEUE),
+    group="agent",
+    note="a coaching signal, never part of the live window",
+)
+POSTCALL_TREND = Family(
+    "genesys_agent_postcall_sentiment_trend",
+    "gauge",
+    "Genesys' sentiment trend (-1..1) of the agent's last finished call.",
+    (AGENT, QUEUE),
+    group="agent",
+)
+POSTCALL_MEAN = Family(
+    "genesys_agent_postcall_sentiment_mean",
+    "gauge",
+    "Mean of Genesys' overall sentiment over the agent's recent calls (up to 5).",
+    (AGENT, QUEUE),
+    group="agent",
+)
+POSTCALL_TIMESTAMP = Family(
+    "genesys_agent_postcall_timestamp_seconds",
+    "gauge",
+    "When the agent's last post-call score arrived.",
+    (AGENT, QUEUE),
+    unit="seconds",
+    group="agent",
+)
+POSTCALL_CALLS = Family(
+    "genesys_agent_postcall_calls", "counter", "Calls of the agent with a post-call score.", (AGENT, QUEUE),
+    group="agent",
+)  # fmt: skip
+
 FAMILIES: tuple[Family, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Family))
 BY_SAMPLE_NAME: dict[str, Family] = {name: f for f in FAMILIES for name in f.sample_names}
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
@@ -613,7 +697,8 @@ BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 README_BEGIN = "<!-- metrics catalogue: begin (python -m genesys_sentiment_exporter.catalogue --write) -->"
 README_END = "<!-- metrics catalogue: end -->"
 _GROUP_TITLES: dict[Group, str] = {
-    "agent": "Per agent, labelled `agent_id` and `queue_id` (never a conversation id):",
+    "agent": "Per agent, labelled `agent_id` and `queue_id` (never a conversation id); the live families also "
+    "`party` (`customer`; `agent` with `--score-parties customer,agent`):",
     "queue": "With `--agent-identity none`, instead of the per-agent families, per `queue_id`:",
     "exporter": "Exporter-wide:",
     "notifications": "The notifications source (the default) adds:",

@@ -122,6 +122,18 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--sentiment-languages",
         {"action": "append", "help": "languages the analyzer scores, e.g. en,de (default: the analyzer's own)"},
     ),
+    "score_parties": (
+        "--score-parties",
+        {
+            "action": "append",
+            "help": "whose words are scored: customer (default), agent, or customer,agent (agent scoring is "
+            "workplace monitoring: read the README first)",
+        },
+    ),
+    "postcall_hold_seconds": (
+        "--postcall-hold-seconds",
+        {"help": "keep a call's post-call sentiment topic this long after the call (default 600)"},
+    ),
     "web_listen_address": ("--web.listen-address", {"help": "address to serve on (default :8729)"}),
     "web_telemetry_path": ("--web.telemetry-path", {"help": "metrics path (default /metrics)"}),
     "web_config_file": ("--web.config.file", {"help": "exporter-toolkit web config (TLS, basic auth)"}),
@@ -336,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sentiment_analyzer",
         "sentiment_model_dir",
         "sentiment_languages",
+        "score_parties",
+        "postcall_hold_seconds",
     )
     _add_flags(demo, (*demo_flags, "heartbeat_seconds", *WEB_FLAGS))
     _add_simulator_flags(demo)

@@ -172,10 +172,14 @@ class Settings(BaseSettings):
     sentiment_analyzer: str = DEFAULT_ANALYZER
     sentiment_model_dir: Path | None = None
     sentiment_languages: IdList = []
+    # Whose words are scored: customer (default); agent is opt-in (workplace monitoring: see README).
+    score_parties: IdList = ["customer"]
+    # How long a call's post-call sentiment topic stays subscribed after the call (Genesys scores after).
+    postcall_hold_seconds: float = Field(600.0, ge=0, le=86_400)
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
 
-    @field_validator("queue_id", "agent_id", "sentiment_languages", "source", mode="before")
+    @field_validator("queue_id", "agent_id", "sentiment_languages", "score_parties", "source", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split(value)
@@ -254,6 +258,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown analyzer {value!r}; known: {', '.join(sorted(known))}")
         return value
 
+    @field_validator("score_parties")
+    @classmethod
+    def _parties(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in ("customer", "agent")]
+        if unknown or not value:
+            raise ValueError("give customer, agent or customer,agent")
+        return list(dict.fromkeys(value))
+
     @model_validator(mode="after")
     def _analyzer_model(self) -> Settings:
         if self.sentiment_analyzer == "onnx" and self.sentiment_model_dir is None:
@@ -295,12 +307,6 @@ class Settings(BaseSettings):
                     setattr(self, field, SecretStr(path.read_text(encoding="utf-8").strip()))
                 except OSError as exc:
                     raise ConfigError(f"{field}_file", f"cannot read it ({exc.strerror})") from None
-        if self.audiohook and not self.audiohook_api_key.get_secret_value():
-            raise ConfigError(
-                "audiohook_api_key_file",
-                "--source audiohook needs the API key of the Genesys AudioHook integration "
-                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)",
-            )
         return self
 
     # -- derived ---------------------------------------------------------------------------------
@@ -346,6 +352,13 @@ class Settings(BaseSettings):
             raise ConfigError("client_id", "set GENESYSCLOUD_OAUTHCLIENT_ID")
         if not self.client_secret.get_secret_value():
             raise ConfigError("client_secret", "set GENESYSCLOUD_OAUTHCLIENT_SECRET or --client-secret-file")
+        if self.audiohook and not self.audiohook_api_key.get_secret_value():
+            # Checked here (run, check), not at parse time: `demo` makes up its own key.
+            raise ConfigError(
+                "audiohook_api_key_file",
+                "--source audiohook needs the API key of the Genesys AudioHook integration "
+                "(--audiohook.api-key-file or GENESYS_EXPORTER_AUDIOHOOK_API_KEY)",
+            )
         if self.stream_source == "notifications" and not self.agent_id and not self.queue_id:
             raise ConfigError(
                 "agent_id",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from genesys_sentiment_exporter.catalogue import ClampDirection, Outcome
 from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.postcall import PostCallBook
 from genesys_sentiment_exporter.tracker import AgentTracker
 
 log = logging.getLogger("exporter.ingest")
@@ -68,6 +69,35 @@ class Ingest:
         self.on_reading: Callable[[Reading], None] | None = None  # `check` watches readings go by
         # ... and the states events carry (a repeat of an agent's current state may skip it).
         self.on_state: Callable[[StateChange], None] | None = None
+        # Transcript utterances: one tracker per scored party (customer always first: `tracker`), each
+        # utterance's outcome by (party, outcome), and Genesys' post-call scores (never a live reading).
+        self.parties: dict[str, AgentTracker] = {tracker.party: tracker}
+        self.utterances: Counter[tuple[str, str]] = Counter()
+        self.postcall = PostCallBook(max_agents=tracker.limits.max_agents)
+
+    def add_party(self, tracker: AgentTracker) -> None:
+        """Score another party (the agent's own words) in its own tracker; it follows the same calls."""
+        self.parties[tracker.party] = tracker
+
+    def utterance(self, reading: Reading) -> str:
+        """One scored utterance to its party's window; its outcome is counted per utterance."""
+        tracker = self.parties.get(reading.party)
+        outcome = "party_not_scored" if tracker is None else tracker.reading(reading, self.clock())
+        self.utterances[(reading.party, outcome)] += 1
+        if outcome == Outcome.READING and self.on_reading is not None:
+            self.on_reading(reading)
+        return outcome
+
+    def count_utterance(self, party: str, outcome: str) -> None:
+        self.utterances[(party, outcome)] += 1
+
+    def follow(self, change: StateChange, now: float) -> None:
+        """A state change for the other parties' trackers (the primary one gets it through `conversation`)."""
+        for tracker in self.parties.values():
+            if tracker is not self.tracker and not tracker.is_current_state(
+                change.agent_id, change.conversation_id, change.state
+            ):
+                tracker.state(change, now)
 
     def count(self, outcome: Outcome) -> None:
         self.messages[outcome] += 1
@@ -125,6 +155,8 @@ class Ingest:
             self.on_state(state)
         if state is not None and not tracker.is_current_state(state.agent_id, state.conversation_id, state.state):
             outcome = tracker.state(state, now)
+        if state is not None and len(self.parties) > 1:
+            self.follow(state, now)
         if reading is not None:
             if outcome not in (Outcome.AGENT_REFUSED, Outcome.STALE, Outcome.INVALID_ID):
                 reading.timestamp = self.bounded_time(reading.timestamp)

@@ -233,14 +233,11 @@ class AgentText:
                 family_blocks[block] = b"".join(family_rows[block * size : (block + 1) * size])
         return True
 
-    def parts(self, index: int) -> list[bytes]:
-        """The family's text as pieces: its header and every block (for one join of the page)."""
+    def blocks_of(self, index: int) -> list[bytes]:
+        """The family's rows as joined blocks, brought up to date first."""
         self.refresh()
         self.join()
-        return [self.headers[index], *self.blocks[index]]  # type: ignore[list-item]
-
-    def family(self, index: int) -> bytes:
-        return b"".join(self.parts(index))
+        return self.blocks[index]  # type: ignore[return-value]
 
 
 def _help(text: str) -> str:
@@ -250,8 +247,8 @@ def _help(text: str) -> str:
 class AgentGaugeFamily(Metric):
     """A per-agent gauge: samples derived on demand (tests, generate_latest), text from `AgentText`."""
 
-    def __init__(self, family: Family, tracker: AgentTracker, index: int) -> None:
-        self._tracker = tracker
+    def __init__(self, family: Family, trackers: list[AgentTracker], index: int) -> None:
+        self._trackers = trackers
         self._index = index
         self._value = AGENT_FAMILIES[index][1]
         super().__init__(family.name, family.help, "gauge")
@@ -259,11 +256,12 @@ class AgentGaugeFamily(Metric):
     @property
     def samples(self) -> list[Sample]:
         out = []
-        for agent in self._tracker.agents.values():
-            value = self._value(agent)
-            if value is not None:
-                labels = {"agent_id": agent.label_id, "queue_id": agent.queue_id}
-                out.append(Sample(self.name, labels, value, None, None))
+        for tracker in self._trackers:
+            for agent in tracker.agents.values():
+                value = self._value(agent)
+                if value is not None:
+                    labels = {"agent_id": agent.label_id, "queue_id": agent.queue_id, "party": agent.party}
+                    out.append(Sample(self.name, labels, value, None, None))
         return out
 
     @samples.setter
@@ -271,10 +269,15 @@ class AgentGaugeFamily(Metric):
         pass  # Metric.__init__ assigns an empty list; the samples are always derived
 
     def text(self) -> bytes:
-        return AgentText.of(self._tracker).family(self._index)
+        return b"".join(self.parts())
 
     def parts(self) -> list[bytes]:
-        return AgentText.of(self._tracker).parts(self._index)
+        """The family's header, then the cached blocks of every tracker (one per party)."""
+        caches = [AgentText.of(tracker) for tracker in self._trackers]
+        out = [caches[0].headers[self._index]]
+        for cache in caches:
+            out += cache.blocks_of(self._index)
+        return out
 
 
 QUEUE_FAMILIES: tuple[Family, ...] = (
@@ -339,6 +342,40 @@ class ExporterInfo:
             yield info(catalogue.WEB, {"external_url": self.external_url})
 
 
+def transcript_metrics(ingest: Ingest, tracker: AgentTracker, per_agent_series: bool) -> Iterator[Metric]:
+    """Utterance outcomes, and Genesys' post-call scores in families of their own (a coaching signal:
+    how the agent's recent calls went, never part of the live window)."""
+    utterances: Counter[tuple[str, str]] = Counter()
+    for (party, outcome), count in ingest.utterances.items():
+        utterances[(party or "unknown", outcome)] += count
+    yield counter(catalogue.TRANSCRIPT_UTTERANCES, utterances)
+    if not per_agent_series:
+        return
+    book = ingest.postcall
+    score, trend, mean, stamp = (
+        gauge(f)
+        for f in (
+            catalogue.POSTCALL_SCORE,
+            catalogue.POSTCALL_TREND,
+            catalogue.POSTCALL_MEAN,
+            catalogue.POSTCALL_TIMESTAMP,
+        )
+    )
+    calls = CounterMetricFamily(
+        catalogue.POSTCALL_CALLS.name, catalogue.POSTCALL_CALLS.help, labels=catalogue.POSTCALL_CALLS.label_names
+    )
+    label = tracker.label_id
+    for agent, entry in list(book.agents.items()):
+        labels = [agent if label is None else label(agent), entry.queue_id]
+        score.add_metric(labels, entry.last_score)
+        if entry.last_trend is not None:
+            trend.add_metric(labels, entry.last_trend)
+        mean.add_metric(labels, book.mean(agent))
+        stamp.add_metric(labels, entry.timestamp)
+        calls.add_metric(labels, entry.calls)
+    yield from (score, trend, mean, stamp, calls)
+
+
 class ExporterCollector:
     """Builds every family fresh at scrape time from the objects that own the state."""
 
@@ -365,10 +402,12 @@ class ExporterCollector:
 
     def collect(self) -> Iterator[Metric]:
         if self.per_agent_series:
+            trackers = [self.tracker, *(t for t in self.ingest.parties.values() if t is not self.tracker)]
             for index, (family, _value) in enumerate(AGENT_FAMILIES):
-                yield AgentGaugeFamily(family, self.tracker, index)
+                yield AgentGaugeFamily(family, trackers, index)  # opt-in agent scoring: party="agent"
         else:
             yield from queue_aggregates(list(self.tracker.agents.values()), self.tracker.limits.window_size)
+        yield from transcript_metrics(self.ingest, self.tracker, self.per_agent_series)
         yield from self.collect_small()
 
     async def prepare(self, chunk: int = 256) -> None:
@@ -376,11 +415,12 @@ class ExporterCollector:
         the scrape itself only joins cached rows (issue 13: no long stall of the stream's loop)."""
         if not self.per_agent_series:
             return
-        cache = AgentText.of(self.tracker)
-        while not cache.refresh(chunk):
-            await asyncio.sleep(0)
-        while not cache.join(4):
-            await asyncio.sleep(0)
+        for tracker in [self.tracker, *(t for t in self.ingest.parties.values() if t is not self.tracker)]:
+            cache = AgentText.of(tracker)
+            while not cache.refresh(chunk):
+                await asyncio.sleep(0)
+            while not cache.join(4):
+                await asyncio.sleep(0)
 
     def collect_small(self) -> Iterator[Metric]:
         tracker, stream, ingest = self.tracker, self.stream, self.ingest

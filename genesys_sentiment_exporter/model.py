@@ -38,7 +38,8 @@ class Reading:
     conversation_id: str
     score: float
     timestamp: float  # wall-clock epoch seconds of the event (eventTime, or receive time)
-    trend: float | None = None  # Notifications API's sentimentTrendScore, normalised; None elsewhere
+    trend: float | None = None  # the design document stream's trend, where a source provides one
+    party: str = "customer"  # whose words: customer (EXTERNAL) or agent (INTERNAL) on a transcript
 
 
 @dataclass(slots=True)

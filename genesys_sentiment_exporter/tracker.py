@@ -35,6 +35,7 @@ class AgentState:
         "label_text",
         "last_seen",
         "last_timestamp",
+        "party",
         "phase",
         "previous_conversation_id",
         "queue_id",
@@ -47,9 +48,16 @@ class AgentState:
     )
 
     def __init__(
-        self, agent_id: str, queue_id: str, conversation_id: str, now: float, label_id: str | None = None
+        self,
+        agent_id: str,
+        queue_id: str,
+        conversation_id: str,
+        now: float,
+        label_id: str | None = None,
+        party: str = "customer",
     ) -> None:
         self.agent_id = agent_id
+        self.party = party  # whose words the window scores: customer (default) or agent
         self.label_id = agent_id if label_id is None else label_id  # what `agent_id` says in /metrics
         self.queue_id = queue_id
         self.conversation_id = conversation_id
@@ -68,7 +76,7 @@ class AgentState:
 
     def _render_labels(self) -> str:
         # Cached, pre-escaped label text: the scrape path renders it without re-escaping.
-        return f'agent_id="{_escape(self.label_id)}",queue_id="{_escape(self.queue_id)}"'
+        return f'agent_id="{_escape(self.label_id)}",queue_id="{_escape(self.queue_id)}",party="{self.party}"'
 
     @property
     def window_readings(self) -> int:
@@ -148,8 +156,14 @@ class TrackerLimits:
 class AgentTracker:
     """Holds every tracked agent; answers what the collector needs at scrape time."""
 
-    def __init__(self, limits: TrackerLimits | None = None, label_id: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        limits: TrackerLimits | None = None,
+        label_id: Callable[[str], str] | None = None,
+        party: str = "customer",
+    ) -> None:
         self.limits = limits or TrackerLimits()
+        self.party = party  # the `party` label of every window this tracker holds
         # identity.AgentIdentity.label: applied once per agent, when it is first tracked.
         self.label_id = label_id
         self.agents: dict[str, AgentState] = {}
@@ -180,7 +194,7 @@ class AgentTracker:
                 self.agents_refused += 1
                 return None
             label = None if self.label_id is None else self.label_id(agent_id)
-            agent = AgentState(agent_id, queue_id, conversation_id, now, label)
+            agent = AgentState(agent_id, queue_id, conversation_id, now, label, self.party)
             self.agents[agent_id] = agent
             self._seen[agent_id] = None
             self._see_queue(queue_id, now)

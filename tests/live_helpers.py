@@ -60,3 +60,25 @@ def event(
     if score is not None:
         message["sentiment"] = {"score": score, "label": "neutral"}
     return message
+
+
+class NumberScorer:
+    """Test analyzer: an utterance's text is its score ("-0.4"), so tests state exact values."""
+
+    name = "number"
+    languages = frozenset({"en"})
+
+    def score(self, text: str) -> float:
+        return float(text)
+
+
+def score_numbers(exporter: Exporter) -> None:
+    """Make the exporter's notifications source score utterances with `NumberScorer`."""
+    from genesys_sentiment_exporter.analysis import UtteranceAnalyzer
+
+    exporter.source.session.transcripts.analyzer = UtteranceAnalyzer(NumberScorer())  # type: ignore[attr-defined]
+
+
+def say(sim: SimulatedGenesysCloud, conversation: str, value: float, party: str = "customer") -> int:
+    """One final utterance worth `value` (with `score_numbers`) on the call's live transcript."""
+    return sim.notifications.say(conversation, party, repr(value))

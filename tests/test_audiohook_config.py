@@ -44,7 +44,11 @@ def test_credentials_from_files(tmp_path: Path) -> None:
     assert KEY not in repr(settings) and SECRET not in repr(settings)
 
 
-def test_audiohook_without_a_key_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_audiohook_without_a_key_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GENESYSCLOUD_OAUTHCLIENT_ID", "client")
+    monkeypatch.setenv("GENESYSCLOUD_OAUTHCLIENT_SECRET", "secret")
     assert main(["run", "--source", "notifications,audiohook", "--region", "eu-west-1", "--queue-id", "q"]) == 2
     err = capsys.readouterr().err
     assert "--audiohook.api-key-file" in err and "GENESYS_EXPORTER_AUDIOHOOK_API_KEY" in err

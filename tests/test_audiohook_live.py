@@ -20,7 +20,13 @@ import aiohttp
 import httpx
 import pytest
 from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
-from genesys_cloud_simulator.audiohook_client import AudioHookClient, signed_headers, silence, synthesise
+from genesys_cloud_simulator.audiohook_client import (
+    AudioHookCaller,
+    AudioHookClient,
+    signed_headers,
+    silence,
+    synthesise,
+)
 from genesys_cloud_simulator.scenarios import CallEvent
 
 from genesys_sentiment_exporter.app import Exporter
@@ -214,3 +220,49 @@ async def test_speech_of_a_call_nobody_tracks_is_counted_unattributed() -> None:
         await session.close()
         await wait_for(lambda: source.utterances["unattributed"] >= 1, 30, "unattributed utterance")
         assert not exporter.tracker.agents
+
+
+async def test_the_last_utterance_after_close_still_counts_and_a_transfer_moves_readings() -> None:
+    async with live() as (sim, exporter, source):
+        await connect_call(sim, "conv-t", "agent-a")
+        session = client(exporter)
+        await session.connect()
+        await session.open("conv-t")
+        # The sentence ends with the stream: only the close flushes it, after the socket is gone.
+        await session.stream(synthesise(HOSTILE[0]), realtime=0)
+        await session.close()
+        agents = exporter.tracker.agents
+        await wait_for(lambda: "agent-a" in agents and len(agents["agent-a"].scores) == 1, 60, "the flushed reading")
+        assert source.utterances["unattributed"] == 0
+        # The call moves to agent-b: readings follow it.
+        sim.notifications.transfer("conv-t", "agent-b", "q1")
+        await wait_for(lambda: "agent-b" in agents and agents["agent-b"].conversation_id == "conv-t", 30)
+        again = client(exporter)
+        await again.connect()
+        await again.open("conv-t")
+        await again.stream(speech(HOSTILE[:1]), realtime=0)
+        await again.close()
+        await wait_for(lambda: len(agents["agent-b"].scores) == 1, 60, "agent-b's reading")
+        # agent-a's window (gone after its grace, or still there) got nothing more.
+        assert "agent-a" not in agents or len(agents["agent-a"].scores) == 1
+        assert source.utterances["reading"] == 2 and source.utterances["unattributed"] == 0
+
+
+async def test_the_simulator_streams_every_connected_call_like_genesys() -> None:
+    """The audio demo's caller: a session per connected call, the sour agent's customer angry, closed at the end."""
+    async with live() as (sim, exporter, source):
+        url = exporter.web.url.replace("http", "ws") + "/audiohook"
+        caller = AudioHookCaller(sim, url, API_KEY, SECRET)
+        task = asyncio.create_task(caller.run())
+        try:
+            await connect_call(sim, "conv-s", "agent-sour")
+            agents = exporter.tracker.agents
+            await wait_for(lambda: len(agents["agent-sour"].scores) >= 2, 90, "readings from the caller's speech")
+            assert agents["agent-sour"].rolling_average < 0
+            sim.notifications.publish_call(
+                CallEvent(0.0, "conv-s", "agent-sour", "q1", "ended", None, False, None, True)
+            )
+            await wait_for(lambda: source.sessions_ended["completed"] == 1, 60, "the session closed with the call")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from genesys_sentiment_exporter.check import run_check
 from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.logs import Redactor
 from genesys_sentiment_exporter.metrics import render
+from genesys_sentiment_exporter.model import StateChange
 
 REPO = Path(__file__).resolve().parent.parent
 STA = "/api/v2/speechandtextanalytics"
@@ -250,6 +252,17 @@ def test_a_403_without_names_falls_back_to_the_documented_permission_and_flags_i
     optional = audit(org(trunks=Answer(403, {})))
     [warn] = not_ok(optional)
     assert warn.level == "WARN" and "telephony:plugin:all" in warn.text and "optional read" in warn.text
+
+
+def test_a_watched_queue_named_twice_is_read_once_and_a_body_that_is_no_queue_is_unreadable() -> None:
+    assert [r.key for r in first_reads(["q1", "q1"], False)].count("queue:q1") == 1
+    answers = org(**{"queue:q1": Answer(200, queue("q1", "Billing")), "queue:q2": Answer(200, ["not", "a", "queue"])})
+    report = evaluate(answers, ["q1", "q1", "q2"], False)
+    assert [(q.queue_id, q.verdict, q.reason) for q in report.queues] == [
+        ("q1", "ok", ""),
+        ("q2", "unknown", "unreadable"),
+    ]
+    assert [(f.level, f.id) for f in not_ok(report)] == [("WARN", "q2")]
 
 
 def test_a_watched_queue_that_does_not_exist_fails() -> None:
@@ -523,6 +536,12 @@ async def test_the_coverage_metric_shows_a_queue_that_lost_analysis(start_sim: S
         await exporter.audit.step()
         text = render(exporter.registry).decode()
         assert 'queue_id="q-legacy",queue_name="Legacy",reason="",verdict="ok"' in text
+        # A call in a queue nobody named with --queue-id (an --agent-id deployment): audited from then on.
+        assert 'queue_id="q-support"' not in text
+        exporter.ingest.conversation(None, StateChange("agent-9", "q-support", "c9", "connected", time.time()))
+        await exporter.audit.step()
+        text = render(exporter.registry).decode()
+        assert 'queue_id="q-support",queue_name="Support",reason="",verdict="ok"' in text
     finally:
         await exporter.http.aclose()
 

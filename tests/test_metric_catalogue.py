@@ -227,8 +227,8 @@ def _broken_copy(tmp_path: Path, source: Path, old: str, new: str) -> Path:
     [
         (
             "rules",
-            "max without (instance) (genesys_agent_sentiment_score)",
-            "max without (instance) (genesys_agent_sentiment_scores)",
+            'max without (instance, party) (genesys_agent_sentiment_score{party="customer"})',
+            'max without (instance, party) (genesys_agent_sentiment_scores{party="customer"})',
             "genesys_agent_sentiment_scores is not in the metric catalogue",
         ),
         (

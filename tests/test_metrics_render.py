@@ -131,14 +131,21 @@ def parsed(text: str) -> list[tuple[str, str, str, list[tuple[str, tuple[tuple[s
     """
     out = []
     for family in text_string_to_metric_families(text):
-        rows = sorted((s.name, tuple(sorted(s.labels.items())), repr(float(s.value))) for s in family.samples)
+        rows = sorted(
+            (
+                s.name,
+                tuple(sorted((k, v) for k, v in s.labels.items() if (k, v) != ("party", "customer"))),
+                repr(float(s.value)),
+            )
+            for s in family.samples
+        )
         out.append((family.name, family.type, family.documentation, rows))
     return out
 
 
 def sample_map(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
+        (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if (k, v) != ("party", "customer")))): s.value
         for family in text_string_to_metric_families(render(registry).decode())
         for s in family.samples
     }
@@ -364,3 +371,13 @@ async def test_incremental_page_follows_changes_drops_and_reused_rows() -> None:
         assert len(world.tracker.exposition.rows[0]) == rows
     finally:
         await world.http.aclose()
+
+
+def test_every_per_agent_sample_says_whose_words_it_scores() -> None:
+    """Per-agent families carry party="customer" (the default live path; party="agent" is opt-in)."""
+    world = busy_world()
+    families = text_string_to_metric_families(render(world.registry).decode())
+    per_agent = [
+        s for f in families for s in f.samples if "agent_id" in s.labels and s.name.startswith("genesys_agent_")
+    ]
+    assert per_agent and all(s.labels["party"] == "customer" for s in per_agent)

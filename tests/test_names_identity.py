@@ -15,8 +15,8 @@ from genesys_sentiment_exporter.cli import main
 from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.identity import AgentIdentity, read_key
 from genesys_sentiment_exporter.names import NameBudget, NameCache
-from tests.live_helpers import wait_for
-from tests.test_notifications_live import connect_call, live, move, score, scrape
+from tests.live_helpers import say, wait_for
+from tests.test_notifications_live import connect_call, live, move, scrape
 
 KEY = b"0123456789abcdef-not-a-real-key"
 
@@ -132,7 +132,7 @@ async def test_forbidden_names_stop_after_one_403_and_the_alerts_keep_ids() -> N
     async with live(config, queue_id=["q1"]) as (sim, exporter, _src):
         await connect_call(sim, "c1", "a1")
         await connect_call(sim, "c2", "a2")
-        sim.notifications.publish_call(score("c1", "a1", -0.4))
+        say(sim, "c1", -0.4)
         names = exporter.names
         assert names is not None
         await wait_for(lambda: {"agent", "queue"} <= names.cache.denied, what="403 noticed")
@@ -140,7 +140,7 @@ async def test_forbidden_names_stop_after_one_403_and_the_alerts_keep_ids() -> N
         assert "genesys_agent_info{" not in text and "genesys_queue_info{" not in text
         assert 'genesys_name_lookups_total{kind="agent",result="forbidden"} 1.0' in text
         assert 'genesys_name_lookups_total{kind="queue",result="forbidden"} 1.0' in text
-        assert 'genesys_agent_sentiment_score{agent_id="a1",queue_id="q1"} -0.4' in text
+        assert 'genesys_agent_sentiment_score{agent_id="a1",queue_id="q1",party="customer"} -0.4' in text
 
 
 async def test_pseudonymous_mode_exports_pseudonyms_and_no_agent_names(tmp_path: Path) -> None:
@@ -152,14 +152,14 @@ async def test_pseudonymous_mode_exports_pseudonyms_and_no_agent_names(tmp_path:
         _src,
     ):
         await connect_call(sim, "c1", "a1")
-        sim.notifications.publish_call(score("c1", "a1", -0.6))
+        say(sim, "c1", -0.6)
         await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="reading")
         names = exporter.names
         assert names is not None
         await wait_for(lambda: names.cache.name("queue", "q1") != "", what="queue name")
         text = await scrape(exporter)
         pseudonym = AgentIdentity("pseudonymous", KEY).label("a1")
-        assert f'genesys_agent_sentiment_score{{agent_id="{pseudonym}",queue_id="q1"}} -0.6' in text
+        assert f'genesys_agent_sentiment_score{{agent_id="{pseudonym}",queue_id="q1",party="customer"}} -0.6' in text
         assert 'agent_id="a1"' not in text
         assert "genesys_agent_info" not in text, "a name next to a pseudonym would undo it"
         assert 'genesys_queue_info{queue_id="q1",queue_name="Q1"} 1.0' in text
@@ -172,9 +172,9 @@ async def test_none_mode_exports_per_queue_aggregates_only() -> None:
         await connect_call(sim, "c1", "a1")
         await connect_call(sim, "c2", "a2")
         await connect_call(sim, "c3", "a3")
-        for conv, agent, values in (("c1", "a1", (-0.8, -0.6)), ("c2", "a2", (0.2, 0.4)), ("c3", "a3", (0.0, 0.0))):
+        for conv, _agent, values in (("c1", "a1", (-0.8, -0.6)), ("c2", "a2", (0.2, 0.4)), ("c3", "a3", (0.0, 0.0))):
             for value in values:
-                sim.notifications.publish_call(score(conv, agent, value))
+                say(sim, conv, value)
         await wait_for(lambda: exporter.ingest.messages["reading"] == 6, what="readings")
         sim.notifications.publish_call(move("c4", "a4", "connected"))
         await wait_for(lambda: len(exporter.tracker.agents) == 4, what="fourth call")

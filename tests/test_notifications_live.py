@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,8 +13,8 @@ from genesys_cloud_simulator.scenarios import CallEvent, ScenarioEngine
 
 from genesys_sentiment_exporter.app import Exporter
 from genesys_sentiment_exporter.sources.notifications import NotificationsSource
-from genesys_sentiment_exporter.sources.notifications_protocol import sentiment_topic
-from tests.live_helpers import settings_for, wait_for
+from genesys_sentiment_exporter.sources.notifications_protocol import sentiment_topic, transcription_topic
+from tests.live_helpers import say, score_numbers, settings_for, wait_for
 
 
 @asynccontextmanager
@@ -28,6 +27,7 @@ async def live(
     exporter = Exporter(settings_for(sim, source="notifications", **overrides))
     source = exporter.source
     assert isinstance(source, NotificationsSource)
+    score_numbers(exporter)
     await exporter.start()
     try:
         await wait_for(lambda: exporter.stream.connected, what="channel subscribed")
@@ -41,14 +41,10 @@ def move(conv: str, agent: str, state: str, queue: str = "q1") -> CallEvent:
     return CallEvent(0.0, conv, agent, queue, state, None, False, None, True)
 
 
-def score(conv: str, agent: str, value: float, queue: str = "q1") -> CallEvent:
-    return CallEvent(0.0, conv, agent, queue, "connected", value, True, None)
-
-
 async def connect_call(sim: SimulatedGenesysCloud, conv: str, agent: str, queue: str = "q1") -> None:
     sim.notifications.publish_call(move(conv, agent, "alerting", queue))
     sim.notifications.publish_call(move(conv, agent, "connected", queue))
-    await wait_for(lambda: sim.notifications.subscribed(sentiment_topic(conv)), what=f"{conv} sentiment topic")
+    await wait_for(lambda: sim.notifications.subscribed(transcription_topic(conv)), what=f"{conv} transcription")
 
 
 async def scrape(exporter: Exporter) -> str:
@@ -59,36 +55,56 @@ async def scrape(exporter: Exporter) -> str:
 async def test_attribution_follows_a_transfer() -> None:
     async with live() as (sim, exporter, _source):
         await connect_call(sim, "c1", "a1")
-        sim.notifications.publish_call(score("c1", "a1", -0.4))
+        say(sim, "c1", -0.4)
         await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="first reading")
         sim.notifications.transfer("c1", "a2", "q1")
         await wait_for(lambda: exporter.tracker.agents.get("a2") is not None, what="a2 connected")
-        sim.notifications.publish_call(score("c1", "a1", -0.8))  # the scenario still names a1: a2 has it now
+        say(sim, "c1", -0.8)  # the scenario still names a1: a2 has it now
         await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="second reading")
         a1, a2 = exporter.tracker.agents["a1"], exporter.tracker.agents["a2"]
         assert a1.scores == [-0.4] and a1.state == "disconnected"
         assert a2.scores == [-0.8] and a2.state == "connected"
         text = await scrape(exporter)
-        assert 'genesys_agent_sentiment_score{agent_id="a2",queue_id="q1"} -0.8' in text
+        assert 'genesys_agent_sentiment_score{agent_id="a2",queue_id="q1",party="customer"} -0.8' in text
         assert "c1" not in text
 
 
-async def test_sentiment_topic_subscribed_on_connect_and_removed_after_grace() -> None:
-    async with live(grace_seconds=0.5) as (sim, exporter, source):
-        topic = sentiment_topic("c1")
+async def test_transcription_topic_on_connect_dropped_after_grace_post_call_topic_held() -> None:
+    async with live(grace_seconds=0.5, postcall_hold_seconds=1.5) as (sim, exporter, source):
+        topic = transcription_topic("c1")
         assert not sim.notifications.subscribed(topic)
         await connect_call(sim, "c1", "a1")
+        assert sim.notifications.subscribed(sentiment_topic("c1"))  # Genesys' post-call score comes here
         sim.notifications.publish_call(move("c1", "a1", "wrapup"))
-        sim.notifications.publish_call(score("c1", "a1", -0.9))  # a late reading, within the grace
+        say(sim, "c1", -0.9)  # a late utterance, within the grace
         await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="late reading")
-        await wait_for(lambda: not sim.notifications.subscribed(topic), timeout=5, what="topic removed")
+        await wait_for(lambda: not sim.notifications.subscribed(topic), timeout=5, what="transcription removed")
         await wait_for(lambda: "a1" not in exporter.tracker.agents, what="series gone after the grace")
-        assert source.session.plan.where == {"v2.routing.queues.q1.conversations": 0}
+        assert source.session.plan.where == {"v2.routing.queues.q1.conversations": 0, sentiment_topic("c1"): 0}
+        await wait_for(lambda: len(source.session.plan) == 1, timeout=5, what="post-call topic released")
+        await wait_for(lambda: not sim.notifications.subscribed(sentiment_topic("c1")), what="post-call topic gone")
         methods = [m for m, _c, _t in sim.notifications.subscription_requests]
-        assert methods == ["PUT", "POST", "PUT"]  # channel setup, add the topic, drop it
+        assert methods == ["PUT", "POST", "PUT", "PUT"]  # setup, add both topics, drop each in turn
         sim.notifications.publish_call(move("c1", "a1", "ended"))  # ACW completed after the grace
         await wait_for(lambda: exporter.ingest.messages["stale"] == 1, what="stale end")
         assert "a1" not in exporter.tracker.agents
+
+
+async def test_post_call_score_goes_to_its_own_families_never_the_live_window() -> None:
+    async with live(SimulatorConfig(postcall_sentiment_seconds=0.3), grace_seconds=0.2) as (sim, exporter, _src):
+        await connect_call(sim, "c1", "a1")
+        for value in (0.5, -0.2):
+            say(sim, "c1", value)
+        await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="live readings")
+        sim.notifications.publish_call(CallEvent(0.0, "c1", "a1", "q1", "connected", -0.6, True, None))
+        sim.notifications.publish_call(move("c1", "a1", "ended"))  # Genesys scores the call afterwards
+        await wait_for(lambda: exporter.ingest.messages["postcall_score"] == 1, what="post-call score")
+        await wait_for(lambda: not sim.notifications.subscribed(sentiment_topic("c1")), what="topic released")
+        text = await scrape(exporter)
+        assert 'genesys_agent_postcall_sentiment_score{agent_id="a1",queue_id="q1"} -0.6' in text
+        assert 'genesys_agent_postcall_sentiment_mean{agent_id="a1",queue_id="q1"} -0.6' in text
+        assert 'genesys_agent_postcall_calls_total{agent_id="a1",queue_id="q1"} 1.0' in text
+        assert exporter.ingest.messages["reading"] == 2  # the post-call score never became a reading
 
 
 async def test_socket_closing_rollover_loses_no_reading() -> None:
@@ -101,7 +117,7 @@ async def test_socket_closing_rollover_loses_no_reading() -> None:
             if i == 50:
                 sim.notifications.socket_closing()
             value = round(i / 1000, 4)
-            sim.notifications.publish_call(score("c1", "a1", value))
+            say(sim, "c1", value)
             published.append(value)
             await asyncio.sleep(0.01)
         await wait_for(lambda: len(seen) >= len(published), what="all readings")
@@ -121,11 +137,11 @@ async def test_the_1001st_topic_goes_to_a_second_channel() -> None:
         assert len(source.slots) == 2
         await wait_for(lambda: exporter.stream.connected, what="both channels")
         assert sim.notifications.open_sockets == 2
-        sim.notifications.publish_call(score("c1", "u7", 0.3))
+        say(sim, "c1", 0.3)
         await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="reading via channel 2")
         text = await scrape(exporter)
         assert "genesys_notifications_channels_open 2.0" in text
-        assert "genesys_notifications_topics_subscribed 1001.0" in text
+        assert "genesys_notifications_topics_subscribed 1002.0" in text  # + the call's transcription, post-call
 
 
 async def test_full_channels_refuse_and_count() -> None:
@@ -136,9 +152,10 @@ async def test_full_channels_refuse_and_count() -> None:
     ):
         await connect_call(sim, "c1", "a1")
         sim.notifications.publish_call(move("c2", "a1", "connected", "q1"))
-        await wait_for(lambda: source.session.plan.refused == 1, what="refusal")
+        # base topics (a1, q1) and c1's transcription fill the channel: c1's post-call topic and c2's two are refused
+        await wait_for(lambda: source.session.plan.refused == 3, what="refusal")
         text = await scrape(exporter)
-        assert "genesys_notifications_subscriptions_refused_total 1.0" in text
+        assert "genesys_notifications_subscriptions_refused_total 3.0" in text
 
 
 async def test_rejected_subscriptions_are_counted_with_the_permission() -> None:
@@ -152,7 +169,7 @@ async def test_rejected_subscriptions_are_counted_with_the_permission() -> None:
         report = source.subscription_report()
         assert (True, "topic", "v2.routing.queues.q1.conversations: permitted") in report
         assert any(not ok and "speechAndTextAnalytics:data:view" in text for ok, _t, text in report)
-        assert len(source.session.plan) == 1  # the rejected topic does not hold a slot
+        assert len(source.session.plan) == 2  # the rejected topic does not hold a slot; the transcription does
 
 
 async def test_channel_404_is_recovered_with_a_new_channel() -> None:
@@ -160,8 +177,8 @@ async def test_channel_404_is_recovered_with_a_new_channel() -> None:
         await connect_call(sim, "c1", "a1")
         sim.notifications.delete_channel()  # socket stays open but silent; HEAD answers 404
         await wait_for(lambda: exporter.stream.rollovers["channel_gone"] == 1, what="channel_gone")
-        await wait_for(lambda: sim.notifications.subscribed(sentiment_topic("c1")), what="resubscribed")
-        sim.notifications.publish_call(score("c1", "a1", 0.25))
+        await wait_for(lambda: sim.notifications.subscribed(transcription_topic("c1")), what="resubscribed")
+        say(sim, "c1", 0.25)
         await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="reading on the new channel")
 
 
@@ -186,7 +203,7 @@ async def test_token_refresh_swaps_to_a_new_channel() -> None:
         after = 0  # readings published since the swap: they span the 2 s overlap of both channels
         for i in range(1000):
             value = round(i / 1000, 4)
-            sim.notifications.publish_call(score("c1", "a1", value))
+            say(sim, "c1", value)
             published.append(value)
             await asyncio.sleep(0.01)
             after += bool(exporter.stream.rollovers["token_refresh"])
@@ -195,7 +212,7 @@ async def test_token_refresh_swaps_to_a_new_channel() -> None:
         assert exporter.stream.rollovers["token_refresh"] == 1  # the next renewal is 5 s away
         for _ in range(50):
             value = 0.9
-            sim.notifications.publish_call(score("c1", "a1", value))
+            say(sim, "c1", value)
             published.append(value)
             await asyncio.sleep(0.01)
         await wait_for(lambda: len(seen) >= len(published), timeout=5, what="all readings")
@@ -211,28 +228,23 @@ async def test_channel_expiry_rolls_over_before_expires() -> None:
         await connect_call(sim, "c1", "a1")
         await wait_for(lambda: exporter.stream.rollovers["channel_expiry"] >= 1, timeout=5, what="expiry rollover")
         await wait_for(lambda: first not in sim.notifications.channels, what="the first channel expired")
-        sim.notifications.publish_call(score("c1", "a1", -0.3))
+        say(sim, "c1", -0.3)
         await wait_for(lambda: exporter.ingest.messages["reading"] == 1, what="reading after expiry")
         assert sum(exporter.stream.disconnects.values()) == 0
 
 
-async def test_percent_scale_scores_are_normalised() -> None:
-    async with live(SimulatorConfig(sentiment_scale="percent"), sentiment_scale="auto") as (sim, exporter, _src):
-        # `auto` decides percent from a run of percent-range scores over several calls (scale.py); the
-        # run itself is refused (invalid_score), the scores after it are normalised.
-        for conv, agent in (("c0", "a0"), ("c2", "a2"), ("c3", "a3")):
-            await connect_call(sim, conv, agent)
-            sim.notifications.publish_call(score(conv, agent, -0.5))
+async def test_percent_scale_post_call_scores_are_normalised() -> None:
+    async with live(sentiment_scale="percent", grace_seconds=0.1) as (sim, exporter, _src):
         await connect_call(sim, "c1", "a1")
-        for value in (-0.5, -0.5, -0.6, -0.8):
-            sim.notifications.publish_call(score("c1", "a1", value))
-        await wait_for(lambda: exporter.ingest.messages["reading"] == 3, what="readings")
-        assert exporter.ingest.messages["invalid_score"] == 4
+        sim.notifications.publish_call(move("c1", "a1", "ended"))
+        await wait_for(lambda: "a1" not in exporter.tracker.agents, what="call over")
+        body = {"conversationId": "c1", "sentimentOverallScore": -55.0, "sentimentTrendScore": -30.0, "queueIds": []}
+        sim.notifications.publish(sentiment_topic("c1"), body)
+        await wait_for(lambda: exporter.ingest.messages["postcall_score"] == 1, what="post-call score")
         text = await scrape(exporter)
-        average = 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1"} '
-        assert math.isclose(float(text.split(average)[1].split()[0]), (-0.5 - 0.6 - 0.8) / 3)
-        assert 'genesys_agent_sentiment_trend{agent_id="a1",queue_id="q1"} -0.3' in text
-        assert 'genesys_exporter_sentiment_scale_info{scale="percent",setting="auto"} 1.0' in text
+        assert 'genesys_agent_postcall_sentiment_score{agent_id="a1",queue_id="q1"} -0.55' in text
+        assert 'genesys_agent_postcall_sentiment_trend{agent_id="a1",queue_id="q1"} -0.3' in text
+        assert 'genesys_exporter_sentiment_scale_info{scale="percent",setting="percent"} 1.0' in text
 
 
 async def test_heartbeat_and_pong_keep_the_channel_alive() -> None:
@@ -249,51 +261,34 @@ async def test_heartbeat_and_pong_keep_the_channel_alive() -> None:
         assert 'genesys_agent_info{agent_id="a1",agent_name="Agent a1"} 1.0' in await scrape(exporter)
 
 
-def _series(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("genesys_agent_") and not line.startswith(
-            # genesys_agent_info: names come from the notifications source's REST client only
-            ("genesys_agent_sentiment_trend", "genesys_agent_last_reading_timestamp", "genesys_agent_info")
-        ):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
-async def test_same_calls_give_the_same_per_agent_metrics_as_the_analytics_source() -> None:
-    """Play 100 s of the demo mix over both wires from one simulator; compare the per-agent series."""
-    sim = SimulatedGenesysCloud(SimulatorConfig())
+async def test_demo_mix_pages_from_what_the_sour_customer_says() -> None:
+    """100 s of the demo mix through transcripts and the default analyzer (VADER): the sour call's
+    customer window goes below -0.5, the steady ones do not, the French calls are never 0.0 readings."""
+    sim = SimulatedGenesysCloud(SimulatorConfig(transcript_batch_seconds=1.0, speed=4.0))
     await sim.start()
     queues = ["q-billing", "q-support", "q-fr", "q-payments", "q-legacy"]
-    notif = Exporter(settings_for(sim, source="notifications", queue_id=queues, grace_seconds=600))
-    analytics = Exporter(settings_for(sim, source="analytics-websocket", grace_seconds=600))
-    await notif.start()
-    await analytics.start()
+    exporter = Exporter(settings_for(sim, source="notifications", queue_id=queues, grace_seconds=600))
+    await exporter.start()
     try:
-        await wait_for(lambda: notif.stream.connected and analytics.stream.connected, what="both sources")
+        await wait_for(lambda: exporter.stream.connected, what="connected")
         engine = ScenarioEngine(["demo"], seed=3)
-        published = 0
+        started = asyncio.get_running_loop().time()
         for event in engine.due(100.0):
+            delay = event.at / 4.0 - (asyncio.get_running_loop().time() - started)
+            if delay > 0:
+                await asyncio.sleep(delay)
             sim.publish_call(event)
-            published += 1
-            if event.transition and event.state == "connected":
-                topic = sentiment_topic(event.conversation_id)
-                await wait_for(lambda t=topic: sim.notifications.subscribed(t), what="sentiment topic")
-        a_text, n_text = await scrape(analytics), await scrape(notif)
-        for _ in range(50):
-            if _series(a_text) == _series(n_text):
-                break
-            await asyncio.sleep(0.1)
-            a_text, n_text = await scrape(analytics), await scrape(notif)
-        a_series, n_series = _series(a_text), _series(n_text)
-        assert published > 100
-        assert len(a_series) > 40
-        assert set(a_series) == set(n_series)
-        for key, value in a_series.items():
-            assert math.isclose(value, n_series[key], abs_tol=1e-9), key
-        assert notif.ingest.messages["reading"] == analytics.ingest.messages["reading"]
+            sim.notifications.publish_transcripts_due()
+        await asyncio.sleep(1.0)
+        sour = exporter.tracker.agents["agent-sour"]
+        assert sour.rolling_average < -0.5 and len(sour.scores) == 5
+        steady = [a for a in exporter.tracker.agents.values() if a.agent_id.startswith("agent-0") and a.scores]
+        assert steady and all(a.rolling_average > -0.5 for a in steady)
+        french = [a for a in exporter.tracker.agents.values() if a.agent_id.startswith("agent-fr")]
+        assert french and all(not a.scores for a in french)
+        assert exporter.ingest.utterances[("customer", "unsupported_language")] > 0
+        assert exporter.ingest.utterances[("agent", "party_not_scored")] > 0
+        assert exporter.ingest.utterances[("customer", "partial")] > 0
     finally:
-        await notif.stop()
-        await analytics.stop()
+        await exporter.stop()
         await sim.stop()

@@ -58,7 +58,7 @@ def test_notes_example_body_attributes_to_the_connected_agent() -> None:
     attribution = proto.Attribution(grace_seconds=5)
     update = attribution.on_conversation(body, None, now=0, wall=100)
     assert [(c.agent_id, c.queue_id, c.state) for c in update.changes] == [("u1", "q1", "connected")]
-    assert update.subscribe == proto.sentiment_topic("conv1")
+    assert update.subscribe == (proto.transcription_topic("conv1"), proto.sentiment_topic("conv1"))
     assert attribution.attribute("conv1", []) == ("u1", "q1")
     assert attribution.on_conversation(body, "q1", now=1, wall=101).outcome == "duplicate"
 
@@ -81,8 +81,11 @@ def test_transfer_moves_the_conversation_and_grace_drops_the_topic() -> None:
     assert [c.state for c in attribution.on_conversation(ends[0], None, 2, 2).changes] == ["wrapup"]
     assert attribution.attribute("c1", None) == ("a2", "q2")  # late readings still go to a2
     assert attribution.due(6.9) == []
-    assert attribution.due(7.0) == [proto.sentiment_topic("c1")]
+    assert attribution.due(7.0) == [proto.transcription_topic("c1")]
     assert attribution.attribute("c1", None) == "stale"
+    assert attribution.owner("c1") == ("a2", "q2")  # whose post-call score it will be
+    assert attribution.due(7.0 + 599.9) == []
+    assert attribution.due(7.0 + 600.0) == [proto.sentiment_topic("c1")]  # the post-call hold is over
     assert attribution.attribute("c-unknown", None) == proto.UNATTRIBUTED
 
 

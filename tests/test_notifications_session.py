@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from genesys_cloud_simulator.notifications_conversations import ConversationBook
 from genesys_cloud_simulator.scenarios import CallEvent
+from genesys_cloud_simulator.transcripts import TranscriptBook
 
 from genesys_sentiment_exporter.backoff import delays
 from genesys_sentiment_exporter.ingest import Ingest
@@ -79,23 +80,34 @@ def test_replayed_call_subscribes_reads_and_drops_after_grace() -> None:
     outcomes: list[str] = []
     actions: list[object] = []
     now = 10.0
-    for event in (move("c1", "a1", "alerting"), move("c1", "a1", "connected"), score("c1", "a1", -0.5)):
+    transcripts = TranscriptBook()
+    for event in (move("c1", "a1", "alerting"), move("c1", "a1", "connected")):
         for topic, body in book.apply(event):
             got = session.receive(frame(topic, body), number, now, wall=2000.0)
             actions += got.actions
             outcomes.append(apply(ingest, got))
+    (keepalive,) = transcripts.connected("c1", "q1", 1999.0)
+    said = transcripts.say("c1", "EXTERNAL", "This is absolutely ridiculous, I am furious!", 2000.5)
+    assert said is not None
+    for topic, body in (keepalive, said):
+        outcomes.append(apply(ingest, session.receive(frame(topic, body), number, now, wall=2001.0)))
     # each conversation update comes through the user and the queue topic: the second is a duplicate
-    assert outcomes == ["state_change", "duplicate", "state_change", "duplicate", "reading"]
+    assert outcomes == ["state_change", "duplicate", "state_change", "duplicate", "transcript_keepalive", "reading"]
     assert actions == [SyncTopics(0)]
-    assert session.sync_request(0) == ("POST", [proto.sentiment_topic("c1")])
-    session.subscriptions_answered(0, "POST", [{"id": proto.sentiment_topic("c1")}], [proto.sentiment_topic("c1")])
+    both = sorted([proto.transcription_topic("c1"), proto.sentiment_topic("c1")])
+    assert session.sync_request(0) == ("POST", both)
+    session.subscriptions_answered(0, "POST", [{"id": t, "state": "Permitted"} for t in both], both)
     assert session.sync_request(0) is None
-    assert ingest.tracker.agents["a1"].scores == [-0.5]
+    agent = ingest.tracker.agents["a1"]
+    assert len(agent.scores) == 1 and agent.scores[0] < -0.5  # VADER, the default analyzer, scored it
+    assert agent.last_timestamp == pytest.approx(2000.5)  # when it was said, not when it arrived
+    assert ingest.utterances == {("customer", "reading"): 1}
     for topic, body in book.apply(move("c1", "a1", "wrapup")):
         apply(ingest, session.receive(frame(topic, body), number, now + 1, wall=2001.0))
     assert session.sweep(now + 5.9) == []
     assert session.sweep(now + 6.0) == [SyncTopics(0)]
-    assert session.sync_request(0) == ("PUT", ["v2.routing.queues.q1.conversations"])
+    # the transcription goes with the grace; the post-call topic waits for Genesys' score
+    assert session.sync_request(0) == ("PUT", ["v2.routing.queues.q1.conversations", proto.sentiment_topic("c1")])
 
 
 def test_heartbeat_is_traffic_and_the_pong_to_our_ping_is_not() -> None:

@@ -26,8 +26,8 @@ async def test_readings_reach_the_metrics() -> None:
         await wait_for(lambda: exporter.ingest.messages["reading"] == 3, what="readings")
         async with httpx.AsyncClient() as http:
             text = (await http.get(exporter.metrics_url)).text
-    assert 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1"} -0.8' in text
-    assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1"} 3.0' in text
+    assert 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1",party="customer"} -0.8' in text
+    assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1",party="customer"} 3.0' in text
     assert "c1" not in text  # never a conversation id
     assert sim.subscribe_messages[0]["events"][0]["fields"][0] == "sentiment.score"
 
@@ -113,8 +113,8 @@ async def test_late_score_inside_grace_is_accepted_and_series_go_after() -> None
         await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="late reading")
         async with httpx.AsyncClient() as http:
             during = (await http.get(exporter.metrics_url)).text
-            assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1"} 2.0' in during
-            assert 'genesys_agent_conversation_active{agent_id="a1",queue_id="q1"} 0.0' in during
+            assert 'genesys_agent_sentiment_window_readings{agent_id="a1",queue_id="q1",party="customer"} 2.0' in during
+            assert 'genesys_agent_conversation_active{agent_id="a1",queue_id="q1",party="customer"} 0.0' in during
             await wait_for(lambda: "a1" not in exporter.tracker.agents, what="grace over")
             after = (await http.get(exporter.metrics_url)).text
     assert 'agent_id="a1"' not in after

@@ -134,12 +134,12 @@ def test_queue_change_rerenders_labels() -> None:
     tracker = AgentTracker()
     tracker.reading(reading("a", "c1", 0.1, queue="q1"), 0)
     tracker.reading(reading("a", "c1", 0.1, queue="q2"), 0)
-    assert tracker.agents["a"].label_text == 'agent_id="a",queue_id="q2"'
+    assert tracker.agents["a"].label_text == 'agent_id="a",queue_id="q2",party="customer"'
 
 
 def test_labels_are_escaped_once() -> None:
     agent = AgentState('we"ird\\id\n', "q", "c", 0)
-    assert agent.label_text == 'agent_id="we\\"ird\\\\id\\n",queue_id="q"'
+    assert agent.label_text == 'agent_id="we\\"ird\\\\id\\n",queue_id="q",party="customer"'
 
 
 def test_agent_state_is_small() -> None:

@@ -19,7 +19,7 @@ import itertools
 import logging
 import os
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -45,8 +45,8 @@ from genesys_sentiment_exporter.audiohook.workers import Utterance, WorkerPool, 
 from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.logs import Redactor
 from genesys_sentiment_exporter.metrics import counter, gauge, histogram
-from genesys_sentiment_exporter.model import Reading
-from genesys_sentiment_exporter.tracker import AgentTracker
+from genesys_sentiment_exporter.model import Phase, Reading
+from genesys_sentiment_exporter.tracker import AgentState, AgentTracker
 
 log = logging.getLogger("exporter.source.audiohook")
 
@@ -100,16 +100,44 @@ def build_audiohook(settings: Settings, tracker: AgentTracker, redactor: Redacto
     )
 
 
-def tracker_attribution(tracker: AgentTracker) -> Callable[[str], tuple[str, str] | None]:
-    """(agent, queue) of the tracked agent whose current call is `conversation_id`."""
+class TrackerAttribution:
+    """(agent, queue) of the tracked agent whose current call is `conversation_id`.
 
-    def attribute(conversation_id: str) -> tuple[str, str] | None:
-        for agent in list(tracker.agents.values()):
-            if agent.conversation_id == conversation_id:
-                return agent.agent_id, agent.queue_id
-        return None
+    Whatever source tracks calls (the notifications source's conversation topics) puts each
+    agent's current conversation in the tracker; an index from conversation to agent is rebuilt
+    at most once a second on a miss, so a lookup per utterance stays O(1) with 20 000 agents.
+    Asked at every utterance, it follows a transfer to another agent.
+    """
 
-    return attribute
+    def __init__(self, tracker: AgentTracker, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tracker = tracker
+        self.clock = clock
+        self.index: dict[str, str] = {}
+        self.built = float("-inf")
+
+    def __call__(self, conversation_id: str) -> tuple[str, str] | None:
+        agent = self._lookup(conversation_id)
+        # A miss rebuilds at most once a second (unattributed calls must not rescan per utterance);
+        # a call in its grace period rebuilds at once: someone may have taken it over.
+        stale = agent is not None and agent.phase is not Phase.ACTIVE
+        if stale or (agent is None and self.clock() - self.built >= 1.0):
+            self._rebuild()
+            agent = self._lookup(conversation_id)
+        return (agent.agent_id, agent.queue_id) if agent is not None else None
+
+    def _rebuild(self) -> None:
+        index: dict[str, str] = {}
+        for key, agent in list(self.tracker.agents.items()):
+            # After a transfer the agent who left keeps the call in its grace period: the live one wins.
+            if agent.conversation_id not in index or agent.phase is Phase.ACTIVE:
+                index[agent.conversation_id] = key
+        self.index = index
+        self.built = self.clock()
+
+    def _lookup(self, conversation_id: str) -> AgentState | None:
+        key = self.index.get(conversation_id)
+        agent = self.tracker.agents.get(key) if key is not None else None
+        return agent if agent is not None and agent.conversation_id == conversation_id else None
 
 
 class AudioHookSource:
@@ -134,13 +162,15 @@ class AudioHookSource:
         self.tracker = tracker
         self.parties = parties
         self.channels_wanted = tuple(PARTY_CHANNEL[p] for p in parties)
-        self.attribute = attribute or tracker_attribution(tracker)
+        self.attribute = attribute or TrackerAttribution(tracker, clock)
         self.refusal_delay = refusal_delay
         self.clock = clock
         self.wall = wall
         self.session_config = session_config or SessionConfig(channels_wanted=self.channels_wanted)
         self.pool = WorkerPool(spec, workers, self._utterance, max_lag=max_lag, clock=clock)
         self.live: dict[int, _Live] = {}
+        # Sessions just finished: their last utterance is recognised after the socket is gone.
+        self.ended: OrderedDict[int, _Live] = OrderedDict()
         self.keys = itertools.count(1)
         self.started = asyncio.Event()
         # counters (read at scrape time)
@@ -235,6 +265,9 @@ class AudioHookSource:
                 live.end = "disconnected" if session.state is protocol.State.DISCONNECTING else "connection_lost"
             self.sessions_ended[live.end] += 1
             self.live.pop(live.key, None)
+            self.ended[live.key] = live
+            while len(self.ended) > 1000:
+                self.ended.popitem(last=False)
             self.pool.close(live.key)
             if not ws.closed:
                 await ws.close()
@@ -270,7 +303,6 @@ class AudioHookSource:
         channels = started.media.channels
         analysed = tuple((i, CHANNEL_PARTY[c]) for i, c in enumerate(channels) if c in self.channels_wanted)
         self.pool.open(live.key, started.media.format, len(channels), analysed, started.language)
-        live.agent = self.attribute(started.conversation_id)
 
     def _audio(self, live: _Live, audio: Audio) -> None:
         media = live.media
@@ -291,15 +323,14 @@ class AudioHookSource:
     def _utterance(self, utterance: Utterance) -> None:
         self.recognised_seconds += utterance.seconds
         self.recognition_cpu += utterance.cpu
-        live = self.live.get(utterance.key)
+        live = self.live.get(utterance.key) or self.ended.get(utterance.key)
         if utterance.score is None:
             self.utterances[utterance.outcome] += 1
             return
         if live is None:
             self.utterances["unattributed"] += 1
             return
-        if live.agent is None:
-            live.agent = self.attribute(live.conversation_id)
+        live.agent = self.attribute(live.conversation_id)
         if live.agent is None:
             self.utterances["unattributed"] += 1
             return

@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import aiohttp
 from prometheus_client.core import Metric
@@ -45,11 +46,14 @@ CONNECT_ERRORS: tuple[type[BaseException], ...] = (*sup.CONNECT_ERRORS, Subscrib
 
 @dataclass(eq=False)
 class Connection:
-    ws: aiohttp.ClientWebSocketResponse
+    socket: sup.Socket
     token: Token
     number: int
-    dog: sup.Watchdog
-    reason: str = ""  # why we closed it ourselves, if we did
+
+    @property
+    def ws(self) -> aiohttp.ClientWebSocketResponse:
+        assert self.socket.ws is not None
+        return self.socket.ws
 
 
 def websocket_url(api_base_url: str) -> str:
@@ -98,8 +102,9 @@ class AnalyticsWebSocketSource:
 
     async def open(self, token: Token) -> Connection:
         """Connect and subscribe; returns only once the server acknowledged the subscription."""
+        socket = sup.Socket(self.dialer, self.watchdog, self.clock, partial(self._frame, 0))
         try:
-            ws = await self.dialer.connect(self.url, {"Authorization": f"Bearer {token.value}"})
+            ws = await socket.connect(self.url, {"Authorization": f"Bearer {token.value}"})
         except aiohttp.WSServerHandshakeError as exc:
             raise UpgradeRefused(exc.status) from None
         try:
@@ -116,26 +121,20 @@ class AnalyticsWebSocketSource:
         except BaseException:
             await ws.close()
             raise
-        return Connection(ws, token, number, sup.Watchdog(self.watchdog, self.clock()))
+        socket.receive = partial(self._frame, number)
+        return Connection(socket, token, number)
+
+    def _frame(self, number: int, frame: str | bytes, _now: float) -> bool:
+        """The hot path: every frame of the region. All are the server's (WebSocket pongs never get here)."""
+        wall = self.stream.last_message = self.wall()
+        self.session.handle(frame, proto.parse(frame, wall), number, wall)
+        return True
 
     async def read(self, conn: Connection) -> str:
         """Process frames until the socket closes; returns the close code (or our reason)."""
-        wall, clock, stream, dog = self.wall, self.clock, self.stream, conn.dog
-        handle, parse, number, receive = self.session.handle, proto.parse, conn.number, conn.ws.receive
-        while True:
-            message = await receive()
-            if message.type not in sup.DATA:
-                break  # close, closing, closed or a transport error: all end this socket
-            frame = message.data
-            now = stream.last_message = wall()
-            dog.last_traffic = clock()  # every frame is the server's: WebSocket pongs never get here
-            handle(frame, parse(frame, now), number, now)
-        return conn.reason or sup.classify_close(conn.ws.close_code)[0]
-
-    async def _silent(self, conn: Connection) -> None:
-        log.warning("no message or heartbeat for %.0f s: replacing the socket", self.watchdog.silence)
-        conn.reason = "heartbeat_timeout"
-        await sup.close_socket(conn.ws, 4000, "heartbeat timeout")
+        conn.socket.start()
+        assert conn.socket.reader is not None
+        return await conn.socket.reader
 
     def _failed(self, exc: BaseException) -> str:
         if isinstance(exc, UpgradeRefused | SubscribeRefused):
@@ -171,14 +170,13 @@ class AnalyticsWebSocketSource:
                     conn = await self._serve(conn)
         finally:
             self.stream.connected = False
-            await sup.close_all([c.ws for c in self.live], "shutdown")
+            await sup.close_all([c.socket.ws for c in self.live], "shutdown")
             await self.dialer.close()
 
     async def _serve(self, conn: Connection) -> Connection:
         """Run one socket until it dies (returns its replacement) or a rollover replaces it."""
         self.live.add(conn)
         reader = asyncio.ensure_future(self.read(conn))
-        dog = asyncio.ensure_future(sup.watch(conn.dog, self.clock, None, lambda: self._silent(conn)))
         newer = asyncio.ensure_future(self.tokens.wait_newer(conn.token))
         try:
             while True:
@@ -190,7 +188,7 @@ class AnalyticsWebSocketSource:
                     self.stream.disconnects[code] += 1
                     self.stream.last_error = f"socket closed ({code})"
                     log.warning("stream socket closed (%s); reconnecting", code)
-                    if sup.classify_close(conn.ws.close_code)[1] == "renew_token" and not conn.reason:
+                    if sup.classify_close(conn.ws.close_code)[1] == "renew_token" and not conn.socket.reason:
                         await self.tokens.obtain()
                     return await self.connect_with_retry()
                 self.session.dedup.start()  # the replacement may deliver from its first frame on
@@ -214,13 +212,11 @@ class AnalyticsWebSocketSource:
             reader.cancel()
             raise
         finally:
-            dog.cancel()
             newer.cancel()
 
     async def _drain(self, conn: Connection, reader: asyncio.Future[str]) -> None:
-        conn.reason = "rollover"
         try:
-            await sup.close_socket(conn.ws, 1000, "token rollover")
+            await conn.socket.close("rollover")
             with contextlib.suppress(Exception):
                 await reader
         finally:

@@ -20,10 +20,10 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import httpx
 from prometheus_client.core import Metric
 
+from genesys_sentiment_exporter.analysis import UtteranceAnalyzer
 from genesys_sentiment_exporter.backoff import delays
 from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
@@ -52,10 +52,7 @@ ERRORS: tuple[type[BaseException], ...] = (RestError, SessionError, httpx.HTTPEr
 class Channel:
     info: ChannelInfo
     token: Token
-    ws: aiohttp.ClientWebSocketResponse | None = None
-    reason: str = ""  # why we closed it ourselves
-    reader: asyncio.Task[str] | None = None
-    watcher: asyncio.Task[None] | None = None
+    socket: sup.Socket
 
 
 class Slot:
@@ -93,6 +90,9 @@ class NotificationsSource:
         ssl_context: ssl.SSLContext | None = None,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
+        analyzer: UtteranceAnalyzer | None = None,
+        score_parties: frozenset[str] = frozenset({"customer"}),
+        postcall_hold_seconds: float = 600.0,
     ) -> None:
         self.session = NotificationsSession(
             queue_ids=queue_ids,
@@ -102,6 +102,9 @@ class NotificationsSource:
             sentiment_scale=sentiment_scale,
             max_channels=max_channels,
             topics_per_channel=topics_per_channel,
+            analyzer=analyzer,
+            score_parties=score_parties,
+            postcall_hold_seconds=postcall_hold_seconds,
         )
         self.tokens, self.ingest, self.stream = tokens, ingest, stream
         self.rest = PlatformRest(api_base_url, http, tokens, requests_per_minute)
@@ -164,7 +167,19 @@ class NotificationsSource:
         """New channel, its socket (read from the start), and the slot's topics on it."""
         token = await self.tokens.current()
         created = await self.rest.json("POST", proto.CHANNELS_PATH, ok=(200, 201))
-        channel = Channel(self.session.channel_created(slot.index, created, self.wall()), token)
+        info = self.session.channel_created(slot.index, created, self.wall())
+        channel = Channel(
+            info,
+            token,
+            sup.Socket(
+                self.dialer,
+                self.watchdog,
+                self.clock,
+                lambda f, now: self._frame(info, f, now),
+                proto.PING,
+                f"channel {slot.index}",
+            ),
+        )
         await self._connect(channel)
         try:
             await self._subscriptions(slot, channel, "PUT", self.session.planned(slot.index))
@@ -174,52 +189,23 @@ class NotificationsSource:
         return channel
 
     async def _connect(self, channel: Channel) -> None:
-        ws = channel.ws = await self.dialer.connect(channel.info.uri)
-        channel.reason = ""
-        dog = sup.Watchdog(self.watchdog, self.clock())
-        channel.reader = asyncio.ensure_future(self._read(channel, dog))
-        channel.watcher = asyncio.ensure_future(
-            sup.watch(dog, self.clock, lambda: ws.send_str(proto.PING), lambda: self._silent(channel))
-        )
+        await channel.socket.connect(channel.info.uri)
+        channel.socket.start()
         self.live.add(channel)
         self.stream.connects += 1
 
-    async def _read(self, channel: Channel, dog: sup.Watchdog) -> str:
-        ws = channel.ws
-        assert ws is not None
-        session, number = self.session, channel.info.number
-        while True:
-            message = await ws.receive()
-            if message.type not in sup.DATA:
-                break
-            wall = self.stream.last_message = self.wall()
-            now = self.clock()
-            got = session.receive(message.data, number, now, wall)
-            if got.traffic:
-                dog.traffic(now)
-            if got.outcome is Outcome.HEARTBEAT:
-                self.stream.last_heartbeat = wall
-            self._act(got.actions)
-            apply(self.ingest, got)
-        if channel.watcher is not None:
-            channel.watcher.cancel()
-        return channel.reason or sup.classify_close(ws.close_code)[0]
-
-    async def _silent(self, channel: Channel) -> None:
-        log.warning(
-            "channel %d: no message or heartbeat for %.0f s: replacing the socket",
-            channel.info.slot,
-            self.watchdog.silence,
-        )
-        channel.reason = "heartbeat_timeout"
-        await sup.close_socket(channel.ws, 4000, "heartbeat timeout")
+    def _frame(self, info: ChannelInfo, frame: str | bytes, now: float) -> bool:
+        wall = self.stream.last_message = self.wall()
+        got = self.session.receive(frame, info.number, now, wall)
+        if got.outcome is Outcome.HEARTBEAT:
+            self.stream.last_heartbeat = wall
+        self._act(got.actions)
+        apply(self.ingest, got)
+        return got.traffic
 
     async def _close(self, channel: Channel, reason: str) -> None:
-        channel.reason = reason
         self.live.discard(channel)
-        if channel.watcher is not None:
-            channel.watcher.cancel()
-        await sup.close_socket(channel.ws, 1000, reason)
+        await channel.socket.close(reason)
 
     async def _alive(self, channel: Channel) -> bool:
         response = await self.rest.request("HEAD", f"{proto.CHANNELS_PATH}/{channel.info.id}")
@@ -227,8 +213,7 @@ class NotificationsSource:
 
     @staticmethod
     def _open_socket(slot: Slot) -> bool:
-        channel = slot.channel
-        return channel is not None and not channel.reason and channel.reader is not None and not channel.reader.done()
+        return slot.channel is not None and slot.channel.socket.open
 
     def _update_connected(self) -> None:
         self.stream.connected = bool(self.slots) and all(self._open_socket(s) for s in self.slots)
@@ -255,15 +240,16 @@ class NotificationsSource:
     async def _supervise(self, slot: Slot) -> None:
         channel = await self._replace(slot)
         while True:
-            assert channel.reader is not None
+            reader = channel.socket.reader
+            assert reader is not None
             ask = asyncio.ensure_future(slot.requests.get())
             at = self.session.rollover_at(slot.index)
             timeout = None if at is None else max(0.0, at - self.wall())
-            done, _ = await asyncio.wait({channel.reader, ask}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({reader, ask}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if ask not in done:
                 ask.cancel()
-            if channel.reader in done:
-                channel = await self._recover(slot, channel, channel.reader.result())
+            if reader in done:
+                channel = await self._recover(slot, channel, reader.result())
             else:
                 channel = await self._rollover(slot, channel, ask.result() if ask in done else "channel_expiry")
 
@@ -346,10 +332,10 @@ class NotificationsSource:
         finally:
             self._group = None
             self.stream.connected = False
-            await sup.close_all([c.ws for c in self.live], "shutdown")
+            await sup.close_all([c.socket.ws for c in self.live], "shutdown")
             for channel in self.live:
-                if channel.reader is not None:
-                    channel.reader.cancel()
+                if channel.socket.reader is not None:
+                    channel.socket.reader.cancel()
             await self.dialer.close()
 
     def metrics(self) -> Iterable[Metric]:

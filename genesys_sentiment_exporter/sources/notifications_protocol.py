@@ -34,6 +34,7 @@ PING = json.dumps({"message": "ping"})
 _USERS = re.compile(r"^v2\.users\.([^.]+)\.conversations$")
 _QUEUES = re.compile(r"^v2\.routing\.queues\.([^.]+)\.conversations$")
 _SENTIMENT = re.compile(r"^v2\.speechandtextanalytics\.conversation\.([^.]+)\.sentiment$")
+_TRANSCRIPTION = re.compile(r"^v2\.conversations\.([^.]+)\.transcription$")
 
 # Outcomes this source adds to the shared set (reading, state_change, heartbeat, control, ...).
 UNATTRIBUTED = Outcome.UNATTRIBUTED  # a sentiment event for a conversation with no known agent
@@ -48,6 +49,10 @@ def queue_topic(queue_id: str) -> str:
     return f"v2.routing.queues.{queue_id}.conversations"
 
 
+def transcription_topic(conversation_id: str) -> str:
+    return f"v2.conversations.{conversation_id}.transcription"
+
+
 def sentiment_topic(conversation_id: str) -> str:
     return f"v2.speechandtextanalytics.conversation.{conversation_id}.sentiment"
 
@@ -60,6 +65,8 @@ def topic_kind(topic: str) -> str:
         return "v2.routing.queues.{id}.conversations"
     if _SENTIMENT.match(topic):
         return "v2.speechandtextanalytics.conversation.{id}.sentiment"
+    if _TRANSCRIPTION.match(topic):
+        return "v2.conversations.{id}.transcription"
     return "other"
 
 
@@ -72,6 +79,7 @@ class Kind:
     SOCKET_CLOSING = "socket_closing"
     CONVERSATION = "conversation"
     SENTIMENT = "sentiment"
+    TRANSCRIPTION = "transcription"
     CONTROL = "control"
     MALFORMED = Outcome.MALFORMED
     UNKNOWN = Outcome.UNKNOWN_TYPE
@@ -119,7 +127,12 @@ def parse(frame: str | bytes) -> Message:
         if text == "pong":
             return Message(Kind.PONG, topic, body)
         return Message(Kind.CONTROL, topic, body)
-    for pattern, kind in ((_USERS, Kind.CONVERSATION), (_QUEUES, Kind.CONVERSATION), (_SENTIMENT, Kind.SENTIMENT)):
+    for pattern, kind in (
+        (_USERS, Kind.CONVERSATION),
+        (_QUEUES, Kind.CONVERSATION),
+        (_SENTIMENT, Kind.SENTIMENT),
+        (_TRANSCRIPTION, Kind.TRANSCRIPTION),
+    ):
         match = pattern.match(topic)
         if match:
             return Message(kind, topic, body, match.group(1))
@@ -210,30 +223,42 @@ class Tracked:
     last_seen: float = 0.0
     subscribed: bool = False
     last_body: bytes = b""  # digest of the last body (a duplicate check), never the body itself
+    connected_wall: float | None = None  # wall clock when an agent first connected (IVR speech is before)
+    postcall_done: bool = False  # Genesys' score arrived already: no need to hold its topic after the call
 
 
 @dataclass(slots=True)
 class ConversationUpdate:
     outcome: str = ""  # set when the message needs no tracker work: duplicate, stale, not_voice, ...
     changes: list[StateChange] = field(default_factory=list)
-    subscribe: str | None = None  # a sentiment topic to add
+    subscribe: tuple[str, ...] = ()  # per-conversation topics to add: transcription (live), sentiment (post-call)
 
 
 class Attribution:
-    """Which agent and queue each live voice conversation belongs to, and its sentiment topic's life.
+    """Which agent and queue each live voice conversation belongs to, and its topics' lives.
 
+    A connected call gets two topics: its transcription (the live signal, dropped after the call's
+    grace) and Genesys' post-call sentiment, held `postcall_hold` seconds after the call (the score is
+    computed after transcription completes, "within minutes") or until the score arrives.
     `now` is monotonic (grace arithmetic); `wall` stamps the StateChanges.
     """
 
     def __init__(
-        self, grace_seconds: float, idle_seconds: float = 900.0, remember: int = 10_000, max_live: int = 20_000
+        self,
+        grace_seconds: float,
+        idle_seconds: float = 900.0,
+        remember: int = 10_000,
+        max_live: int = 20_000,
+        postcall_hold: float = 600.0,
     ) -> None:
         self.grace = grace_seconds
         self.idle = idle_seconds
         self.remember = remember
+        self.postcall_hold = postcall_hold
         self.max_live = max_live  # live calls tracked at most (as many as agents by default)
         self.live: dict[str, Tracked] = {}
-        self.finished: OrderedDict[str, None] = OrderedDict()
+        self.finished: OrderedDict[str, tuple[str, str]] = OrderedDict()  # conversation -> (agent, queue)
+        self.holding: dict[str, float] = {}  # conversation -> when its post-call topic goes
 
     def on_conversation(
         self, body: dict[str, Any], topic_queue: str | None, now: float, wall: float
@@ -277,7 +302,8 @@ class Attribution:
             tracked.ended_at = None
             if not tracked.subscribed:
                 tracked.subscribed = True
-                update.subscribe = sentiment_topic(cid)
+                tracked.connected_wall = wall
+                update.subscribe = (transcription_topic(cid), sentiment_topic(cid))
         elif view.legs and all(leg.state in ENDING_STATES for leg in view.legs) and tracked.ended_at is None:
             tracked.ended_at = now
         if not tracked.agent_id and view.legs:
@@ -296,8 +322,29 @@ class Attribution:
             queue = queue_ids[0]
         return tracked.agent_id, queue
 
+    def owner(self, conversation_id: str) -> tuple[str, str] | None:
+        """(agent, queue) of a live or recently finished call: whose post-call score this is."""
+        tracked = self.live.get(conversation_id)
+        if tracked is not None and tracked.agent_id:
+            return tracked.agent_id, tracked.queue_id
+        return self.finished.get(conversation_id)
+
+    def connected_wall(self, conversation_id: str) -> float | None:
+        tracked = self.live.get(conversation_id)
+        return None if tracked is None else tracked.connected_wall
+
+    def release(self, conversation_id: str) -> list[str]:
+        """The post-call score arrived: its topic can go now (if the call is over)."""
+        if self.holding.pop(conversation_id, None) is not None:
+            return [sentiment_topic(conversation_id)]
+        tracked = self.live.get(conversation_id)
+        if tracked is not None:
+            tracked.postcall_done = True
+        return []
+
     def due(self, now: float) -> list[str]:
-        """Forget conversations whose grace is over (or that went silent); their topics to drop."""
+        """Forget conversations whose grace is over (or that went silent); the topics to drop: their
+        transcription now, their post-call sentiment topic once its hold is over."""
         drop = [
             t
             for t in self.live.values()
@@ -306,9 +353,17 @@ class Attribution:
         topics = []
         for tracked in drop:
             del self.live[tracked.conversation_id]
-            self.finished[tracked.conversation_id] = None
+            self.finished[tracked.conversation_id] = (tracked.agent_id, tracked.queue_id)
             if tracked.subscribed:
-                topics.append(sentiment_topic(tracked.conversation_id))
+                topics.append(transcription_topic(tracked.conversation_id))
+                if tracked.postcall_done:
+                    topics.append(sentiment_topic(tracked.conversation_id))
+                else:
+                    self.holding[tracked.conversation_id] = now + self.postcall_hold
+        for cid, until in list(self.holding.items()):
+            if now >= until:
+                del self.holding[cid]
+                topics.append(sentiment_topic(cid))
         while len(self.finished) > self.remember:
             self.finished.popitem(last=False)
         return topics

@@ -31,12 +31,15 @@ from urllib.parse import urlsplit
 from prometheus_client.core import Metric
 
 from genesys_sentiment_exporter import catalogue
+from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
 from genesys_sentiment_exporter.catalogue import ApiResult, Outcome
 from genesys_sentiment_exporter.config import is_loopback
 from genesys_sentiment_exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
 from genesys_sentiment_exporter.metrics import counter, gauge, info
-from genesys_sentiment_exporter.model import Reading, StateChange
+from genesys_sentiment_exporter.model import UNKNOWN_QUEUE, Reading, StateChange
+from genesys_sentiment_exporter.postcall import POSTCALL_SCORE
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
+from genesys_sentiment_exporter.sources import transcription_protocol as transcription
 from genesys_sentiment_exporter.sources.supervisor import Deduplicator
 
 log = logging.getLogger("exporter.source.notifications")
@@ -67,6 +70,10 @@ class Received:
     changes: list[StateChange] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     traffic: bool = True  # sent by the server on its own (not the pong to our ping)
+    # A transcript message: one reading per scored final utterance, the other utterances' (party, outcome).
+    readings: list[Reading] = field(default_factory=list)
+    utterances: list[tuple[str, str]] = field(default_factory=list)
+    postcall: tuple[str, str, str, float, float | None] | None = None  # agent, queue, conversation, score, trend
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,6 +108,17 @@ def apply(ingest: Ingest, received: Received) -> Outcome:
     the others go to the tracker uncounted (one message, one outcome)."""
     if received.reading is not None:
         return ingest.conversation(received.reading, None)
+    if received.readings or received.utterances:
+        for party, said in received.utterances:
+            ingest.count_utterance(party, said)
+        scored = [ingest.utterance(reading) for reading in received.readings]
+        message = Outcome.READING if Outcome.READING in scored else received.outcome or Outcome.TRANSCRIPT
+        ingest.count(message)
+        return message
+    if received.postcall is not None:
+        postcall = Outcome(ingest.postcall.record(*received.postcall, ingest.wall()))
+        ingest.count(postcall)
+        return postcall
     tracker = ingest.tracker
     outcome: Outcome | None = None
     for change in received.changes:
@@ -110,6 +128,8 @@ def apply(ingest: Ingest, received: Received) -> Outcome:
             outcome = ingest.conversation(None, change)
         else:
             tracker.state(change, ingest.clock())
+            if len(ingest.parties) > 1:
+                ingest.follow(change, ingest.clock())
     if not outcome:
         outcome = received.outcome or Outcome.STATE_CHANGE
         ingest.count(outcome)
@@ -127,6 +147,9 @@ class NotificationsSession:
         sentiment_scale: proto.ScaleSetting = "auto",
         max_channels: int = 20,
         topics_per_channel: int = 1000,
+        analyzer: UtteranceAnalyzer | None = None,
+        score_parties: frozenset[str] = frozenset({transcription.CUSTOMER}),
+        postcall_hold_seconds: float = 600.0,
     ) -> None:
         if not queue_ids and not agent_ids:
             raise ValueError(
@@ -135,7 +158,8 @@ class NotificationsSession:
                 "conversation's sentiment belongs to"
             )
         self.base_topics = [proto.user_topic(a) for a in agent_ids] + [proto.queue_topic(q) for q in queue_ids]
-        self.attribution = proto.Attribution(grace_seconds, idle_seconds)
+        self.attribution = proto.Attribution(grace_seconds, idle_seconds, postcall_hold=postcall_hold_seconds)
+        self.transcripts = transcription.Transcripts(analyzer or build_analyzer("vader"), score_parties)
         self.scale = proto.Scale(sentiment_scale)
         self.plan = proto.TopicPlan(topics_per_channel, max_channels)
         self.dedup = Deduplicator()
@@ -151,6 +175,7 @@ class NotificationsSession:
         self.handlers: dict[str, Callable[[proto.Message, float, float], Received]] = {
             proto.Kind.CONVERSATION: self._conversation,
             proto.Kind.SENTIMENT: self._sentiment,
+            proto.Kind.TRANSCRIPTION: self._transcription,
         }
 
     def _clock(self) -> float:
@@ -211,54 +236,85 @@ class NotificationsSession:
     def _conversation(self, message: proto.Message, now: float, wall: float) -> Received:
         topic_queue = message.topic_id if message.topic.startswith("v2.routing.queues.") else None
         update = self.attribution.on_conversation(message.body, topic_queue, now, wall)
-        actions = self._subscribe(update.subscribe) if update.subscribe is not None else []
+        actions = self._subscribe(*update.subscribe) if update.subscribe else []
         return Received(Outcome(update.outcome or Outcome.STATE_CHANGE), None, update.changes, actions)
 
     def _sentiment(self, message: proto.Message, _now: float, wall: float) -> Received:
+        """Genesys' overall score, computed after the call: to the post-call families, never the live window."""
         body = message.body
         conversation_id = body.get("conversationId")
         if not isinstance(conversation_id, str) or not conversation_id:
             conversation_id = message.topic_id
-        who = self.attribution.attribute(conversation_id, body.get("queueIds"))
-        if isinstance(who, str):
-            return Received(Outcome(who))
+        who = self.attribution.owner(conversation_id)
+        if who is None:
+            return Received(Outcome.UNATTRIBUTED)
         agent, queue = who
+        if queue == UNKNOWN_QUEUE:
+            queue_ids = body.get("queueIds")
+            if isinstance(queue_ids, list) and queue_ids and isinstance(queue_ids[0], str):
+                queue = queue_ids[0]
         raw = body.get("sentimentOverallScore")
         if raw is None:
             self._warn_missing(
-                log, "sentiment event without sentimentOverallScore (agent %s): not counted as 0.0", agent
+                log, "post-call sentiment without sentimentOverallScore (agent %s): not counted as 0.0", agent
             )
             return Received(MISSING_SENTIMENT)
         score = self.scale.normalise(raw, conversation_id)
         if score is None:
             return Received(INVALID_SCORE)
         trend = self.scale.trend(body.get("sentimentTrendScore"))
-        return Received(reading=Reading(agent, queue, conversation_id, score, wall, trend))
+        actions = self._unsubscribe(self.attribution.release(conversation_id))
+        return Received(
+            Outcome(POSTCALL_SCORE), actions=actions, postcall=(agent, queue, conversation_id, score, trend)
+        )
+
+    def _transcription(self, message: proto.Message, _now: float, wall: float) -> Received:
+        """A batch of utterances (or a keepalive): each final utterance of a watched call scored once."""
+        parsed = transcription.read_message(message.body, message.topic_id)
+        if parsed is None:
+            return Received(Outcome.MALFORMED)
+        who = self.attribution.attribute(parsed.conversation_id, None)
+        connected = self.attribution.connected_wall(parsed.conversation_id)
+        decision = self.transcripts.decide(parsed, who, wall, connected)
+        return Received(Outcome(decision.outcome), readings=decision.readings, utterances=decision.utterances)
 
     # -- topics ------------------------------------------------------------------------------------
-    def _subscribe(self, topic: str) -> list[Action]:
-        index = self.plan.add(topic)
-        if index is None:
-            self._warn_refused(
-                log,
-                "every channel is full (%d channels x %d topics): sentiment topic refused; raise "
-                "--notifications-max-channels (at most 20) or narrow --agent-id/--queue-id",
-                self.plan.max_channels,
-                self.plan.per_channel,
-            )
-            return []
-        self._slot(index)
-        return [SyncTopics(index)]
-
-    def sweep(self, now: float) -> list[Action]:
-        """Drop the sentiment topics of conversations whose grace period is over."""
-        self.now = now
+    def _subscribe(self, *topics: str) -> list[Action]:
         actions: list[Action] = []
-        for topic in self.attribution.due(now):
+        for topic in topics:
+            index = self.plan.add(topic)
+            if index is None:
+                self._warn_refused(
+                    log,
+                    "every channel is full (%d channels x %d topics): %s refused; raise "
+                    "--notifications-max-channels (at most 20), lower --postcall-hold-seconds or narrow "
+                    "--agent-id/--queue-id",
+                    self.plan.max_channels,
+                    self.plan.per_channel,
+                    proto.topic_kind(topic),
+                )
+                continue
+            self._slot(index)
+            if SyncTopics(index) not in actions:
+                actions.append(SyncTopics(index))
+        return actions
+
+    def _unsubscribe(self, topics: list[str]) -> list[Action]:
+        actions: list[Action] = []
+        for topic in topics:
             index = self.plan.remove(topic)
             if index is not None and SyncTopics(index) not in actions:
                 actions.append(SyncTopics(index))
         return actions
+
+    def sweep(self, now: float) -> list[Action]:
+        """Drop the transcription topics of calls whose grace is over, and post-call topics past their hold."""
+        self.now = now
+        topics = self.attribution.due(now)
+        for topic in topics:
+            if topic.endswith(".transcription"):
+                self.transcripts.forget(topic.split(".")[2])
+        return self._unsubscribe(topics)
 
     def planned(self, slot: int) -> list[str]:
         return sorted(self.plan.slots[slot]) if slot < len(self.plan.slots) else []

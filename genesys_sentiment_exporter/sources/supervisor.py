@@ -224,6 +224,78 @@ async def close_socket(ws: aiohttp.ClientWebSocketResponse | None, code: int = 1
             await ws.close(code=code, message=reason.encode()[:120])
 
 
+class Socket:
+    """One stream socket with its reader and watchdog tasks: the part of a stream every source shares.
+
+    `receive(frame, now)` hands each data frame to the source's session and says whether it was
+    traffic the server sent on its own (only that feeds the watchdog). `reader` ends with the close
+    code as a label, or the reason we closed it for.
+    """
+
+    def __init__(
+        self,
+        dialer: Dialer,
+        policy: WatchdogPolicy,
+        clock: Callable[[], float],
+        receive: Callable[[str | bytes, float], bool],
+        ping: str | None = None,
+        label: str = "stream",
+    ) -> None:
+        self.dialer, self.policy, self.clock, self.receive = dialer, policy, clock, receive
+        self.ping, self.label = ping, label
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.reason = ""  # why we closed it ourselves
+        self.reader: asyncio.Future[str] | None = None
+        self.watcher: asyncio.Future[None] | None = None
+
+    async def connect(self, url: str, headers: dict[str, str] | None = None) -> aiohttp.ClientWebSocketResponse:
+        """Open the socket (a handshake may read it directly before `start`)."""
+        self.ws = await self.dialer.connect(url, headers)
+        self.reason = ""
+        return self.ws
+
+    def start(self) -> None:
+        dog = Watchdog(self.policy, self.clock())
+        self.reader = asyncio.ensure_future(self._read(dog))
+        self.watcher = asyncio.ensure_future(watch(dog, self.clock, self._ping if self.ping else None, self._silent))
+
+    @property
+    def open(self) -> bool:
+        return not self.reason and self.reader is not None and not self.reader.done()
+
+    async def _read(self, dog: Watchdog) -> str:
+        ws = self.ws
+        assert ws is not None
+        receive, clock, data = ws.receive, self.clock, DATA
+        deliver = self.receive
+        try:
+            while True:
+                message = await receive()
+                if message.type not in data:
+                    break  # close, closing, closed or a transport error: all end this socket
+                now = clock()
+                if deliver(message.data, now):
+                    dog.last_traffic = now
+        finally:
+            if self.watcher is not None:
+                self.watcher.cancel()
+        return self.reason or classify_close(ws.close_code)[0]
+
+    async def _ping(self) -> None:
+        if self.ws is not None and self.ping is not None:
+            await self.ws.send_str(self.ping)
+
+    async def _silent(self) -> None:
+        log.warning("%s: no message or heartbeat for %.0f s: replacing the socket", self.label, self.policy.silence)
+        await self.close("heartbeat_timeout", 4000)
+
+    async def close(self, reason: str, code: int = 1000) -> None:
+        self.reason = reason
+        if self.watcher is not None:
+            self.watcher.cancel()
+        await close_socket(self.ws, code, reason)
+
+
 async def close_all(sockets: list[aiohttp.ClientWebSocketResponse | None], reason: str, wait: float = 1.0) -> None:
     """Shutdown: every socket gets its 1000 close frame at once; waiting for the server's answer is
     bounded, so a stop finishes within its budget even when a peer never answers."""

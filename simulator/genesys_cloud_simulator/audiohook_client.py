@@ -322,3 +322,70 @@ class AudioHookClient:
             await asyncio.gather(self._reader, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
+
+
+# -- Genesys streaming every live call ----------------------------------------------------------------
+
+# Lines PocketSphinx transcribes well enough from espeak-ng for VADER to find them clearly negative
+# (about -0.56 and -0.76) or positive (+0.46, +0.57); bench/ and the tests show what it heard.
+HOSTILE_SCRIPT = ("I am really angry.", "I am very angry. This is awful and horrible.")
+POLITE_SCRIPT = ("I really appreciate your help.", "That is wonderful, thank you.")
+SOUR_AGENTS = frozenset({"agent-sour", "agent-legacy-1"})
+
+
+class AudioHookCaller:
+    """Opens an AudioHook session for every connected call of the simulated org, as Genesys does for
+    queues with audio monitoring on, and has the customer speak: hostile lines on the sour agents'
+    calls, polite ones elsewhere (espeak-ng, real time, looped until the call ends)."""
+
+    def __init__(self, simulator: Any, url: str, api_key: str, client_secret: str) -> None:
+        self.simulator = simulator
+        self.url = url
+        self.api_key = api_key
+        self.client_secret = client_secret
+        self.calls: dict[str, asyncio.Task[None]] = {}
+        self.scripts: dict[tuple[str, ...], bytes] = {}
+
+    def _script(self, lines: tuple[str, ...]) -> bytes:
+        if lines not in self.scripts:
+            self.scripts[lines] = b"".join(synthesise(line) + silence(1.5) for line in lines)
+        return self.scripts[lines]
+
+    def _connected(self) -> dict[str, str]:
+        """conversation -> agent of every call whose agent is connected now."""
+        live = self.simulator.notifications.book.live
+        return {
+            cid: conv.current().agent_id
+            for cid, conv in list(live.items())
+            if conv.current().state == "connected" and conv.customer_state == "connected"
+        }
+
+    async def run(self) -> None:
+        try:
+            while True:
+                connected = self._connected()
+                for cid, agent in connected.items():
+                    if cid not in self.calls:
+                        lines = HOSTILE_SCRIPT if agent in SOUR_AGENTS else POLITE_SCRIPT
+                        self.calls[cid] = asyncio.create_task(self._call(cid, lines))
+                for cid in [c for c, task in self.calls.items() if task.done() and c not in connected]:
+                    del self.calls[cid]
+                await asyncio.sleep(0.5)
+        finally:
+            for task in self.calls.values():
+                task.cancel()
+            await asyncio.gather(*self.calls.values(), return_exceptions=True)
+
+    async def _call(self, conversation_id: str, lines: tuple[str, ...]) -> None:
+        client = AudioHookClient(self.url, self.api_key, self.client_secret)
+        try:
+            await client.connect()
+            await client.open(conversation_id)
+            script = await asyncio.to_thread(self._script, lines)
+            while conversation_id in self._connected():
+                await client.stream(script, realtime=1.0)
+            await client.close()
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            pass  # the exporter went away or refused: the demo goes on without this call's audio
+        finally:
+            await client.aclose()

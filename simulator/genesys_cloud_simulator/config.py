@@ -50,7 +50,7 @@ class SimulatorConfig:
     # Genesys' overall sentiment arrives this long after the call ends (it is computed post-call).
     postcall_sentiment_seconds: float = 60.0
     # The assumption the simulator used to make: a score on the sentiment topic during the call.
-    live_sentiment_topic: bool = True
+    live_sentiment_topic: bool = False
 
     def __post_init__(self) -> None:
         positive = {

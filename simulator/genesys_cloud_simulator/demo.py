@@ -7,6 +7,11 @@ simulator package so that the shipped exporter never imports simulated code.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import secrets
+
 from pydantic import SecretStr
 
 from genesys_cloud_simulator.config import SimulatorConfig
@@ -31,6 +36,10 @@ def demo_settings(settings: Settings, simulator: SimulatedGenesysCloud) -> Setti
     }
     if settings.stream_source == "notifications" and not settings.queue_id and not settings.agent_id:
         update["queue_id"] = DEMO_QUEUES
+    if settings.audiohook and not settings.audiohook_api_key.get_secret_value():
+        # The simulator plays Genesys' AudioHook client too: it gets this run's key and secret.
+        update["audiohook_api_key"] = SecretStr(base64.b64encode(secrets.token_bytes(18)).decode())
+        update["audiohook_client_secret"] = SecretStr(base64.b64encode(secrets.token_bytes(32)).decode())
     if "web_listen_address" not in settings.model_fields_set:
         update["web_listen_address"] = DEMO_LISTEN  # a demo stays on this machine unless asked otherwise
     return settings.model_copy(update=update)
@@ -40,9 +49,23 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
     """Serve the simulator and the exporter until cancelled."""
     simulator = SimulatedGenesysCloud(config)
     await simulator.start("127.0.0.1", 0)
-    exporter = Exporter(demo_settings(settings, simulator), redactor)
+    settings = demo_settings(settings, simulator)
+    exporter = Exporter(settings, redactor)
+    voices: list[asyncio.Task[None]] = []
+
+    async def speak() -> None:
+        """AudioHook: the simulator streams every connected call's audio once the workers are up."""
+        from genesys_cloud_simulator.audiohook_client import AudioHookCaller
+
+        assert exporter.audiohook is not None
+        await exporter.audiohook.started.wait()
+        url = exporter.web.url.replace("http", "ws", 1) + "/audiohook"
+        key, secret = settings.audiohook_api_key, settings.audiohook_client_secret
+        await AudioHookCaller(simulator, url, key.get_secret_value(), secret.get_secret_value()).run()
 
     def banner() -> None:
+        if exporter.audiohook is not None:
+            voices.append(asyncio.create_task(speak(), name="audiohook-caller"))
         print(
             "\n".join(
                 [
@@ -51,7 +74,9 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
                     f"  landing page:       {exporter.web.url}/",
                     f"  readiness:          {exporter.web.url}/-/ready",
                     f"  simulated Genesys:  {simulator.base_url} (scenarios: {', '.join(simulator.config.scenarios)})",
-                    "  within a minute, agent-sour's rolling average drops below -0.5:",
+                    "  within a minute, agent-sour's rolling average drops below -0.5"
+                    + (" (AudioHook: agent-legacy-1's customer speaks angrily)" if exporter.audiohook else "")
+                    + ":",
                     f"    curl -s {exporter.metrics_url} | grep rolling_average",
                 ]
             ),
@@ -61,4 +86,8 @@ async def demo(settings: Settings, config: SimulatorConfig, redactor: Redactor) 
     try:
         await exporter.run(started=banner)  # the app's life cycle: a crashed task ends the demo
     finally:
+        for task in voices:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await simulator.stop()

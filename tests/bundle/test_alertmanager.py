@@ -160,6 +160,7 @@ def test_every_alert_of_the_rules_reaches_a_receiver() -> None:
         got = set(result.stdout.strip().split(","))
         expected = {
             ("supervisors", "warning"): {"supervisors-billing"},
+            ("supervisors", "info"): {"supervisors-billing"},  # post-call coaching: Slack, never PagerDuty
             ("supervisors", "critical"): {"contact-centre-pagerduty", "supervisors-billing"},
             ("platform", "critical"): {"oncall-pager"},
             ("platform", "warning"): {"oncall-slack"},

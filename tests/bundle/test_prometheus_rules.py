@@ -30,7 +30,13 @@ GRAFANA_BASE = '{{ with query "global:genesys_links:info" }}{{ . | first | label
 ALWAYS_FIRING = frozenset({"GenesysSentimentWatchdog"})
 # Alerts about one agent / one queue: their labels carry the names (tests below).
 AGENT_ALERTS = frozenset(
-    {"AgentSentimentSustainedNegative", "AgentSentimentSevereNegative", "AgentSentimentReadingsStopped"}
+    {
+        "AgentSentimentSustainedNegative",
+        "AgentSentimentSevereNegative",
+        "AgentSentimentReadingsStopped",
+        "AgentToneSustainedNegative",
+        "AgentPostCallSentimentDeclining",
+    }
 )
 # Alerts about one process keep `instance` on purpose (each replica has its own token / state).
 PER_INSTANCE_ALERTS = frozenset({"GenesysOAuthTokenNotRefreshed", "GenesysSentimentReplicaDegraded"})
@@ -82,7 +88,8 @@ def test_unit_tests_pin_labels_and_annotations_of_every_alert() -> None:
 def test_alerts_carry_routing_labels_and_annotations() -> None:
     for name, rule in alerts_by_name().items():
         labels, annotations = rule.get("labels", {}), rule.get("annotations", {})
-        assert labels.get("severity") in {"critical", "warning", "none"}, name
+        # info: the post-call coaching alert (Slack, never a page)
+        assert labels.get("severity") in {"critical", "warning", "info", "none"}, name
         assert labels.get("team") in {"supervisors", "platform"}, name
         assert labels.get("layer") in {"sentiment", "platform"}, name
         for key in REQUIRED_ANNOTATIONS:
@@ -167,6 +174,19 @@ def test_pagerduty_is_by_policy_not_for_every_sour_call() -> None:
     )
     assert "global:genesys_sentiment_page_agents:value" in alerts["QueueSentimentSeveralAgentsNegative"]["expr"]
     assert alerts["GenesysSentimentWatchdog"]["expr"].strip() == "vector(1)"
+    # Genesys' post-call score is a coaching signal: Slack, never a page; so is the agent's own tone.
+    assert alerts["AgentPostCallSentimentDeclining"]["labels"]["severity"] == "info"
+    assert alerts["AgentToneSustainedNegative"]["labels"]["severity"] == "warning"
+
+
+def test_live_rules_judge_the_customer_and_post_call_stays_apart() -> None:
+    records = {r["record"]: r["expr"] for r in rules("record")}
+    live = records["queue_agent:genesys_agent_sentiment_rolling_average_full_window:max"]
+    assert live.count('{party="customer"}') == 3 and "postcall" not in live
+    assert records["queue_agent:genesys_agent_tone_rolling_average_full_window:max"].count('{party="agent"}') == 3
+    for name, expr in records.items():
+        if "postcall" in expr:
+            assert "rolling_average" not in expr, f"{name} mixes the post-call score into the live window"
 
 
 def test_recording_rule_names_are_level_metric_operations() -> None:
@@ -200,7 +220,8 @@ def test_rules_fold_replicas_together() -> None:
     for rule in rules("record"):
         if rule["record"].startswith(("instance:", "global:")) or not raw.search(rule["expr"]):
             continue
-        assert "without (instance)" in rule["expr"], f"{rule['record']} reads exporter metrics per replica"
+        # `without (instance, party)`: the live rules also fold the party they selected
+        assert "without (instance" in rule["expr"], f"{rule['record']} reads exporter metrics per replica"
     for name, rule in alerts_by_name().items():
         if name in PER_INSTANCE_ALERTS:
             continue

@@ -80,16 +80,20 @@ def test_any_sequence_gives_scores_within_unit_bounds(setting: str, values: list
 
 
 async def test_live_one_absurd_score_is_refused_and_later_scores_are_not_divided() -> None:
+    """The scale now applies to Genesys' post-call score (the live path scores transcripts)."""
+    from genesys_sentiment_exporter.sources.notifications_protocol import sentiment_topic
     from tests.live_helpers import wait_for
-    from tests.test_notifications_live import connect_call, live, score, scrape
+    from tests.test_notifications_live import connect_call, live, scrape
 
     async with live() as (sim, exporter, _source):
-        await connect_call(sim, "c1", "a1")
-        sim.notifications.publish_call(score("c1", "a1", 1e308))
+        for conv in ("c1", "c2", "c3"):
+            await connect_call(sim, conv, "a1")
+        absurd = {"conversationId": "c1", "sentimentOverallScore": 1e308, "queueIds": []}
+        sim.notifications.publish(sentiment_topic("c1"), absurd)
         await wait_for(lambda: exporter.ingest.messages["invalid_score"] == 1, what="absurd score refused")
-        for value in (-0.8, -0.8):
-            sim.notifications.publish_call(score("c1", "a1", value))
-        await wait_for(lambda: exporter.ingest.messages["reading"] == 2, what="readings")
+        for conv in ("c2", "c3"):
+            sim.notifications.publish(sentiment_topic(conv), {"conversationId": conv, "sentimentOverallScore": -0.8})
+        await wait_for(lambda: exporter.ingest.messages["postcall_score"] == 2, what="post-call scores")
         text = await scrape(exporter)
-        assert 'genesys_agent_sentiment_rolling_average{agent_id="a1",queue_id="q1"} -0.8' in text
+        assert 'genesys_agent_postcall_sentiment_mean{agent_id="a1",queue_id="q1"} -0.8' in text
         assert 'genesys_exporter_sentiment_scale_info{scale="unit",setting="auto"} 1.0' in text
