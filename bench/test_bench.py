@@ -75,3 +75,16 @@ def test_incremental_scrape_pages_agree_and_expiry_is_measured() -> None:
     assert result["same_samples"]["samples"] > 600 * 4
     assert result["changed_per_scrape"] == 60
     assert result["expire_vs_walk_ratio"] is not None
+
+
+def test_soak_machinery_accounts_every_frame_through_faults() -> None:
+    """A few seconds of the soak: faults land, the stream comes back, nothing goes unaccounted."""
+    import asyncio
+
+    from bench import soak
+
+    result = asyncio.run(soak.soak(duration=6.0, cycle=2.0, warmup=0.0, agents=10, seed=3))
+    assert sum(result["faults"].values()) >= 2
+    assert result["missed_recoveries"] == []
+    assert result["frames_checked"] > 0
+    assert result["frames_unaccounted"] == 0
