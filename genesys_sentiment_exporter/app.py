@@ -191,7 +191,7 @@ class Exporter:
             return None
         from genesys_sentiment_exporter.audiohook.server import build_audiohook
 
-        return build_audiohook(self.settings, self.tracker, self.redactor)
+        return build_audiohook(self.settings, self.ingest.parties, self.redactor)
 
     def _name_resolver(self) -> NameResolver | None:
         """Names through the notifications source's REST client (its budget), a fifth of the budget at most."""
