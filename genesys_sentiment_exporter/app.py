@@ -165,6 +165,7 @@ class Exporter:
             self.conversation_url,
             self.audiohook.install if self.audiohook is not None else None,
             web_limits,
+            self.collector.prepare,
         )
         self.web = WebServer(app, host, port, web_config.tls, web_limits)
         self._life: asyncio.Task[None] | None = None
