@@ -108,6 +108,17 @@ def _exporter_heap(trace: Any, snapshot: Any) -> int:
     return sum(stat.size for stat in mine.statistics("filename"))
 
 
+def _pause(sim: SimulatedGenesysCloud) -> None:
+    """Quiet: no scenario events and no transcript batches (the simulator's transcript loop is separate)."""
+    sim.pause_scenarios()
+    sim.notifications.publish_transcripts_due = lambda: 0  # type: ignore[method-assign]
+
+
+def _resume(sim: SimulatedGenesysCloud) -> None:
+    del sim.notifications.publish_transcripts_due  # back to the class's method: held utterances go out
+    sim.resume_scenarios()
+
+
 def _events(exporter: Exporter) -> int:
     """Socket losses, rollovers and token requests so far: one of them moves when a fault lands."""
     stream, tokens = exporter.stream, exporter.tokens
@@ -171,10 +182,11 @@ async def soak(
             await asyncio.sleep(cycle * rng.uniform(0.5, 1.0))
             name = rng.choice(sorted(FAULTS))
             faults[name] += 1
-            if name in DESTRUCTIVE:
+            quiet = name in DESTRUCTIVE
+            if quiet:
                 # A TCP abort or a close loses what is still in flight on that socket, for any client;
                 # the fault lands at a quiet instant (load paused, outboxes empty) so accounting stays exact.
-                sim.pause_scenarios()
+                _pause(sim)
                 await _until(lambda: all(sock.outbox.empty() for sock in _sockets(sim)), 5.0)
                 await asyncio.sleep(0.2)
             fault_at = time.monotonic()
@@ -184,13 +196,16 @@ async def soak(
             back = await _until(lambda: exporter.stream.connected, RECONNECT_BOUND)
             if back is None:
                 missed.append(name)
+                if quiet:
+                    _resume(sim)
                 continue
             if seen_fault is not None:
                 recoveries.append(time.monotonic() - fault_at)
             else:
                 unobserved[name] += 1
             # A quiet moment: load paused, one channel each side; every delivered frame has an outcome.
-            sim.pause_scenarios()
+            if not quiet:
+                _pause(sim)
             settled = await _until(
                 lambda: len(source.live) == 1 and len(_sockets(sim)) == 1 and exporter.stream.connected, 10.0
             )
@@ -201,7 +216,7 @@ async def soak(
                 unaccounted += abs(sent - seen)
             checked += sent
             sent_mark, seen_mark = sim.notifications.messages_sent, data_outcomes(exporter)
-            sim.resume_scenarios()
+            _resume(sim)
             gc.collect()
             rss.append((time.monotonic() - started, rss_bytes()))
             by_fault[name] += abs(sent - seen) if settled is not None and accounted is None else 0
@@ -253,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracemalloc:
         import tracemalloc
 
-        tracemalloc.start(16)
+        tracemalloc.start(8)
         trace = tracemalloc
     result = asyncio.run(soak(args.duration, args.cycle, args.warmup, args.agents, args.seed, trace))
     for key, value in result.items():
