@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: demo demo-audio test lint tools stack-tools k8s stack stack-up stack-down stack-status rules bench clean
+.PHONY: demo demo-audio test lint tools stack-tools k8s stack stack-up stack-down stack-status rules bench soak clean
 
 $(STAMP): pyproject.toml simulator/pyproject.toml
 	./scripts/bootstrap-venv.sh
@@ -56,6 +56,10 @@ k8s: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Ten minutes of random faults under load (bench/soak.py): every frame accounted, RSS flat within 10 %.
+soak: $(STAMP)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

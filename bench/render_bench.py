@@ -30,10 +30,10 @@ from prometheus_client.registry import Collector
 
 from bench.population import Expected, populate
 from genesys_sentiment_exporter.ingest import Ingest
-from genesys_sentiment_exporter.metrics import AGENT_FAMILIES, ExporterCollector, new_registry, render
+from genesys_sentiment_exporter.metrics import AGENT_FAMILIES, AgentGaugeFamily, ExporterCollector, new_registry, render
 from genesys_sentiment_exporter.stream_state import StreamState
 
-LABELS = ["agent_id", "queue_id"]
+LABELS = ["agent_id", "queue_id", "party"]
 ROLLING, SCORE, READINGS, LAST, ACTIVE, TREND = (family.name for family, _fn in AGENT_FAMILIES)
 
 
@@ -60,7 +60,7 @@ class _Small(Collector):
         self.collector = collector
 
     def collect(self) -> Iterator[Metric]:
-        return self.collector.collect_small()
+        return (f for f in self.collector.collect() if not isinstance(f, AgentGaugeFamily))
 
 
 def stock_registry(expected: dict[str, Expected], collector: ExporterCollector) -> CollectorRegistry:
@@ -68,7 +68,7 @@ def stock_registry(expected: dict[str, Expected], collector: ExporterCollector) 
     docs = {family.name: family.help for family, _fn in AGENT_FAMILIES}
     gauges = {name: Gauge(name, docs[name], labelnames=LABELS, registry=registry) for name in docs}
     for agent_id, model in expected.items():
-        labels = (agent_id, model.queue_id)
+        labels = (agent_id, model.queue_id, "customer")
         if model.window:
             gauges[ROLLING].labels(*labels).set(sum(model.window) / len(model.window))
             gauges[SCORE].labels(*labels).set(model.window[-1])

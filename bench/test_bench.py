@@ -66,3 +66,35 @@ def test_memory_per_agent_is_measured() -> None:
     assert figure["agents"] == 500
     assert 100 < figure["bytes_per_agent"] < 100_000
     assert not math.isnan(figure["bytes_per_agent"])
+
+
+def test_transcript_bench_accounts_for_every_frame_and_scores_every_customer_line() -> None:
+    from bench import transcript_bench
+
+    result = transcript_bench.run(calls=10, lines_per_call=4, rounds=1, utterances=200)
+    assert sum(result.outcomes.values()) == result.frames
+    assert result.outcomes["reading"] == 10 * 4  # one scored customer line per batch
+    assert result.outcomes["transcript_keepalive"] == 10
+    assert result.analyzer_utterances_per_s > 0 and result.ratio > 0
+
+
+def test_incremental_scrape_pages_agree_and_expiry_is_measured() -> None:
+    from bench import scrape_bench
+
+    result = scrape_bench.run(agents=600, repeats=2, chunk=64).as_dict()
+    assert result["same_samples"]["samples"] > 600 * 4
+    assert result["changed_per_scrape"] == 60
+    assert result["expire_vs_walk_ratio"] is not None
+
+
+def test_soak_machinery_accounts_every_frame_through_faults() -> None:
+    """A few seconds of the soak: faults land, the stream comes back, nothing goes unaccounted."""
+    import asyncio
+
+    from bench import soak
+
+    result = asyncio.run(soak.soak(duration=6.0, cycle=2.0, warmup=0.0, agents=10, seed=3))
+    assert sum(result["faults"].values()) >= 2
+    assert result["missed_recoveries"] == []
+    assert result["frames_checked"] > 0
+    assert result["frames_unaccounted"] == 0

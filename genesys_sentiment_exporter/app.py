@@ -165,6 +165,7 @@ class Exporter:
             self.conversation_url,
             self.audiohook.install if self.audiohook is not None else None,
             web_limits,
+            self.collector.prepare,
         )
         self.web = WebServer(app, host, port, web_config.tls, web_limits)
         self._life: asyncio.Task[None] | None = None
@@ -190,7 +191,7 @@ class Exporter:
             return None
         from genesys_sentiment_exporter.audiohook.server import build_audiohook
 
-        return build_audiohook(self.settings, self.tracker, self.redactor)
+        return build_audiohook(self.settings, self.ingest.parties, self.redactor)
 
     def _name_resolver(self) -> NameResolver | None:
         """Names through the notifications source's REST client (its budget), a fifth of the budget at most."""

@@ -8,9 +8,11 @@ Callers pass `now` (a monotonic clock reading) so that tests drive time directly
 
 from __future__ import annotations
 
-from collections import Counter
+import heapq
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from genesys_sentiment_exporter.catalogue import DropReason, HadSentiment, Outcome
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
@@ -39,6 +41,7 @@ class AgentState:
         "queue_id",
         "readings",
         "scores",
+        "slot",
         "state",
         "sum",
         "trend",
@@ -68,6 +71,7 @@ class AgentState:
         self.sum = 0.0
         self.last_timestamp = 0.0
         self.trend: float | None = None
+        self.slot = -1  # the agent's row in the exposition cache (metrics.AgentText), -1: none yet
         self.label_text = self._render_labels()
 
     def _render_labels(self) -> str:
@@ -163,6 +167,16 @@ class AgentTracker:
         # identity.AgentIdentity.label: applied once per agent, when it is first tracked.
         self.label_id = label_id
         self.agents: dict[str, AgentState] = {}
+        # Agents added, changed or dropped since the exposition cache last looked (None: nobody
+        # renders per-agent text, e.g. --agent-identity none). A scrape re-renders these only.
+        self.changed: set[AgentState] | None = None
+        self.exposition: Any = None  # metrics.AgentText, once a collector renders this tracker
+        # Deadlines, so that expire() costs what expires, not what is tracked: the agents in order of
+        # their last event (the front is the idlest), and a heap of grace-period ends (entries of
+        # agents that left or started another call are skipped when they surface).
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._grace: list[tuple[float, int, str]] = []
+        self._grace_pushes = 0
         self.agents_refused = 0
         self.dropped: Counter[DropReason] = Counter()
         # (queue_id, had_sentiment) -> conversations finished
@@ -182,7 +196,10 @@ class AgentTracker:
             label = None if self.label_id is None else self.label_id(agent_id)
             agent = AgentState(agent_id, queue_id, conversation_id, now, label, self.party)
             self.agents[agent_id] = agent
+            self._seen[agent_id] = None
             self._see_queue(queue_id, now)
+        if self.changed is not None:
+            self.changed.add(agent)
         return agent
 
     def _see_queue(self, queue: str, now: float) -> None:
@@ -232,6 +249,9 @@ class AgentTracker:
         if trend is not None:
             agent.trend = trend
         agent.last_seen = now
+        self._seen.move_to_end(agent.agent_id)
+        if self.changed is not None:
+            self.changed.add(agent)
 
     def state(self, event: StateChange, now: float) -> Outcome:
         self._now = now
@@ -253,11 +273,14 @@ class AgentTracker:
             agent.set_queue(event.queue_id)
             self._see_queue(event.queue_id, now)
         agent.last_seen = now
+        self._seen.move_to_end(agent.agent_id)
         agent.state = event.state
         if phase is Phase.ENDING:
             if agent.phase is Phase.ACTIVE:
                 agent.phase = Phase.ENDING
                 agent.grace_deadline = now + self.limits.grace_seconds
+                self._grace_pushes += 1
+                heapq.heappush(self._grace, (agent.grace_deadline, self._grace_pushes, agent.agent_id))
         else:
             agent.phase = Phase.ACTIVE
         return Outcome.STATE_CHANGE
@@ -266,14 +289,25 @@ class AgentTracker:
         """Drop agents whose grace period is over (alerts resolve) or who went silent."""
         idle_before = now - self.limits.idle_seconds
         gone: list[tuple[str, DropReason]] = []
-        for agent_id, agent in self.agents.items():
-            if agent.phase is Phase.ENDING and now >= agent.grace_deadline:
+        grace, agents = self._grace, self.agents
+        while grace and grace[0][0] <= now:
+            deadline, _n, agent_id = heapq.heappop(grace)
+            agent = agents.get(agent_id)
+            if agent is not None and agent.phase is Phase.ENDING and agent.grace_deadline == deadline:
                 gone.append((agent_id, DropReason.GRACE_ELAPSED))
-            elif agent.last_seen < idle_before:
+        due = {agent_id for agent_id, _reason in gone}
+        for agent_id in self._seen:  # oldest event first: stops at the first agent still active
+            agent = agents[agent_id]
+            if agent.last_seen >= idle_before:
+                break
+            if agent_id not in due:
                 gone.append((agent_id, DropReason.IDLE))
         self._now = now
         for agent_id, reason in gone:
             agent = self.agents.pop(agent_id)
+            del self._seen[agent_id]
+            if self.changed is not None:
+                self.changed.add(agent)  # its rows leave the page
             if reason is DropReason.GRACE_ELAPSED:
                 self._finish(agent)
             self.dropped[reason] += 1

@@ -94,7 +94,10 @@ def build_app(
     conversation_url: Callable[[str], str | None] | None = None,
     mount: Callable[[web.Application], frozenset[str]] | None = None,
     limits: WebLimits | None = None,
+    prepare_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
+    """`prepare_scrape` runs before a page is rendered, on the loop and yielding to it (the
+    collector re-renders the agents that changed in slices), so the render itself only joins."""
     limits = limits or WebLimits()
 
     def render_page() -> bytes:
@@ -114,6 +117,8 @@ def build_app(
             )
         scrapes["in_flight"] += 1
         try:
+            if prepare_scrape is not None:
+                await prepare_scrape()
             body = page.current()
             page.in_flight += 1
             try:

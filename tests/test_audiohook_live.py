@@ -197,6 +197,14 @@ async def test_misbehaving_clients_end_in_counted_outcomes() -> None:
         opened = await probe.open("00000000-0000-0000-0000-000000000000")
         assert opened["parameters"]["media"] == []
         await probe.close()
+        # A frame over the 64 KiB the protocol allows: the socket is closed (1009), the frame counted.
+        big = client(exporter)
+        await big.connect()
+        await big.open("conv-1")
+        assert big.ws is not None
+        await big.ws.send_bytes(bytes(70_000))
+        await wait_for(lambda: source.messages["too_large"] == 1, what="oversized frame counted")
+        await big.aclose()
         await wait_for(lambda: not source.live, what="sessions finished")
         text = await scrape(exporter)
         assert sample(text, "genesys_audiohook_messages_total", outcome="sequence_error") == 1
@@ -205,7 +213,7 @@ async def test_misbehaving_clients_end_in_counted_outcomes() -> None:
         assert sample(text, "genesys_audiohook_audio_dropped_seconds_total", reason="paused") == pytest.approx(2.0)
         assert sample(text, "genesys_audiohook_sessions_total", outcome="disconnected") == 1
         assert sample(text, "genesys_audiohook_sessions_total", outcome="completed") == 1
-        assert sample(text, "genesys_audiohook_sessions_total", outcome="connection_lost") == 1
+        assert sample(text, "genesys_audiohook_sessions_total", outcome="connection_lost") == 2
         assert sample(text, "genesys_audiohook_sessions_total", outcome="probe") == 1
         lag = sample(text, "genesys_audiohook_recognition_lag_seconds")
         assert lag is not None and math.isfinite(lag)
@@ -266,3 +274,20 @@ async def test_the_simulator_streams_every_connected_call_like_genesys() -> None
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_agent_speech_is_scored_only_when_opted_in_into_its_own_party() -> None:
+    async with live(score_parties=["customer", "agent"]) as (sim, exporter, _source):
+        await connect_call(sim, "conv-2p", "agent-two")
+        session = client(exporter)
+        await session.connect()
+        opened = await session.open("conv-2p")
+        assert opened["parameters"]["media"][0]["channels"] == ["external", "internal"]  # stereo: both parties
+        await session.stream(speech(HOSTILE[:2]), speech(POLITE), realtime=4.0)
+        customer, agent = exporter.ingest.parties["customer"].agents, exporter.ingest.parties["agent"].agents
+        await wait_for(lambda: len(customer["agent-two"].scores) >= 2 and len(agent["agent-two"].scores) >= 2, 60)
+        assert customer["agent-two"].rolling_average < 0 < agent["agent-two"].rolling_average
+        text = await scrape(exporter)
+        assert 'agent_id="agent-two",queue_id="q1",party="agent"' in text
+        assert 'agent_id="agent-two",queue_id="q1",party="customer"' in text
+        await session.close()

@@ -331,6 +331,9 @@ def _page_problems(text: str) -> list[str]:
             extra = set(sample.labels) - set(entry.all_labels) - ({"le"} if entry.kind == "histogram" else set())
             if extra:
                 problems.append(f"{sample.name}: labels {sorted(extra)} not in the catalogue")
+            missing = set(entry.all_labels) - set(sample.labels)
+            if missing:  # a selector on that label (party="customer") would not find the sample
+                problems.append(f"{sample.name}: labels {sorted(missing)} missing")
     return problems
 
 

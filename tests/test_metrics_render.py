@@ -124,17 +124,21 @@ def busy_world() -> World:
 
 
 def parsed(text: str) -> list[tuple[str, str, str, list[tuple[str, tuple[tuple[str, str], ...], str]]]]:
-    """Families as comparable values: name, type, help, samples (NaN-safe values)."""
+    """Families as comparable values: name, type, help, samples (NaN-safe values).
+
+    Samples are compared in sorted order: within a family the order carries no meaning, and the
+    incremental renderer keeps an agent's rows where its slot is, not in arrival order.
+    """
     out = []
     for family in text_string_to_metric_families(text):
-        rows = [
+        rows = sorted(
             (
                 s.name,
                 tuple(sorted((k, v) for k, v in s.labels.items() if (k, v) != ("party", "customer"))),
                 repr(float(s.value)),
             )
             for s in family.samples
-        ]
+        )
         out.append((family.name, family.type, family.documentation, rows))
     return out
 
@@ -335,6 +339,38 @@ async def test_grace_period_then_series_disappear() -> None:
         assert parsed(text) == parsed(generate_latest(w.registry).decode())
     finally:
         await w.http.aclose()
+
+
+async def test_incremental_page_follows_changes_drops_and_reused_rows() -> None:
+    """The cached per-agent rows are re-rendered for what changed, emptied for who left, reused."""
+    world = World(window_size=2, grace_seconds=1.0)
+    try:
+        conv = [world.conv(str(i)) for i in range(3)]
+        for i in range(3):
+            world.state(f"a{i}", "q", conv[i], "connected")
+            world.reading(f"a{i}", "q", conv[i], 0.1 * i)
+        assert parsed(render(world.registry).decode()) == parsed(generate_latest(world.registry).decode())
+        world.reading("a1", "q", conv[1], -0.9)  # a change after a scrape
+        world.state("a0", "q", conv[0], "disconnected")
+        world.clock.now += 2.0
+        world.tracker.expire(world.clock.now)  # a0 leaves
+        await world.collector.prepare(chunk=1)  # in slices of one agent
+        page = render(world.registry).decode()
+        assert parsed(page) == parsed(generate_latest(world.registry).decode())
+        assert 'agent_id="a0"' not in page
+        scores = {
+            s.labels["agent_id"]: s.value
+            for f in text_string_to_metric_families(page)
+            if f.name == "genesys_agent_sentiment_score"
+            for s in f.samples
+        }
+        assert scores == {"a1": -0.9, "a2": 0.2}
+        rows = len(world.tracker.exposition.rows[0])
+        world.state("a9", "q", world.conv("9"), "connected")  # takes a0's emptied row
+        assert parsed(render(world.registry).decode()) == parsed(generate_latest(world.registry).decode())
+        assert len(world.tracker.exposition.rows[0]) == rows
+    finally:
+        await world.http.aclose()
 
 
 def test_every_per_agent_sample_says_whose_words_it_scores() -> None:

@@ -68,15 +68,19 @@ async def test_make_before_break_loses_and_doubles_nothing() -> None:
         exporter.ingest.on_reading = lambda r: seen.append(r.score)
         await wait_for(lambda: connected(exporter), what="subscription")
         published: list[float] = []
-        for i in range(900):  # ~9 s of readings at 10 ms spacing, spanning the rollover
+        after = 0  # readings published since the swap: they span the overlap of both sockets
+        for i in range(3000):  # 10 ms apart until 100 past the rollover (a loaded machine runs slower)
             score = round(i / 1000, 4)
             sim.publish(event(f"agent-{i % 7}", f"conv-{i % 7}", score))
             published.append(score)
             await asyncio.sleep(0.01)
+            after += bool(exporter.stream.rollovers["token_refresh"])
+            if after >= 100:
+                break
+        assert exporter.stream.rollovers["token_refresh"] == 1  # the next renewal is 6.4 s away
         await wait_for(lambda: len(seen) >= len(published), timeout=5, what="all readings")
         source = exporter.source
         await wait_for(lambda: not source.session.dedup.active, what="end of the overlap")  # type: ignore[attr-defined]
-        assert exporter.stream.rollovers["token_refresh"] == 1
         assert exporter.ingest.messages["duplicate"] > 0  # both sockets delivered during the overlap
         assert sum(exporter.stream.disconnects.values()) == 0
     assert seen == published  # every reading once, in order

@@ -150,3 +150,26 @@ def test_agent_state_is_small() -> None:
     size += sys.getsizeof(agent.label_text) + sys.getsizeof(agent.agent_id) + sys.getsizeof(agent.queue_id)
     size += sys.getsizeof(agent.conversation_id)
     assert size < 2048
+
+
+def test_expiry_by_deadline_skips_a_call_that_came_back_and_drops_in_deadline_order() -> None:
+    tracker = AgentTracker(TrackerLimits(grace_seconds=5.0, idle_seconds=100.0))
+    tracker.state(state("back", "c1", "connected"), 0)
+    tracker.state(state("back", "c1", "disconnected"), 1)  # grace until 6
+    tracker.state(state("back", "c2", "connected"), 2)  # a new call: the old deadline no longer applies
+    tracker.state(state("ends", "c3", "connected"), 3)
+    tracker.state(state("ends", "c3", "wrapup"), 4)  # grace until 9
+    tracker.state(state("quiet", "c4", "connected"), 5)
+    tracker.expire(8)
+    assert set(tracker.agents) == {"back", "ends", "quiet"}
+    tracker.expire(9)
+    assert set(tracker.agents) == {"back", "quiet"}
+    assert tracker.dropped["grace_elapsed"] == 1
+    tracker.reading(reading("back", "c2", 0.1), 50)  # keeps "back" active; "quiet" last seen at 5
+    tracker.expire(104)
+    assert set(tracker.agents) == {"back", "quiet"}
+    tracker.expire(105.5)
+    assert set(tracker.agents) == {"back"}
+    assert tracker.dropped["idle"] == 1
+    tracker.expire(151)
+    assert not tracker.agents and tracker.dropped["idle"] == 2

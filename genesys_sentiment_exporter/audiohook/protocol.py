@@ -324,7 +324,7 @@ class ServerSession:
             return None
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested ~1 000 deep (fits in MAX_TEXT)
             return None
         if not isinstance(message, dict) or message.get("version") != VERSION or message.get("id") != self.id:
             return None

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
@@ -74,7 +74,8 @@ class _Live:
     end: str = ""
 
 
-def build_audiohook(settings: Settings, tracker: AgentTracker, redactor: Redactor) -> AudioHookSource:
+def build_audiohook(settings: Settings, trackers: Mapping[str, AgentTracker], redactor: Redactor) -> AudioHookSource:
+    """`trackers`: one per scored party (Ingest.parties), customer first; the customer's follows every call."""
     api_key = settings.audiohook_api_key.get_secret_value()
     secret = settings.audiohook_client_secret.get_secret_value()
     redactor.add(api_key)
@@ -93,7 +94,9 @@ def build_audiohook(settings: Settings, tracker: AgentTracker, redactor: Redacto
     )
     return AudioHookSource(
         verifier=verifier,
-        tracker=tracker,
+        tracker=trackers["customer"],
+        trackers=trackers,
+        parties=tuple(p for p in settings.score_parties if p in trackers),
         spec=spec,
         workers=settings.audiohook_workers or os.cpu_count() or 1,
         max_lag=settings.audiohook_max_lag_seconds,
@@ -148,6 +151,7 @@ class AudioHookSource:
         *,
         verifier: Verifier,
         tracker: AgentTracker,
+        trackers: Mapping[str, AgentTracker] | None = None,
         spec: WorkerSpec,
         workers: int,
         parties: tuple[str, ...] = ("customer",),
@@ -159,7 +163,8 @@ class AudioHookSource:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.verifier = verifier
-        self.tracker = tracker
+        self.tracker = tracker  # the customer's windows: it follows every call, so it attributes them
+        self.trackers = trackers or {"customer": tracker}
         self.parties = parties
         self.channels_wanted = tuple(PARTY_CHANNEL[p] for p in parties)
         self.attribute = attribute or TrackerAttribution(tracker, clock)
@@ -247,6 +252,8 @@ class AudioHookSource:
                 elif message.type is WSMsgType.BINARY:
                     result = session.receive_binary(message.data, now)
                 else:
+                    if message.type is WSMsgType.ERROR and getattr(ws.exception(), "code", None) == 1009:
+                        self.messages["too_large"] += 1  # over 64 KiB: aiohttp closed the socket with 1009
                     break
                 self.messages[result.outcome] += 1
                 if result.error_code:
@@ -258,8 +265,6 @@ class AudioHookSource:
         except Exception:  # a bug in one session must not take the endpoint down
             log.exception("AudioHook session failed")
         finally:
-            if ws.close_code == 1009:
-                self.messages["too_large"] += 1
             await self._apply(live, session.connection_lost())
             if not live.end:
                 live.end = "disconnected" if session.state is protocol.State.DISCONNECTING else "connection_lost"
@@ -338,9 +343,9 @@ class AudioHookSource:
         spoken = self._arrival(live, utterance.end)
         agent_id, queue_id = live.agent
         timestamp = self.wall() - (now - spoken) if spoken is not None else self.wall()
-        outcome = self.tracker.reading(
-            Reading(agent_id, queue_id, live.conversation_id, utterance.score, timestamp), now
-        )
+        party = utterance.channel  # the worker names each analysed channel by its party
+        reading = Reading(agent_id, queue_id, live.conversation_id, utterance.score, timestamp, party=party)
+        outcome = self.trackers[party].reading(reading, now)
         self.utterances[outcome] += 1
         if spoken is not None:
             self._observe(now - spoken)

@@ -56,7 +56,9 @@ class Scenario:
         outcomes[c.Outcome.HEARTBEAT] = int(elapsed / 30)
 
         def per_agent(value: Any) -> list[Sample]:
-            return [({"agent_id": a["agent_id"], "queue_id": a["queue_id"]}, value(a)) for a in agents]
+            return [
+                ({"agent_id": a["agent_id"], "queue_id": a["queue_id"], "party": "customer"}, value(a)) for a in agents
+            ]
 
         families: list[tuple[c.Family, list[Sample]]] = [
             (c.WINDOW_SIZE, [({}, WINDOW)]),

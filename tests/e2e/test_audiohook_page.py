@@ -25,7 +25,7 @@ from genesys_cloud_simulator.audiohook_client import AudioHookClient, silence, s
 
 from stack import Stack, StackOptions
 from stack.launcher import free_port
-from tests.e2e.test_end_to_end import PYTHON, REPO, body_text, is_slack, sample, scrape, wait_until
+from tests.e2e.test_end_to_end import PYTHON, REPO, body_text, is_slack, scrape, wait_until
 
 API_KEY = "ZTJlLWF1ZGlvaG9vay1rZXk="
 SECRET = base64.b64encode(b"e2e audiohook client secret, 32b").decode()
@@ -74,6 +74,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         simulator.terminate()
         simulator.wait(10)
         sim_log.close()
+
+
+def sample(text: str, metric: str, agent: str) -> float | None:
+    """The customer-party series of `metric` for `agent` (AudioHook scores the customer's words)."""
+    labels = rf'agent_id="{agent}",queue_id="[^"]*",party="customer"'
+    match = re.search(rf"^{metric}{{{labels}}} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
 
 
 def live_conversation(exporter_url: str, agent: str) -> str | None:

@@ -217,3 +217,43 @@ def test_any_label_value_passes_promtool(labels: list[tuple[str, str]]) -> None:
     result = subprocess.run([promtool, "check", "metrics"], input=page.encode(), capture_output=True, check=False)
     assert result.returncode in (0, 3), result.stderr.decode() + result.stdout.decode()  # 3: lint advice only
     assert b"error while linting" not in result.stderr, result.stderr.decode()
+
+
+# -- AudioHook (added meanwhile): the same attacks against its session ------------------------------------
+
+audiohook_messages = st.fixed_dictionaries(
+    {
+        "version": st.just("2") | json_values,
+        "id": st.just("s1") | json_values,
+        "type": st.sampled_from(["open", "ping", "close", "pause", "resume", "update", "discarded", "error"])
+        | json_values,
+        "seq": st.integers(0, 4) | json_values,
+        "serverseq": st.integers(0, 2) | json_values,
+        "position": st.sampled_from(["PT0S", "PT1.5S", "PT-1S", "P1D"]) | json_values,
+        "parameters": st.dictionaries(text, json_values, max_size=4) | json_values,
+    }
+).map(dumps)
+
+
+@PROPERTY
+@given(st.lists(st.one_of(st.binary(max_size=64), text, json_values.map(dumps), audiohook_messages), max_size=15))
+def test_audiohook_frames_never_raise(frames: list[str | bytes]) -> None:
+    from genesys_sentiment_exporter.audiohook.protocol import ServerSession
+
+    session = ServerSession("s1", "org-1", 0.0)
+    for step, frame in enumerate(frames, start=1):
+        if isinstance(frame, bytes):
+            result = session.receive_binary(frame, float(step))
+        else:
+            result = session.receive_text(frame, float(step))
+        assert isinstance(result.outcome, str) and result.outcome
+
+
+def test_audiohook_nested_json_is_malformed_not_a_crash() -> None:
+    from genesys_sentiment_exporter.audiohook.protocol import ServerSession
+
+    session = ServerSession("s1", "org-1", 0.0)
+    for depth in (10_000, 990):
+        result = ServerSession("s1", "org-1", 0.0).receive_text('{"a":' * depth + "1" + "}" * depth, 1.0)
+        assert result.outcome
+    assert session.receive_text("[" * 5000 + "]" * 5000, 1.0).outcome
