@@ -298,7 +298,7 @@ async def test_a_refused_subscription_request_is_a_counted_rejection_not_a_retry
     """A 4xx to the subscription request itself (a gateway without ignoreErrors, an older platform):
     the topics are rejected and counted once, no retry loop, no new channel."""
     config = SimulatorConfig(forbidden_topics=("v2.conversations.*.transcription",))
-    async with live(config) as (sim, exporter, source):
+    async with live(config) as (sim, _exporter, source):
         real = source.rest.json
 
         async def without_ignore_errors(method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
@@ -316,7 +316,7 @@ async def test_a_refused_subscription_request_is_a_counted_rejection_not_a_retry
 
 async def test_the_exporter_sends_ignore_errors_and_reads_the_listing() -> None:
     config = SimulatorConfig(forbidden_topics=("v2.speechandtextanalytics.*",))
-    async with live(config) as (sim, exporter, source):
+    async with live(config) as (sim, _exporter, source):
         await connect_call(sim, "c1", "a1")  # the transcription topic is permitted, the post-call one not
         await wait_for(lambda: source.session.rejected["missing_permissions"] == 1, what="post-call rejected")
         assert sim.notifications.subscribed(transcription_topic("c1"))

@@ -143,7 +143,10 @@ class NotificationsSource:
         try:
             body = await self.rest.json(method, path, [{"id": t} for t in topics])
         except RestError as exc:
-            if 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 429):
+            # Per-call topics: a refusal is final for them (rejected, counted, not asked again). A request
+            # that carries the base topics is retried as before: without them nothing can be attributed.
+            per_call = not any(t in self.session.base_topics for t in topics)
+            if per_call and 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 429):
                 log.warning(
                     "channel %d: %s %d topics refused with HTTP %d", slot.index, method, len(topics), exc.status
                 )
