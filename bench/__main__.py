@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import ingest_bench, memory_bench, render_bench, scrape_bench
+from bench import ingest_bench, memory_bench, render_bench, scrape_bench, transcript_bench
 from bench.frames import build_frames
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scrape-agents", type=int, help="agents for the incremental scrape (default 50000)")
     parser.add_argument(
         "--only",
-        choices=("ingest", "render", "memory", "scrape"),
+        choices=("ingest", "render", "memory", "scrape", "transcripts"),
         action="append",
         help="run only these benchmarks (repeatable)",
     )
@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.memory_agents = args.memory_agents or (5_000 if quick else 20_000)
     args.ledger = (not quick) if args.ledger is None else args.ledger
     args.scrape_agents = args.scrape_agents or (10_000 if quick else 50_000)
-    args.only = set(args.only or ("ingest", "render", "memory", "scrape"))
+    args.only = set(args.only or ("ingest", "render", "memory", "scrape", "transcripts"))
     return args
 
 
@@ -148,6 +148,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{share['general_path']:.1%} took Ingest.conversation):"
             )
             details += [f"    {stage:<44} {cost:6.2f}" for stage, cost in ledger["us_per_msg"].items()]
+
+    if "transcripts" in args.only:
+        print("transcripts: analyzer throughput and transcript ingest ...", file=sys.stderr, flush=True)
+        quick_sizes = {"calls": 50, "lines_per_call": 10, "utterances": 5_000} if args.quick else {}
+        try:
+            transcripts = transcript_bench.run(**quick_sizes)
+        except RuntimeError as exc:
+            errors.append(f"transcripts: {exc}")
+        else:
+            results["transcripts"] = transcripts.as_dict()
+            rate = transcripts.analyzer_utterances_per_s
+            rows.append(_row("analyzer (vader, one core)", f"{rate:,.0f} utterances/s", "-", None))
+            rows.append(_row("transcript ingest / json.loads", f"{transcripts.ratio:.3f}", "-", None))
 
     if "render" in args.only:
         print(f"render: {args.render_agents} agents x {args.render_repeats} repeats ...", file=sys.stderr, flush=True)

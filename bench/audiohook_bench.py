@@ -309,7 +309,13 @@ async def run_live(args: argparse.Namespace, per_core: float) -> dict[str, Any]:
             "median": round(statistics.median(delays), 3) if delays else None,
         }
         steps = (
-            [max(1, int(per_core * 0.8))] if args.quick else [max(1, int(per_core * 0.8)), max(2, int(per_core * 1.5))]
+            []
+            if args.latency_only
+            else (
+                [max(1, int(per_core * 0.8))]
+                if args.quick
+                else [max(1, int(per_core * 0.8)), max(2, int(per_core * 1.5))]
+            )
         )
         out["load"] = []
         for sessions in steps:
@@ -326,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer lines, one load step, shorter runs")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per load step (default 30; quick 15)")
     parser.add_argument("--no-live", action="store_true", help="only the offline real-time factor")
+    parser.add_argument("--latency-only", action="store_true", help="live: idle latency and sentence->reading only")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (15.0 if args.quick else 30.0)

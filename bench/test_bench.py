@@ -68,6 +68,16 @@ def test_memory_per_agent_is_measured() -> None:
     assert not math.isnan(figure["bytes_per_agent"])
 
 
+def test_transcript_bench_accounts_for_every_frame_and_scores_every_customer_line() -> None:
+    from bench import transcript_bench
+
+    result = transcript_bench.run(calls=10, lines_per_call=4, rounds=1, utterances=200)
+    assert sum(result.outcomes.values()) == result.frames
+    assert result.outcomes["reading"] == 10 * 4  # one scored customer line per batch
+    assert result.outcomes["transcript_keepalive"] == 10
+    assert result.analyzer_utterances_per_s > 0 and result.ratio > 0
+
+
 def test_incremental_scrape_pages_agree_and_expiry_is_measured() -> None:
     from bench import scrape_bench
 

@@ -302,6 +302,9 @@ def simulator_config(args: argparse.Namespace) -> Any:
         options["agents"] = args.agents
     if args.transcript_batch_seconds is not None:
         options["transcript_batch_seconds"] = args.transcript_batch_seconds
+    if args.command == "demo":  # Genesys' post-call score sooner than a real org's minutes, to be seen
+        options["postcall_sentiment_seconds"] = importlib.import_module("genesys_cloud_simulator.demo").DEMO_POSTCALL
+
     options["org_traps"] = tuple(args.org_traps or ())  # what `audit` finds (simulator org_config.py)
     options["forbidden_permissions"] = tuple(args.forbidden_permissions or ())
     if args.token_lifetime_seconds is not None:

@@ -252,8 +252,7 @@ def sim_settings(sim: SimulatedGenesysCloud, **values: object) -> Settings:
         client_secret="demo-secret",
         web_listen_address="127.0.0.1:0",
         heartbeat_seconds=10,
-        source="analytics-websocket",
-        **values,
+        **{"source": "analytics-websocket", **values},
     )
 
 
@@ -338,3 +337,24 @@ async def test_live_check_healthy_via_cli(start_sim: SimFactory) -> None:
     assert "heartbeats received" in out  # a real heartbeat arrived within the run
     assert out.splitlines()[-1] == f"check: {len(HEALTHY_TOPICS)} ok, 0 failed"
     assert "demo-secret" not in out + stderr.decode()
+
+
+async def test_live_check_on_transcripts_names_unscorable_queues_and_the_cadence(
+    start_sim: SimFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The notifications source: French calls (the zero scenario) are named as unscorable by queue,
+    never stuck-at-0.0; the cadence line says transcripts arrive while calls are live."""
+    sim = await start_sim(scenarios=["zero", "sour"], speed=10.0, seed=3, transcript_batch_seconds=2.0)
+    settings = sim_settings(sim, source="notifications", queue_id=["q-fr", "q-billing"])
+    status = await run_check(Exporter(settings, Redactor()), 4.0)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert status == 1, out
+    assert any(
+        line.startswith("[FAIL] language: vader cannot score fr-FR utterances on queues q-fr (") for line in lines
+    ), out
+    assert not any(line.startswith("[FAIL] scores stuck at 0.0") for line in lines), out
+    assert any(
+        line.startswith("[ok] cadence: v2.conversations.{id}.transcription: ") and "while the call was live" in line
+        for line in lines
+    ), out

@@ -259,6 +259,7 @@ class Attribution:
         self.live: dict[str, Tracked] = {}
         self.finished: OrderedDict[str, tuple[str, str]] = OrderedDict()  # conversation -> (agent, queue)
         self.holding: dict[str, float] = {}  # conversation -> when its post-call topic goes
+        self.ended_at: OrderedDict[str, float] = OrderedDict()  # finished conversation -> when it ended
 
     def on_conversation(
         self, body: dict[str, Any], topic_queue: str | None, now: float, wall: float
@@ -354,6 +355,7 @@ class Attribution:
         for tracked in drop:
             del self.live[tracked.conversation_id]
             self.finished[tracked.conversation_id] = (tracked.agent_id, tracked.queue_id)
+            self.ended_at[tracked.conversation_id] = tracked.ended_at if tracked.ended_at is not None else now
             if tracked.subscribed:
                 topics.append(transcription_topic(tracked.conversation_id))
                 if tracked.postcall_done:
@@ -366,7 +368,17 @@ class Attribution:
                 topics.append(sentiment_topic(cid))
         while len(self.finished) > self.remember:
             self.finished.popitem(last=False)
+        while len(self.ended_at) > self.remember:
+            self.ended_at.popitem(last=False)
         return topics
+
+    def since_end(self, conversation_id: str, now: float) -> float | None:
+        """Seconds since the call ended (None: still live, or unknown): when did a topic's event arrive?"""
+        tracked = self.live.get(conversation_id)
+        if tracked is not None:
+            return None if tracked.ended_at is None else now - tracked.ended_at
+        ended = self.ended_at.get(conversation_id)
+        return None if ended is None else now - ended
 
 
 # -- channels and topics ----------------------------------------------------------------------------

@@ -160,6 +160,9 @@ class NotificationsSession:
         self.base_topics = [proto.user_topic(a) for a in agent_ids] + [proto.queue_topic(q) for q in queue_ids]
         self.attribution = proto.Attribution(grace_seconds, idle_seconds, postcall_hold=postcall_hold_seconds)
         self.transcripts = transcription.Transcripts(analyzer or build_analyzer("vader"), score_parties)
+        # For `check`: per topic kind, events that arrived while the call was live / after it ended.
+        self.cadence: dict[str, list[float | None]] = {"transcription": [], "sentiment": []}
+        self.calls_connected = 0
         self.scale = proto.Scale(sentiment_scale)
         self.plan = proto.TopicPlan(topics_per_channel, max_channels)
         self.dedup = Deduplicator()
@@ -237,6 +240,7 @@ class NotificationsSession:
         topic_queue = message.topic_id if message.topic.startswith("v2.routing.queues.") else None
         update = self.attribution.on_conversation(message.body, topic_queue, now, wall)
         actions = self._subscribe(*update.subscribe) if update.subscribe else []
+        self.calls_connected += bool(update.subscribe)
         return Received(Outcome(update.outcome or Outcome.STATE_CHANGE), None, update.changes, actions)
 
     def _sentiment(self, message: proto.Message, _now: float, wall: float) -> Received:
@@ -246,6 +250,7 @@ class NotificationsSession:
         if not isinstance(conversation_id, str) or not conversation_id:
             conversation_id = message.topic_id
         who = self.attribution.owner(conversation_id)
+        self._arrived("sentiment", conversation_id, _now)
         if who is None:
             return Received(Outcome.UNATTRIBUTED)
         agent, queue = who
@@ -274,9 +279,59 @@ class NotificationsSession:
         if parsed is None:
             return Received(Outcome.MALFORMED)
         who = self.attribution.attribute(parsed.conversation_id, None)
+        if parsed.utterances:
+            self._arrived("transcription", parsed.conversation_id, _now)
         connected = self.attribution.connected_wall(parsed.conversation_id)
         decision = self.transcripts.decide(parsed, who, wall, connected)
         return Received(Outcome(decision.outcome), readings=decision.readings, utterances=decision.utterances)
+
+    def _arrived(self, kind: str, conversation_id: str, now: float) -> None:
+        seen = self.cadence[kind]
+        if len(seen) < 10_000:
+            seen.append(self.attribution.since_end(conversation_id, now))
+
+    def cadence_report(self) -> list[tuple[bool, str, str]]:
+        """For `check`: is anything live? When each topic kind's events came relative to the call's end,
+        and which queues speak a dialect the analyzer cannot score."""
+        lines: list[tuple[bool, str, str]] = []
+        for kind, name in (
+            ("transcription", transcription.TOPIC_KIND),
+            ("sentiment", proto.topic_kind(proto.sentiment_topic("x"))),
+        ):
+            seen = self.cadence[kind]
+            during = sum(1 for s in seen if s is None)
+            after = sorted(s for s in seen if s is not None)
+            if not seen:
+                ok = kind == "sentiment" or self.calls_connected == 0
+                why = (
+                    "no transcripts arrived although calls connected: is transcription on for the queue "
+                    "(or its flow) and the topic permitted?"
+                    if not ok
+                    else "no events (post-call scores come minutes after a call ends)"
+                    if kind == "sentiment"
+                    else "no call connected while check ran"
+                )
+                lines.append((ok, "cadence", f"{name}: {why}"))
+                continue
+            tail = (
+                f"; after the call's end: {len(after)} (median {after[len(after) // 2]:.0f} s, max {after[-1]:.0f} s)"
+                if after
+                else ""
+            )
+            live = "live" if during else "post-call"
+            lines.append((True, "cadence", f"{name}: {during} events while the call was live{tail} ({live})"))
+        for dialect, queues in sorted(self.transcripts.unscorable.items()):
+            names = ", ".join(f"{q} ({n})" for q, n in sorted(queues.items()))
+            lines.append(
+                (
+                    False,
+                    "language",
+                    f"{self.transcripts.analyzer.name} cannot score {dialect} utterances on queues {names}: "
+                    "they are counted unsupported_language, never 0.0; use --sentiment-analyzer onnx with a "
+                    "model for it",
+                )
+            )
+        return lines
 
     # -- topics ------------------------------------------------------------------------------------
     def _subscribe(self, *topics: str) -> list[Action]:
@@ -419,8 +474,8 @@ class NotificationsSession:
         yield info(catalogue.SENTIMENT_SCALE, {"scale": self.scale.in_use, "setting": self.scale.setting})
 
     def subscription_report(self) -> list[tuple[bool, str, str]]:
-        """For `check`: (ok, what, text) per base topic and per sentiment topic kind."""
-        lines: list[tuple[bool, str, str]] = []
+        """For `check`: (ok, what, text) per base topic and per sentiment topic kind, then the cadence."""
+        lines: list[tuple[bool, str, str]] = self.cadence_report()
         for key, result in sorted(self.topic_results.items()):
             if result.permitted:
                 lines.append((True, "topic", f"{key}: permitted"))

@@ -21,6 +21,7 @@ from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.logs import Redactor
 
 DEMO_LISTEN = "127.0.0.1:8729"
+DEMO_POSTCALL = 10.0  # seconds from a call's end to Genesys' post-call score (minutes on a real org)
 DEMO_TOKEN_LIFETIME = 900  # short enough that the demo shows a make-before-break token rollover
 # The scenarios' queues: the notifications source learns each call's agent from these queues' topics.
 DEMO_QUEUES = ["q-billing", "q-support", "q-fr", "q-payments", "q-legacy"]

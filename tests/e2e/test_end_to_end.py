@@ -55,7 +55,10 @@ def scrape(url: str) -> str:
 
 
 def sample(text: str, metric: str, agent: str) -> float | None:
-    match = re.search(rf'^{metric}{{agent_id="{agent}",queue_id="[^"]*"}} (\S+)$', text, re.MULTILINE)
+    # the live families also carry party="customer" (whose words were scored)
+    match = re.search(
+        rf'^{metric}{{agent_id="{agent}",queue_id="[^"]*"(?:,party="customer")?}} (\S+)$', text, re.MULTILINE
+    )
     return float(match.group(1)) if match else None
 
 
@@ -143,20 +146,40 @@ def test_sour_call_pages_flapping_does_not_resolution_arrives_and_dead_stream_al
     stack, simulator = chain
     metrics_url = stack.exporter_url + "/metrics"
 
-    # 1. The exporter sees the sour stretch: a full window whose average is below the threshold.
+    # 1. The exporter sees the sour stretch: a full window whose average is below the threshold. The
+    # readings are the customer's transcript utterances scored by the exporter; the first hostile one
+    # is seen going from a healthy score to a hostile one, stamped with when it was SPOKEN.
+    seen: dict[str, float] = {}
+
     def sour_now() -> bool:
         text = scrape(metrics_url)
         average = sample(text, "genesys_agent_sentiment_rolling_average", "agent-sour")
         readings = sample(text, "genesys_agent_sentiment_window_readings", "agent-sour")
+        score = sample(text, "genesys_agent_sentiment_score", "agent-sour")
+        spoken = sample(text, "genesys_agent_last_reading_timestamp_seconds", "agent-sour")
+        if score is not None and spoken is not None:
+            if score < THRESHOLD and seen.get("previous", -1.0) >= THRESHOLD and "first_hostile" not in seen:
+                seen["first_hostile"] = spoken
+            seen["previous"] = score
         return average is not None and average < THRESHOLD and readings == 5
 
-    wait_until(sour_now, 120, "agent-sour's rolling average below -0.5", poll=0.5)
+    wait_until(sour_now, 120, "agent-sour's rolling average below -0.5", poll=0.25)
     sour_at = time.time()
 
     slack = stack.wait_for_receiver(lambda m: is_slack(m, "firing", "agent-sour"), timeout=PAGE_BUDGET_SECONDS + 30)
     time_to_page = slack["received_at"] - sour_at
     with capsys.disabled():  # shown in every run's log, not only with -s
         print(f"\ntime-to-page (rolling average below {THRESHOLD} -> Slack payload): {time_to_page:.1f} s")
+        if "first_hostile" in seen:
+            spoken_to_page = slack["received_at"] - seen["first_hostile"]
+            fill = sour_at - seen["first_hostile"]
+            print(
+                f"time-to-page from the first hostile utterance spoken (low-latency transcription): "
+                f"{spoken_to_page:.1f} s; floor the rule imposes at this cadence: window fill {fill:.1f} s "
+                f"+ for 30 s = {fill + 30:.1f} s"
+            )
+        else:
+            print("time-to-page from the first hostile utterance spoken: not measured (sour call already underway)")
     assert time_to_page <= PAGE_BUDGET_SECONDS, f"paged after {time_to_page:.1f} s"
     assert time_to_page >= 30 - 3, "paged before the average had been low for 30 s"
     assert slack["channel"] == "cx-billing-supervisors" or "billing" in str(slack["channel"])
