@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                 _row("  expire(): nothing due / walk", f"{data['expire_vs_walk_ratio']:.4f}", "(cost = due)", None)
             )
             details.append(
-                f"  scrape: subject {data['subject_median_ms']:.1f} ms (page join {data['render_join_median_ms']:.1f}"
-                f" ms), generate_latest(stock) {data['baseline_median_ms']:.1f} ms, "
+                f"  scrape: subject {data['subject_median_ms']:.1f} ms "
+                f"(render_parts {data['render_parts_median_ms']:.1f} ms), "
+                f"generate_latest(stock) {data['baseline_median_ms']:.1f} ms, "
                 f"{data['same_samples']['samples']} samples identical; expire() {data['expire_ms']:.3f} ms vs "
                 f"{data['walk_every_agent_ms']:.2f} ms for a walk over every agent"
             )

@@ -41,8 +41,10 @@ def populate(
     """`agents` agents: ~85 % live with a full window, ~10 % in wrapup (grace), ~5 % with no reading yet."""
     rng = random.Random(seed)
     limits = TrackerLimits(window_size=window_size, max_agents=max_agents or max(agents, 20_000))
-    # The event times below run from BASE_TIME; the receive time is their end (ingest bounds eventTime).
-    ingest = Ingest(AgentTracker(limits), clock=FixedClock(), wall=lambda: BASE_TIME + 0.001 * agents)
+    # Each event is received at its own event time (ingest replaces an eventTime far from the receive
+    # time, which would make the page and the expected model differ).
+    received = [BASE_TIME]
+    ingest = Ingest(AgentTracker(limits), clock=FixedClock(), wall=lambda: received[0])
     queue_ids = [uuid_from(rng) for _ in range(queues)]
     expected: dict[str, Expected] = {}
     at = BASE_TIME
@@ -52,12 +54,14 @@ def populate(
         expected[agent_id] = model
         roll = rng.random()
         at += 0.001
+        received[0] = at
         first_state = "alerting" if roll < 0.05 else "connected"
         ingest.conversation(None, StateChange(agent_id, queue_id, conversation_id, first_state, at), "absent")
         if roll < 0.05:
             continue
         for _ in range(rng.randint(window_size, window_size + 4)):
             at += 0.001
+            received[0] = at
             score = round(rng.uniform(-1.0, 1.0), 2)
             ingest.conversation(
                 Reading(agent_id, queue_id, conversation_id, score, at),
@@ -67,6 +71,7 @@ def populate(
             model.last_timestamp = at
         if roll < 0.15:
             at += 0.001
+            received[0] = at
             ingest.conversation(None, StateChange(agent_id, queue_id, conversation_id, "wrapup", at), "absent")
             model.active = False
     return ingest, expected

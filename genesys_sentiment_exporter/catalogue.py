@@ -570,6 +570,7 @@ AUDIOHOOK_CONNECTIONS_REFUSED = Family(
     "AudioHook upgrades refused, by reason.",
     (Label("reason"),),
     group="audiohook",
+    note="alert: AudioHookConnectionsRefused (key, signature and clock reasons)",
 )
 AUDIOHOOK_MESSAGES = Family(
     "genesys_audiohook_messages",
@@ -600,6 +601,7 @@ AUDIOHOOK_AUDIO_DROPPED = Family(
     (Label("reason"),),
     unit="seconds",
     group="audiohook",
+    note="alert: AudioHookAudioDropped (`overload`, `worker_failed`)",
 )
 AUDIOHOOK_UTTERANCES = Family(
     "genesys_audiohook_utterances",

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import gzip
 import hashlib
 import html
 import logging
 import ssl
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from genesys_sentiment_exporter import __version__
-from genesys_sentiment_exporter.metrics import CONTENT_TYPE, render
+from genesys_sentiment_exporter.metrics import CONTENT_TYPE, render_parts
 
 log = logging.getLogger("exporter.web")
 
@@ -57,21 +57,24 @@ class ScrapePage:
     page if it is younger than `max_age` (at least twice what rendering took).
     """
 
-    def __init__(self, render_page: Callable[[], bytes], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, render_page: Callable[[], bytes | list[bytes]], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.render_page = render_page
         self.clock = clock
-        self.body = b""
+        self.body: list[bytes] = []  # the page in pieces, written one after the other (never joined)
         self.rendered_at = -1e18
         self.render_seconds = 0.0
         self.in_flight = 0
         self.renders = 0
         self._gzip: asyncio.Future[bytes] | None = None
 
-    def current(self, max_age: float = 1.0) -> bytes:
+    def current(self, max_age: float = 1.0) -> list[bytes]:
         now = self.clock()
         reuse = self.in_flight > 0 and now - self.rendered_at < max(max_age, 2 * self.render_seconds)
         if not reuse:
-            self.body = self.render_page()
+            page = self.render_page()
+            self.body = [page] if isinstance(page, bytes) else page
             self.rendered_at = self.clock()
             self.render_seconds = self.rendered_at - now
             self.renders += 1
@@ -81,8 +84,16 @@ class ScrapePage:
     async def gzipped(self) -> bytes:
         """The current page compressed once, in a worker thread, for every scraper that asks."""
         if self._gzip is None:
-            self._gzip = asyncio.ensure_future(asyncio.to_thread(gzip.compress, self.body, GZIP_LEVEL))
+            self._gzip = asyncio.ensure_future(asyncio.to_thread(_gzip, self.body, GZIP_LEVEL))
         return await asyncio.shield(self._gzip)
+
+
+def _gzip(pieces: list[bytes], level: int) -> bytes:
+    """One gzip member of the pieces, compressed piece by piece (zlib lets go of the GIL meanwhile)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    out = [compressor.compress(piece) for piece in pieces]
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 def build_app(
@@ -100,10 +111,10 @@ def build_app(
     collector re-renders the agents that changed in slices), so the render itself only joins."""
     limits = limits or WebLimits()
 
-    def render_page() -> bytes:
+    def render_page() -> list[bytes]:
         if before_scrape is not None:
             before_scrape()
-        return render(registry)
+        return render_parts(registry)
 
     page = ScrapePage(render_page)
     scrapes = {"in_flight": 0}
@@ -119,7 +130,7 @@ def build_app(
         try:
             if prepare_scrape is not None:
                 await prepare_scrape()
-            body = page.current()
+            body: bytes | list[bytes] = page.current()
             page.in_flight += 1
             try:
                 encoding = "gzip" if "gzip" in request.headers.get("Accept-Encoding", "") else ""
@@ -174,19 +185,21 @@ def build_app(
     return app
 
 
-async def _send(request: web.Request, body: bytes, encoding: str, timeout: float) -> web.StreamResponse:
+async def _send(request: web.Request, body: bytes | list[bytes], encoding: str, timeout: float) -> web.StreamResponse:
     """Write the page in drained chunks; a reader slower than `timeout` loses its connection."""
+    pieces = [body] if isinstance(body, bytes) else body
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
     if encoding:
         response.headers["Content-Encoding"] = encoding
     response.headers["Vary"] = "Accept-Encoding"
-    response.content_length = len(body)
-    view = memoryview(body)
+    response.content_length = sum(map(len, pieces))
     try:
         async with asyncio.timeout(timeout):
             await response.prepare(request)
-            for start in range(0, len(body), CHUNK):
-                await response.write(view[start : start + CHUNK])
+            for piece in pieces:
+                view = memoryview(piece)
+                for start in range(0, len(piece), CHUNK):
+                    await response.write(view[start : start + CHUNK])
             await response.write_eof()
     except TimeoutError:
         log.debug("a scraper took longer than %.0f s to read the page: connection closed", timeout)

@@ -292,3 +292,31 @@ async def test_demo_mix_pages_from_what_the_sour_customer_says() -> None:
     finally:
         await exporter.stop()
         await sim.stop()
+
+
+async def test_a_refused_subscription_request_is_a_counted_rejection_not_a_retry_storm() -> None:
+    """A 4xx to the subscription request itself (a gateway without ignoreErrors, an older platform):
+    the topics are rejected and counted once, no retry loop, no new channel."""
+    config = SimulatorConfig(forbidden_topics=("v2.conversations.*.transcription",))
+    async with live(config) as (sim, _exporter, source):
+        real = source.rest.json
+
+        async def without_ignore_errors(method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
+            return await real(method, path.replace("?ignoreErrors=true", ""), body, ok)
+
+        source.rest.json = without_ignore_errors  # type: ignore[method-assign]
+        sim.notifications.publish_call(move("c1", "a1", "connected"))
+        await wait_for(lambda: source.session.rejected["http_400"] == 2, what="both topics rejected")
+        await asyncio.sleep(1.5)  # a retry loop would have asked again by now
+        posts = [m for m, _c, t in sim.notifications.subscription_requests if m == "POST"]
+        assert len(posts) == 1 and sim.notifications.channels_created == 1
+        report = source.subscription_report()
+        assert any(not ok and "v2.conversations.{id}.transcription: rejected" in text for ok, _w, text in report)
+
+
+async def test_the_exporter_sends_ignore_errors_and_reads_the_listing() -> None:
+    config = SimulatorConfig(forbidden_topics=("v2.speechandtextanalytics.*",))
+    async with live(config) as (sim, _exporter, source):
+        await connect_call(sim, "c1", "a1")  # the transcription topic is permitted, the post-call one not
+        await wait_for(lambda: source.session.rejected["missing_permissions"] == 1, what="post-call rejected")
+        assert sim.notifications.subscribed(transcription_topic("c1"))

@@ -73,11 +73,12 @@ async def test_topic_limit_and_rejection_with_missing_permissions(start_sim: Sim
         assert (await http.put(path, json=full)).status_code == 200
         assert (await http.post(path, json=[{"id": "v2.users.extra.conversations"}])).status_code == 400
         await http.put(path, json=[])
-        answer = (
-            await http.post(
-                path, json=[{"id": "v2.speechandtextanalytics.conversation.c1.sentiment"}, {"id": "v2.nope"}]
-            )
-        ).json()["entities"]
+        refused = [{"id": "v2.speechandtextanalytics.conversation.c1.sentiment"}, {"id": "v2.nope"}]
+        # Without ignoreErrors (as the SDK documents) one refused topic fails the request with an error.
+        error = await http.post(path, json=refused)
+        assert error.status_code == 400 and error.json()["code"] == "missing.permissions"
+        assert "speechAndTextAnalytics:data:view" in error.json()["messageParams"]["missingPermissions"]
+        answer = (await http.post(path + "?ignoreErrors=true", json=refused)).json()["entities"]
         assert answer[0]["state"] == "Rejected"
         assert answer[0]["missingPermissions"] == ["speechAndTextAnalytics:data:view"]
         assert answer[1]["rejectionReason"] == "Topic not found"

@@ -102,7 +102,7 @@ class AnalyticsWebSocketSource:
 
     async def open(self, token: Token) -> Connection:
         """Connect and subscribe; returns only once the server acknowledged the subscription."""
-        socket = sup.Socket(self.dialer, self.watchdog, self.clock, partial(self._frame, 0))
+        socket = sup.Socket(self.dialer, self.watchdog, self.clock, lambda _frame, _now: True)  # own loop: read()
         try:
             ws = await socket.connect(self.url, {"Authorization": f"Bearer {token.value}"})
         except aiohttp.WSServerHandshakeError as exc:
@@ -121,20 +121,33 @@ class AnalyticsWebSocketSource:
         except BaseException:
             await ws.close()
             raise
-        socket.receive = partial(self._frame, number)
         return Connection(socket, token, number)
-
-    def _frame(self, number: int, frame: str | bytes, _now: float) -> bool:
-        """The hot path: every frame of the region. All are the server's (WebSocket pongs never get here)."""
-        wall = self.stream.last_message = self.wall()
-        self.session.handle(frame, proto.parse(frame, wall), number, wall)
-        return True
 
     async def read(self, conn: Connection) -> str:
         """Process frames until the socket closes; returns the close code (or our reason)."""
-        conn.socket.start()
+        conn.socket.start(partial(self._read_frames, conn.number))
         assert conn.socket.reader is not None
         return await conn.socket.reader
+
+    async def _read_frames(self, number: int, ws: aiohttp.ClientWebSocketResponse, dog: sup.Watchdog) -> None:
+        """The hot path, every frame of the region, inline. All frames are the server's (WebSocket
+        pongs never reach `receive`), so each one is watchdog traffic."""
+        wall, clock, stream, handle, parse, receive = (
+            self.wall,
+            self.clock,
+            self.stream,
+            self.session.handle,
+            proto.parse,
+            ws.receive,
+        )
+        while True:
+            message = await receive()
+            if message.type not in sup.DATA:
+                return  # close, closing, closed or a transport error: all end this socket
+            frame = message.data
+            now = stream.last_message = wall()
+            dog.last_traffic = clock()
+            handle(frame, parse(frame, now), number, now)
 
     def _failed(self, exc: BaseException) -> str:
         if isinstance(exc, UpgradeRefused | SubscribeRefused):

@@ -137,8 +137,22 @@ class NotificationsSource:
 
     # -- topics --------------------------------------------------------------------------------------
     async def _subscriptions(self, slot: Slot, channel: Channel, method: str, topics: list[str]) -> None:
-        path = f"{proto.CHANNELS_PATH}/{channel.info.id}/subscriptions"
-        body = await self.rest.json(method, path, [{"id": t} for t in topics])
+        # ignoreErrors=true: the platform answers each topic Permitted/Rejected instead of failing the whole
+        # request for one refused topic (what the official SDKs send).
+        path = f"{proto.CHANNELS_PATH}/{channel.info.id}/subscriptions?ignoreErrors=true"
+        try:
+            body = await self.rest.json(method, path, [{"id": t} for t in topics])
+        except RestError as exc:
+            # Per-call topics: a refusal is final for them (rejected, counted, not asked again). A request
+            # that carries the base topics is retried as before: without them nothing can be attributed.
+            per_call = not any(t in self.session.base_topics for t in topics)
+            if per_call and 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 429):
+                log.warning(
+                    "channel %d: %s %d topics refused with HTTP %d", slot.index, method, len(topics), exc.status
+                )
+                self.session.subscriptions_refused(slot.index, method, topics, exc.status, str(exc))
+                return
+            raise
         self.session.subscriptions_answered(slot.index, method, body, topics)
 
     async def _sync(self, slot: Slot) -> None:

@@ -384,6 +384,18 @@ class NotificationsSession:
         adds = sorted(desired - state.subscribed)
         return ("POST", adds) if adds else None
 
+    def subscriptions_refused(self, slot: int, method: str, requested: list[str], status: int, detail: str) -> None:
+        """A 4xx answer to a PUT/POST of `requested` topics: every one of them is rejected (counted, logged,
+        shown by `check`), dropped from the plan so it is not asked again: never a retry storm, never a
+        new channel. With `ignoreErrors=true` the platform lists each topic instead; this is the fallback."""
+        body = {"entities": [{"id": t, "state": "Rejected", "rejectionReason": f"http_{status}"} for t in requested]}
+        self.subscriptions_answered(slot, method, body, requested)
+        for topic in requested:
+            key = topic if topic in self.base_topics else proto.topic_kind(topic)
+            result = self.topic_results.get(key)
+            if result is not None and not result.permitted:
+                self.topic_results[key] = proto.TopicResult(topic, False, result.reason, (), detail[:300])
+
     def subscriptions_answered(self, slot: int, method: str, body: object, requested: list[str]) -> None:
         """Record the platform's answer to a PUT/POST of `requested` topics on the slot's channel."""
         state = self.slots[slot]

@@ -254,32 +254,38 @@ class Socket:
         self.reason = ""
         return self.ws
 
-    def start(self) -> None:
+    def start(self, loop: Callable[[aiohttp.ClientWebSocketResponse, Watchdog], Awaitable[None]] | None = None) -> None:
+        """Read and watch. `loop` replaces the generic frame loop on a hot path (it must stamp
+        `dog.last_traffic` itself): one call layer less per frame."""
         dog = Watchdog(self.policy, self.clock())
-        self.reader = asyncio.ensure_future(self._read(dog))
+        self.reader = asyncio.ensure_future(self._read(loop or self._deliver, dog))
         self.watcher = asyncio.ensure_future(watch(dog, self.clock, self._ping if self.ping else None, self._silent))
 
     @property
     def open(self) -> bool:
         return not self.reason and self.reader is not None and not self.reader.done()
 
-    async def _read(self, dog: Watchdog) -> str:
+    async def _read(
+        self, loop: Callable[[aiohttp.ClientWebSocketResponse, Watchdog], Awaitable[None]], dog: Watchdog
+    ) -> str:
         ws = self.ws
         assert ws is not None
-        receive, clock, data = ws.receive, self.clock, DATA
-        deliver = self.receive
         try:
-            while True:
-                message = await receive()
-                if message.type not in data:
-                    break  # close, closing, closed or a transport error: all end this socket
-                now = clock()
-                if deliver(message.data, now):
-                    dog.last_traffic = now
+            await loop(ws, dog)
         finally:
             if self.watcher is not None:
                 self.watcher.cancel()
         return self.reason or classify_close(ws.close_code)[0]
+
+    async def _deliver(self, ws: aiohttp.ClientWebSocketResponse, dog: Watchdog) -> None:
+        receive, clock, deliver = ws.receive, self.clock, self.receive
+        while True:
+            message = await receive()
+            if message.type not in DATA:
+                return  # close, closing, closed or a transport error: all end this socket
+            now = clock()
+            if deliver(message.data, now):
+                dog.last_traffic = now
 
     async def _ping(self) -> None:
         if self.ws is not None and self.ping is not None:

@@ -248,6 +248,19 @@ class NotificationsEndpoint:
             return web.Response(status=200)
         judged = [self._judge(t) for t in topics]
         permitted = [e["id"] for e in judged if e["state"] == "Permitted"]
+        refused = [e for e in judged if e["state"] != "Permitted"]
+        if refused and request.query.get("ignoreErrors", "").lower() != "true":
+            # As the SDK documents: without ignoreErrors a refused topic fails the whole request.
+            missing = sorted({p for e in refused for p in e.get("missingPermissions", [])})
+            return web.json_response(
+                {
+                    "message": f"Subscription to {refused[0]['id']} was rejected: {refused[0]['rejectionReason']}",
+                    "code": "missing.permissions" if missing else "bad.request",
+                    "status": 400,
+                    "messageParams": {"missingPermissions": ", ".join(missing)},
+                },
+                status=400,
+            )
         new = dict.fromkeys(permitted) if method == "PUT" else {**channel.topics, **dict.fromkeys(permitted)}
         if len(new) > self.config.max_topics_per_channel:
             return web.json_response(

@@ -128,6 +128,16 @@ ROUTE_CASES = [
         id="platform-warning-to-oncall-slack-only",
     ),
     pytest.param(
+        "oncall-slack",
+        {**PLATFORM, "alertname": "AudioHookConnectionsRefused", "severity": "warning", "reason": "bad_signature"},
+        id="audiohook-refusals-to-oncall-slack-not-pagerduty",
+    ),
+    pytest.param(
+        "oncall-slack",
+        {**PLATFORM, "alertname": "AudioHookAudioDropped", "severity": "warning", "reason": "overload"},
+        id="audiohook-dropped-audio-to-oncall-slack-not-pagerduty",
+    ),
+    pytest.param(
         "blackhole",
         {**PLATFORM, "alertname": "GenesysSentimentDataUnavailable", "severity": "none"},
         id="inhibition-source-never-notified",
