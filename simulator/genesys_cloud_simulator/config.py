@@ -21,6 +21,7 @@ class SimulatorConfig:
     seed: int = 0
     agents: int | None = None  # steady agents; None = the scenario's default
     reading_interval_seconds: float = 3.0
+    sour_seconds: float = 75.0  # how long each `sour` call stays sour (scenario seconds)
     speed: float = 1.0  # scenario time runs this many times faster than the wall clock
     min_heartbeat_seconds: float = 10.0
     # A socket that asked for no heartbeat is closed after this long without any text frame.
@@ -56,6 +57,7 @@ class SimulatorConfig:
         positive = {
             "token_lifetime_seconds": self.token_lifetime_seconds,
             "reading_interval_seconds": self.reading_interval_seconds,
+            "sour_seconds": self.sour_seconds,
             "speed": self.speed,
             "idle_close_seconds": self.idle_close_seconds,
             "close_1001_every_seconds": self.close_1001_every_seconds,

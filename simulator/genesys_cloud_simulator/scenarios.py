@@ -14,6 +14,7 @@ added to the mix, which is what lets `demo` reuse the individual shapes.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import random
@@ -123,7 +124,7 @@ def _steady_lane(rng: random.Random, agent: str, queue: str, interval: float) ->
         t += rng.uniform(5.0, 20.0)
 
 
-def _sour_lane(rng: random.Random, agent: str, queue: str, interval: float) -> Lane:
+def _sour_lane(rng: random.Random, agent: str, queue: str, interval: float, sour_seconds: float = 75.0) -> Lane:
     t = 2.0
     while True:
         call = _Call(rng, agent, queue)
@@ -131,7 +132,7 @@ def _sour_lane(rng: random.Random, agent: str, queue: str, interval: float) -> L
         t += 2.0
         yield call.move(t, "connected")
         healthy_until = t + 10.0
-        sour_until = healthy_until + 75.0
+        sour_until = healthy_until + sour_seconds
         t += interval
         while t < healthy_until:
             yield call.reading(t, rng.uniform(0.2, 0.5))
@@ -302,6 +303,7 @@ class ScenarioEngine:
         seed: int = 0,
         agents: int | None = None,
         reading_interval: float = 3.0,
+        sour_seconds: float = 75.0,
     ) -> None:
         requested = list(names)
         unknown = [n for n in requested if n not in SCENARIOS]
@@ -311,6 +313,8 @@ class ScenarioEngine:
             raise ValueError("agents must be at least 1")
         if not (reading_interval > 0 and math.isfinite(reading_interval)):
             raise ValueError("reading_interval must be a positive number of seconds")
+        if not (sour_seconds > 0 and math.isfinite(sour_seconds)):
+            raise ValueError("sour_seconds must be a positive number of seconds")
 
         expanded: list[str] = []
         for name in requested:
@@ -331,6 +335,8 @@ class ScenarioEngine:
                     self._add(_steady_lane, seed, name, agent, queue)
             else:
                 factory, members = _FIXED[name]
+                if name == "sour":
+                    factory = functools.partial(_sour_lane, sour_seconds=sour_seconds)
                 for agent, queue in members:
                     self._add(factory, seed, name, agent, queue)
 

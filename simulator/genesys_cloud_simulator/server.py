@@ -60,6 +60,7 @@ class SimulatedGenesysCloud:
                 seed=self.config.seed,
                 agents=self.config.agents,
                 reading_interval=self.config.reading_interval_seconds,
+                sour_seconds=self.config.sour_seconds,
             )
         self._tokens = TokenStore()
         self._oauth = OAuthEndpoint(self.config, self._tokens)
