@@ -134,6 +134,11 @@ def dashboard_queries(paths: Sequence[Path] = DASHBOARD_FILES) -> list[Dashboard
     return found
 
 
+def is_audiohook_query(expr: str) -> bool:
+    """Panels of the AudioHook row: they have data only where the audiohook source runs."""
+    return "genesys_audiohook_" in expr
+
+
 def variable_selectors(paths: Sequence[Path] = DASHBOARD_FILES) -> list[tuple[str, str, str]]:
     """(dashboard uid, variable name, series selector) of every label_values(...) query variable."""
     found: list[tuple[str, str, str]] = []

@@ -25,6 +25,7 @@ from genesys_cloud_simulator.audiohook_client import AudioHookClient, silence, s
 
 from stack import Stack, StackOptions
 from stack.launcher import free_port
+from tests.bundle.support import dashboard_queries, is_audiohook_query, substitute
 from tests.e2e.test_end_to_end import PYTHON, REPO, body_text, is_slack, scrape, wait_until
 
 API_KEY = "ZTJlLWF1ZGlvaG9vay1rZXk="
@@ -150,6 +151,11 @@ def test_hostile_speech_pages_the_agents_supervisors_and_polite_speech_does_not(
     with urllib.request.urlopen(metrics_url, timeout=5) as response:
         final = response.read().decode()
     assert API_KEY not in final and SECRET not in final
+    # The dashboard's AudioHook row shows these sessions (the demo of test_dashboards_live runs no audio).
+    audio_panels = [q for q in dashboard_queries() if is_audiohook_query(q.expr)]
+    assert len(audio_panels) >= 5
+    empty = [q.name for q in audio_panels if not stack.query(substitute(q.expr))]
+    assert not empty, f"AudioHook panel queries without data during real audio sessions: {empty}"
     readings = re.search(r'^genesys_audiohook_utterances_total\{outcome="reading"\} (\S+)$', final, re.MULTILINE)
     assert readings is not None and float(readings.group(1)) >= 10
     assert "unauthorized" not in (stack.run_dir / "logs" / "exporter.log").read_text(errors="replace").lower()
