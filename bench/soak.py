@@ -114,6 +114,59 @@ class ExporterProcess:
                 await self.proc.wait()
 
 
+class Ledger:
+    """Events the simulator put on the wire, once each however many channels carried a copy.
+
+    The unit of account is the event: during a make-before-break rollover one event goes to the old
+    and the new socket, the exporter counts one and discards the other copy, and the old socket's
+    copies are dropped when the exporter closes it (by design: the new socket has them). An event
+    is expected when at least one copy went to a socket the simulator had not already closed (it
+    queues what it publishes behind its own close frame, and that never reaches the wire).
+    """
+
+    def __init__(self, sim: SimulatedGenesysCloud) -> None:
+        self.events = 0
+        self.unsendable = 0  # events whose only copies sat behind the simulator's own close
+        self._copies: list[Any] = []
+        self._endpoint = sim.notifications
+        self._socket_class = type(self)._socket_type()
+        self._send, self._close = self._socket_class.send, self._socket_class.close
+        self._publish = sim.notifications.publish
+        ledger = self
+
+        def send(sock: Any, text: str) -> None:
+            ledger._copies.append(sock)
+            ledger._send(sock, text)
+
+        def close(sock: Any, code: int = 1000) -> None:
+            sock.soak_closing = True
+            ledger._close(sock, code)
+
+        def publish(topic: str, body: Any) -> int:
+            ledger._copies = []
+            sent = ledger._publish(topic, body)
+            if sent:
+                if any(not getattr(c, "soak_closing", False) and not c.ws.closed for c in ledger._copies):
+                    ledger.events += 1
+                else:
+                    ledger.unsendable += 1
+            ledger._copies = []
+            return int(sent)
+
+        self._socket_class.send, self._socket_class.close = send, close
+        sim.notifications.publish = publish  # type: ignore[method-assign]
+
+    @staticmethod
+    def _socket_type() -> Any:
+        from genesys_cloud_simulator import notifications
+
+        return notifications._Socket
+
+    def restore(self) -> None:
+        self._socket_class.send, self._socket_class.close = self._send, self._close
+        del self._endpoint.publish
+
+
 def _sockets(sim: SimulatedGenesysCloud) -> list[Any]:
     return [c.socket for c in sim.notifications.channels.values() if c.socket is not None]
 
@@ -269,6 +322,7 @@ async def soak(
         "queue_id": QUEUES,
         "notifications_channel_probe_seconds": 1.0,
     }
+    ledger = Ledger(sim)
     exporter = await ExporterProcess.start(settings, tracemalloc_frames)
     state: dict[str, Any] = {}
 
@@ -293,11 +347,15 @@ async def soak(
     scrapes = Counter[str]()
     snapshots = tempfile.TemporaryDirectory(prefix="soak-heap-")
     started = time.monotonic()
-    sent0 = seen0 = 0
+    sent0 = seen0 = copies0 = 0
     given_up = 0  # frames missing at a quiet moment's timeout (may still come: counted at the end)
 
+    def handled() -> int:
+        """Events the exporter gave an outcome: outcomes less the copies of one event it discarded."""
+        return int(state["outcomes"]) - int(state["overlap_duplicates"])
+
     def deficit() -> int:
-        return int(sim.notifications.messages_sent - sent0) - (int(state["outcomes"]) - seen0)
+        return (ledger.events - sent0) - (handled() - seen0)
 
     async def drained() -> bool:
         await refresh()
@@ -335,7 +393,7 @@ async def soak(
         await _until(lambda: all(s.outbox.empty() for s in _sockets(sim)), 5.0)
         await asyncio.sleep(0.5)
         await refresh()
-        sent0, seen0 = sim.notifications.messages_sent, state["outcomes"]
+        sent0, seen0, copies0 = ledger.events, handled(), sim.notifications.messages_sent
         _resume(sim)
         while time.monotonic() - started < duration:
             await asyncio.sleep(cycle * rng.uniform(0.5, 1.0))
@@ -379,12 +437,14 @@ async def soak(
         _pause(sim)
         given_up = 0
         await _until(drained, DRAIN_SECONDS * 3)
-        frames_checked = sim.notifications.messages_sent - sent0
+        frames_checked = ledger.events - sent0
+        copies_sent = sim.notifications.messages_sent - copies0
         unaccounted = deficit()
     finally:
         sampler.cancel()
         await exporter.stop()
         await sim.stop()
+        ledger.restore()
     if tracemalloc_frames and {"warmup", "end"} <= set(heap.get("paths", {})):
         heap = _heap_diff(heap["paths"]["warmup"], heap["paths"]["end"])
     snapshots.cleanup()
@@ -399,6 +459,9 @@ async def soak(
         "missed_recoveries": missed,
         "faults_unobserved": dict(unobserved),
         "frames_checked": frames_checked,
+        "frame_copies_sent": copies_sent,
+        "overlap_copies_discarded": state.get("overlap_duplicates"),
+        "events_behind_simulator_close": ledger.unsendable,
         "frames_unaccounted": unaccounted,
         "frames_given_up_by_fault": dict(lost_by_fault),
         "quiet_moments_late": dict(late_cycles),

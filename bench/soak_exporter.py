@@ -6,7 +6,8 @@ and nothing else but a line protocol on stdin/stdout, one JSON object per line e
 soak (which owns the simulator and injects the faults) can ask what only the exporter knows:
 
 - `{"cmd": "state"}`: connected, frames with an outcome (heartbeats and control frames excluded),
-  fault traces (socket losses, rollovers, token requests), open channels, outcomes by kind.
+  copies of one event dropped by the overlap de-duplication, fault traces (socket losses,
+  rollovers, token requests), open channels, outcomes by kind.
 - `{"cmd": "structures"}`: sizes of everything that grows with calls, agents or time (see `structures`).
 - `{"cmd": "snapshot", "path": P}`: a tracemalloc snapshot dumped to P (when started with --tracemalloc).
 - `{"cmd": "stop"}`: stops the exporter and exits.
@@ -61,10 +62,32 @@ def events(exporter: Exporter) -> int:
     return sum(stream.disconnects.values()) + sum(stream.rollovers.values()) + sum(tokens.requests.values())
 
 
-def state(exporter: Exporter) -> dict[str, Any]:
+class OverlapDuplicates:
+    """Counts the copies the make-before-break de-duplication discarded (one event, two sockets).
+
+    Outcome `duplicate` also counts a conversation update seen through both its user and its queue
+    topic (two events on the wire): only this count tells the copies of one event apart.
+    """
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.hits = 0
+        self.dedup = _get(exporter.source, "session.dedup")
+        if self.dedup is not None:
+            original = self.dedup.duplicate
+
+            def duplicate(key: str | bytes, connection: int) -> bool:
+                found = bool(original(key, connection))
+                self.hits += found
+                return found
+
+            self.dedup.duplicate = duplicate
+
+
+def state(exporter: Exporter, copies: OverlapDuplicates) -> dict[str, Any]:
     return {
         "connected": exporter.stream.connected,
         "outcomes": data_outcomes(exporter),
+        "overlap_duplicates": copies.hits,
         "events": events(exporter),
         "channels": _size(exporter.source, "live"),
         "messages": {str(k): v for k, v in exporter.ingest.messages.items()},
@@ -111,6 +134,7 @@ def structures(exporter: Exporter) -> dict[str, int | None]:
 
 async def serve(settings: Settings, trace: Any) -> None:
     exporter = Exporter(settings)
+    copies = OverlapDuplicates(exporter)
     await exporter.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -126,7 +150,7 @@ async def serve(settings: Settings, trace: Any) -> None:
             request = json.loads(line)
             cmd = request.get("cmd")
             if cmd == "state":
-                reply(state(exporter))
+                reply(state(exporter, copies))
             elif cmd == "structures":
                 reply(structures(exporter))
             elif cmd == "snapshot" and trace is not None:
