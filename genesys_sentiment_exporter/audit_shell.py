@@ -36,8 +36,8 @@ from genesys_sentiment_exporter.audit import (
 )
 from genesys_sentiment_exporter.catalogue import AuditResult, TokenResult
 from genesys_sentiment_exporter.config import Settings
+from genesys_sentiment_exporter.families import counter, gauge, info
 from genesys_sentiment_exporter.logs import Redactor
-from genesys_sentiment_exporter.metrics import counter, gauge, info
 from genesys_sentiment_exporter.names import NameBudget
 from genesys_sentiment_exporter.oauth import TokenError, TokenManager
 from genesys_sentiment_exporter.sources.notifications_rest import PlatformRest

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from genesys_sentiment_exporter import __version__, logs
-from genesys_sentiment_exporter.config import ENV_PREFIX, ConfigError, Settings, is_loopback, parse_listen_address
+from genesys_sentiment_exporter.config import ENV_PREFIX, ConfigError, Settings, parse_listen_address
+from genesys_sentiment_exporter.hosts import is_loopback
 from genesys_sentiment_exporter.lifecycle import TaskCrashed, until_signalled
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ CLI, blueprints): `GENESYSCLOUD_OAUTHCLIENT_ID`, `..._SECRET`, `GENESYSCLOUD_REG
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genesys_sentiment_exporter.analysis import DEFAULT_ANALYZER, AnalyzerOptions, available
+from genesys_sentiment_exporter.hosts import is_loopback
 from genesys_sentiment_exporter.identity import AgentIdentity, read_key
 
 ENV_PREFIX = "GENESYS_EXPORTER_"
@@ -72,15 +72,6 @@ def region_domain(region: str) -> str:
         return value
     names = ", ".join(REGIONS)
     raise ValueError(f"unknown region {region!r}: use a region name ({names}) or its domain")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_base_url(url: str) -> str:

@@ -27,7 +27,7 @@ from prometheus_client.metrics_core import Metric
 
 from genesys_sentiment_exporter import catalogue
 from genesys_sentiment_exporter.catalogue import LookupResult
-from genesys_sentiment_exporter.metrics import counter, info
+from genesys_sentiment_exporter.families import counter, info
 
 log = logging.getLogger("exporter.names")
 

@@ -17,6 +17,7 @@ from genesys_cloud_simulator.transcripts import TranscriptBook
 from genesys_sentiment_exporter.backoff import delays
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
+from genesys_sentiment_exporter.sources.dedup import Deduplicator
 from genesys_sentiment_exporter.sources.notifications_session import (
     NotificationsSession,
     Received,
@@ -25,7 +26,7 @@ from genesys_sentiment_exporter.sources.notifications_session import (
     SyncTopics,
     apply,
 )
-from genesys_sentiment_exporter.sources.supervisor import Deduplicator, Watchdog, WatchdogPolicy, classify_close
+from genesys_sentiment_exporter.sources.supervisor import Watchdog, WatchdogPolicy, classify_close
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
 
 

@@ -43,8 +43,8 @@ from genesys_sentiment_exporter.audiohook.protocol import (
 from genesys_sentiment_exporter.audiohook.signature import REASONS, Verifier
 from genesys_sentiment_exporter.audiohook.workers import Utterance, WorkerPool, WorkerSpec
 from genesys_sentiment_exporter.config import Settings
+from genesys_sentiment_exporter.families import counter, gauge, histogram
 from genesys_sentiment_exporter.logs import Redactor
-from genesys_sentiment_exporter.metrics import counter, gauge, histogram
 from genesys_sentiment_exporter.model import Phase, Reading
 from genesys_sentiment_exporter.tracker import AgentState, AgentTracker
 

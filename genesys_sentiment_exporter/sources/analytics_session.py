@@ -18,7 +18,7 @@ import logging
 from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources import analytics_protocol as proto
-from genesys_sentiment_exporter.sources.supervisor import Deduplicator
+from genesys_sentiment_exporter.sources.dedup import Deduplicator
 from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source.analytics")

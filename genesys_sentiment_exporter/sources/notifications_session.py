@@ -33,14 +33,14 @@ from prometheus_client.core import Metric
 from genesys_sentiment_exporter import catalogue
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
 from genesys_sentiment_exporter.catalogue import ApiResult, Outcome
-from genesys_sentiment_exporter.config import is_loopback
+from genesys_sentiment_exporter.families import counter, gauge, info
+from genesys_sentiment_exporter.hosts import is_loopback
 from genesys_sentiment_exporter.ingest import INVALID_SCORE, MISSING_SENTIMENT, Ingest, RateLimitedWarning
-from genesys_sentiment_exporter.metrics import counter, gauge, info
 from genesys_sentiment_exporter.model import UNKNOWN_QUEUE, Reading, StateChange
 from genesys_sentiment_exporter.postcall import POSTCALL_SCORE
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
 from genesys_sentiment_exporter.sources import transcription_protocol as transcription
-from genesys_sentiment_exporter.sources.supervisor import Deduplicator
+from genesys_sentiment_exporter.sources.dedup import Deduplicator
 
 log = logging.getLogger("exporter.source.notifications")
 

@@ -27,51 +27,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from genesys_sentiment_exporter.config import is_loopback
+from genesys_sentiment_exporter.hosts import is_loopback
+from genesys_sentiment_exporter.sources.dedup import Deduplicator
 
 log = logging.getLogger("exporter.source")
 
 T = TypeVar("T")
 
-DEDUP_LIMIT = 200_000
 OPEN_TIMEOUT = 10.0
 USER_AGENT = "genesys-sentiment-exporter"
 DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
-
-
-class Deduplicator:
-    """During make-before-break overlaps, one frame delivered by two sockets counts once.
-
-    Overlaps may nest (two slots rolling over at once): it stays active until the last one stops.
-    """
-
-    def __init__(self, limit: int = DEDUP_LIMIT) -> None:
-        self.limit = limit
-        self.overlaps = 0
-        self.seen: dict[str | bytes, int] = {}
-
-    @property
-    def active(self) -> bool:
-        return self.overlaps > 0
-
-    def start(self) -> None:
-        if self.overlaps == 0:
-            self.seen.clear()
-        self.overlaps += 1
-
-    def stop(self) -> None:
-        self.overlaps = max(0, self.overlaps - 1)
-        if self.overlaps == 0:
-            self.seen.clear()
-
-    def duplicate(self, key: str | bytes, connection: int) -> bool:
-        other = self.seen.get(key)
-        if other is not None and other != connection:
-            del self.seen[key]
-            return True
-        if len(self.seen) < self.limit:
-            self.seen[key] = connection
-        return False
 
 
 Verdict = Literal["wait", "ping", "expired"]

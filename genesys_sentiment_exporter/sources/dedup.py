@@ -1,0 +1,44 @@
+"""Overlap de-duplication, pure: the one piece of the stream supervisor the session cores need.
+
+It lives apart from `supervisor` (sockets, tasks, aiohttp) so a core can own one without
+importing any I/O.
+"""
+
+from __future__ import annotations
+
+DEDUP_LIMIT = 200_000
+
+
+class Deduplicator:
+    """During make-before-break overlaps, one frame delivered by two sockets counts once.
+
+    Overlaps may nest (two slots rolling over at once): it stays active until the last one stops.
+    """
+
+    def __init__(self, limit: int = DEDUP_LIMIT) -> None:
+        self.limit = limit
+        self.overlaps = 0
+        self.seen: dict[str | bytes, int] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.overlaps > 0
+
+    def start(self) -> None:
+        if self.overlaps == 0:
+            self.seen.clear()
+        self.overlaps += 1
+
+    def stop(self) -> None:
+        self.overlaps = max(0, self.overlaps - 1)
+        if self.overlaps == 0:
+            self.seen.clear()
+
+    def duplicate(self, key: str | bytes, connection: int) -> bool:
+        other = self.seen.get(key)
+        if other is not None and other != connection:
+            del self.seen[key]
+            return True
+        if len(self.seen) < self.limit:
+            self.seen[key] = connection
+        return False
