@@ -7,16 +7,21 @@ when any of them is a failure, so it can gate a deployment pipeline.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from genesys_sentiment_exporter.app import Exporter
+from genesys_sentiment_exporter.audit import Answer, Read
 from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.lifecycle import TaskCrashed
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
 from genesys_sentiment_exporter.oauth import refresh_delay
+from genesys_sentiment_exporter.sources import notifications_protocol as proto
 
 
 @dataclass
@@ -78,7 +83,89 @@ class ReadingStats:
         return sum(1 for c in self.calls.values() if not c.from_start)
 
 
-def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> list[Finding]:
+AVAILABLE_TOPICS_PATH = "/api/v2/notifications/availabletopics?expand=requiresPermissions"
+USERS_FAMILY = proto.topic_kind(proto.user_topic("x"))
+QUEUES_FAMILY = proto.topic_kind(proto.queue_topic("x"))
+TRANSCRIPTION_FAMILY = proto.topic_kind(proto.transcription_topic("x"))
+POSTCALL_FAMILY = proto.topic_kind(proto.sentiment_topic("x"))
+_PLACEHOLDER = re.compile(r"\{[^}]*\}")
+_PERMISSION = re.compile(r"[A-Za-z]+:[A-Za-z]+:[A-Za-z]+")
+
+
+def topic_families(agent_ids: Iterable[str], queue_ids: Iterable[str]) -> list[str]:
+    """The topic families the notifications source subscribes with these settings."""
+    families = [USERS_FAMILY] if list(agent_ids) else []
+    families += [QUEUES_FAMILY] if list(queue_ids) else []
+    return [*families, TRANSCRIPTION_FAMILY, POSTCALL_FAMILY]
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _refusal_permissions(result: proto.TopicResult) -> list[str]:
+    """Named by the listing, else by the error answer's text (a 4xx without ignoreErrors)."""
+    return list(result.missing_permissions) or list(dict.fromkeys(_PERMISSION.findall(result.detail)))
+
+
+def _requirement(topic: Mapping[str, Any] | None, permitted: bool | None) -> tuple[bool, str]:
+    """What `availabletopics` says one family needs, judged for a token without a user (`permitted`:
+    whether check saw a topic of the family permitted; None when it saw one refused)."""
+    if topic is None:
+        return False, "not offered by this org (absent from availabletopics): licence or region?"
+    permissions = _strings(topic.get("requiresPermissions"))
+    if topic.get("enforced") is False:
+        return True, "usable (its permissions are not enforced)"
+    if topic.get("requiresCurrentUser") is True and not (topic.get("requiresAnyValidator") is True and permissions):
+        return False, "requires the current user: a client-credentials token has no user, so it is always refused"
+    if not permissions:
+        return True, "usable"
+    own = " (a user's own topic needs none; this token has no user)"
+    own = own if topic.get("requiresCurrentUserOrPermission") is True else ""
+    seen = (
+        "" if permitted is None else "; permitted while check ran" if permitted else "; not requested while check ran"
+    )
+    return True, f"needs permissions {', '.join(permissions)}{own}{seen}"
+
+
+def topic_access(available: Answer | None, families: list[str], seen: Mapping[str, proto.TopicResult]) -> list[Finding]:
+    """One line per topic family the exporter subscribes: usable, needs permissions (named), or requires
+    the current user, from `availabletopics`; a refusal seen while check ran overrides with its
+    missing permissions. A client-credentials token has no user: a topic that requires the current
+    user can never be subscribed by the exporter, whatever its role grants."""
+    if available is None:
+        return []
+    if available.status != 200 or not isinstance(available.body, dict):
+        why = available.error or f"HTTP {available.status}"
+        return [Finding(False, "topic access", f"could not read availabletopics ({why}): topic access not verified")]
+    listed: dict[str, dict[str, Any]] = {}
+    entities = available.body.get("entities")
+    for entity in entities if isinstance(entities, list) else []:
+        if isinstance(entity, dict) and isinstance(entity.get("id"), str):
+            listed[_PLACEHOLDER.sub("{id}", entity["id"])] = entity
+    refused: dict[str, proto.TopicResult] = {}
+    permitted: set[str] = set()
+    for seen_result in seen.values():
+        kind = proto.topic_kind(seen_result.topic)
+        if seen_result.permitted:
+            permitted.add(kind)
+        else:
+            refused.setdefault(kind, seen_result)
+    findings = []
+    for family in families:
+        result = refused.get(family)
+        ok, verdict = _requirement(listed.get(family), None if result is not None else family in permitted)
+        if result is not None:
+            missing = _refusal_permissions(result)
+            named = f"; missing permissions: {', '.join(missing)}" if missing else ""
+            ok, verdict = False, f"{verdict}; refused while check ran ({result.detail or result.reason}){named}"
+        findings.append(Finding(ok, "topic access", f"{family}: {verdict}"))
+    return findings
+
+
+def diagnose(
+    exporter: Exporter, readings: ReadingStats, duration: float, available: Answer | None = None
+) -> list[Finding]:
     findings: list[Finding] = []
     tokens, stream, messages = exporter.tokens, exporter.stream, exporter.ingest.messages
     token = tokens.token
@@ -89,6 +176,11 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
     findings.append(
         Finding(True, "token", f"obtained; lifetime {token.lifetime:.0f} s (expires_in), renewed after {refresh:.0f} s")
     )
+    if exporter.settings.stream_source == "notifications":
+        session = getattr(exporter.source, "session", None)
+        seen: Mapping[str, proto.TopicResult] = getattr(session, "topic_results", {})
+        families = topic_families(exporter.settings.agent_id, exporter.settings.queue_id)
+        findings.extend(topic_access(available, families, seen))
     if stream.connects == 0:
         findings.append(Finding(False, "stream", f"never subscribed: {stream.last_error}"))
         return findings
@@ -176,10 +268,21 @@ def diagnose(exporter: Exporter, readings: ReadingStats, duration: float) -> lis
     return findings
 
 
+async def read_available_topics(exporter: Exporter) -> Answer | None:
+    """`availabletopics` with what each topic requires (notifications source, once a token exists)."""
+    from genesys_sentiment_exporter.audit_shell import fetch, rest_for
+
+    if exporter.settings.stream_source != "notifications" or exporter.tokens.token is None:
+        return None
+    rest = rest_for(exporter.settings, exporter.http, exporter.tokens, exporter.source)
+    return await fetch(rest, Read("availabletopics", AVAILABLE_TOPICS_PATH, ""))
+
+
 async def run_check(exporter: Exporter, duration: float) -> int:
     from genesys_sentiment_exporter.audit_shell import audit_at_start
 
     audit_failed = await audit_at_start(exporter)  # the org's configuration first (audit.py)
+    available = await read_available_topics(exporter)
     readings = ReadingStats()
     readings.watch(exporter.ingest)
     started = time.monotonic()
@@ -189,7 +292,7 @@ async def run_check(exporter: Exporter, duration: float) -> int:
     except TaskCrashed as exc:
         crashed = exc
     exporter.expire()
-    findings = diagnose(exporter, readings, time.monotonic() - started)
+    findings = diagnose(exporter, readings, time.monotonic() - started, available)
     if crashed is not None:
         findings.append(Finding(False, "exporter", str(crashed)))
     for finding in findings:

@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 from genesys_cloud_simulator import SimulatedGenesysCloud
+from genesys_cloud_simulator.scenarios import CallEvent
 
 from genesys_sentiment_exporter.app import Exporter
-from genesys_sentiment_exporter.check import Finding, ReadingStats, diagnose, run_check
+from genesys_sentiment_exporter.audit import Answer
+from genesys_sentiment_exporter.check import Finding, ReadingStats, diagnose, run_check, topic_access, topic_families
 from genesys_sentiment_exporter.config import Settings
 from genesys_sentiment_exporter.ingest import MISSING_SENTIMENT
 from genesys_sentiment_exporter.logs import Redactor
 from genesys_sentiment_exporter.model import Reading, StateChange
 from genesys_sentiment_exporter.oauth import Token
+from genesys_sentiment_exporter.sources.notifications_protocol import TopicResult
 from tests.live_helpers import wait_for
 
 SimFactory = Callable[..., Awaitable[SimulatedGenesysCloud]]
@@ -356,5 +359,123 @@ async def test_live_check_on_transcripts_names_unscorable_queues_and_the_cadence
     assert not any(line.startswith("[FAIL] scores stuck at 0.0") for line in lines), out
     assert any(
         line.startswith("[ok] cadence: v2.conversations.{id}.transcription: ") and "while the call was live" in line
+        for line in lines
+    ), out
+
+
+# -- topic access (availabletopics and the refusals seen while check ran) -----------------------------
+
+FAMILIES = topic_families(["a1"], ["q1"])
+
+
+def available(*entities: dict[str, object]) -> Answer:
+    return Answer(200, {"entities": list(entities)})
+
+
+def test_topic_access_names_what_each_family_needs() -> None:
+    answer = available(
+        {"id": "v2.users.{id}.conversations", "requiresCurrentUser": True, "requiresPermissions": ["a:b:c"]},
+        {
+            "id": "v2.routing.queues.{id}.conversations",
+            "requiresPermissions": ["routing:queue:view", "conversation:communication:view"],
+            "requiresCurrentUser": False,
+        },
+        {"id": "v2.conversations.{conversationId}.transcription", "requiresPermissions": []},
+    )
+    seen = {"v2.routing.queues.q1.conversations": TopicResult("v2.routing.queues.q1.conversations", True)}
+    lines = [f.line() for f in topic_access(answer, FAMILIES, seen)]
+    assert lines == [
+        "[FAIL] topic access: v2.users.{id}.conversations: requires the current user: a client-credentials token "
+        "has no user, so it is always refused",
+        "[ok] topic access: v2.routing.queues.{id}.conversations: needs permissions routing:queue:view, "
+        "conversation:communication:view; permitted while check ran",
+        "[ok] topic access: v2.conversations.{id}.transcription: usable",
+        "[FAIL] topic access: v2.speechandtextanalytics.conversation.{id}.sentiment: not offered by this org "
+        "(absent from availabletopics): licence or region?",
+    ]
+
+
+def test_current_user_or_permission_and_any_validator_leave_the_permissions_as_the_requirement() -> None:
+    answer = available(
+        {
+            "id": "v2.users.{id}.conversations",
+            "requiresCurrentUserOrPermission": True,
+            "requiresPermissions": ["x:y:z"],
+        },
+        {
+            "id": "v2.conversations.{id}.transcription",
+            "requiresCurrentUser": True,
+            "requiresAnyValidator": True,
+            "requiresPermissions": ["conversation:transcription:view"],
+        },
+    )
+    findings = topic_access(answer, topic_families(["a1"], []), {})
+    assert [f.ok for f in findings][:2] == [True, True]
+    assert "needs permissions x:y:z (a user's own topic needs none" in findings[0].text
+    assert findings[1].text.endswith("needs permissions conversation:transcription:view; not requested while check ran")
+
+
+def test_a_refusal_seen_while_check_ran_fails_with_its_missing_permissions() -> None:
+    answer = available(
+        {"id": "v2.conversations.{id}.transcription", "requiresPermissions": ["conversation:transcription:view"]},
+        {"id": "v2.speechandtextanalytics.conversation.{id}.sentiment", "requiresPermissions": ["s:d:v"]},
+    )
+    listing = TopicResult(
+        "v2.conversations.c1.transcription", False, "missing_permissions", ("conversation:transcription:view",)
+    )
+    error = '{"code": "missing.permissions", "messageParams": {"missingPermissions": "s:d:v"}}'
+    fallback = TopicResult("v2.speechandtextanalytics.conversation.c1.sentiment", False, "http_400", (), error)
+    findings = topic_access(answer, topic_families([], []), {"t": listing, "s": fallback})
+    assert [f.ok for f in findings] == [False, False]
+    assert findings[0].text.endswith(
+        "refused while check ran (missing_permissions); missing permissions: conversation:transcription:view"
+    )
+    assert findings[1].text.endswith("; missing permissions: s:d:v")  # read from the 4xx answer's body
+
+
+def test_unreadable_availabletopics_is_a_failure_and_the_analytics_source_has_no_topics() -> None:
+    [finding] = topic_access(Answer(403, {"message": "no"}), FAMILIES, {})
+    assert not finding.ok and "could not read availabletopics (HTTP 403)" in finding.text
+    assert topic_access(None, FAMILIES, {}) == []
+
+
+async def test_live_check_reports_topics_the_token_may_not_use(
+    start_sim: SimFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The simulated org flags agents' conversation topics as requiring the current user and refuses the
+    transcription topic for a permission the client lacks: check names both, and the queue topic as usable
+    with the permissions availabletopics lists."""
+    sim = await start_sim(
+        current_user_topics=("v2.users.*.conversations",),
+        forbidden_permissions=("conversation:transcription:view",),
+    )
+    settings = sim_settings(sim, source="notifications", queue_id=["q-billing"], agent_id=["agent-1"])
+    check = asyncio.create_task(run_check(Exporter(settings, Redactor()), 8.0))
+    queue_topic = "v2.routing.queues.q-billing.conversations"
+    await wait_for(lambda: sim.notifications.subscribed(queue_topic), timeout=60, what="queue topic subscribed")
+    for state in ("alerting", "connected"):  # a call starts once the exporter listens: its transcript is asked
+        sim.notifications.publish_call(CallEvent(0.0, "c1", "agent-1", "q-billing", state, None, False, None, True))
+    status = await asyncio.wait_for(check, 90)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert status == 1, out
+    assert (
+        "[FAIL] topic access: v2.users.{id}.conversations: requires the current user: a client-credentials "
+        "token has no user, so it is always refused; refused while check ran (" in out
+    ), out
+    assert any(
+        line.startswith(
+            "[FAIL] topic access: v2.conversations.{id}.transcription: needs permissions "
+            "conversation:transcription:view; refused while check ran ("
+        )
+        and line.endswith("missing permissions: conversation:transcription:view")
+        for line in lines
+    ), out
+    assert (
+        "[ok] topic access: v2.routing.queues.{id}.conversations: needs permissions routing:queue:view, "
+        "conversation:communication:view; permitted while check ran" in out
+    ), out
+    assert any(
+        line.startswith("[ok] topic access: v2.speechandtextanalytics.conversation.{id}.sentiment: needs permissions")
         for line in lines
     ), out

@@ -37,11 +37,14 @@ class SimulatorConfig:
     max_channels: int = 20
     max_topics_per_channel: int = 1000
     forbidden_topics: Sequence[str] = ()  # fnmatch patterns rejected with missingPermissions
+    # fnmatch patterns availabletopics flags requiresCurrentUser: refused to this (user-less) client (topics.py)
+    current_user_topics: Sequence[str] = ()
     forbidden_names: Sequence[str] = ()  # "users" / "queues": GET /api/v2/{users,routing/queues}/{id} answers 403
     sentiment_scale: str = "unit"  # "percent": sentiment topic scores are sent as -100..100
     # Org configuration (org_config.py): traps on top of those the scenarios imply, permissions the client lacks.
     org_traps: Sequence[str] = ()
-    forbidden_permissions: Sequence[str] = ()  # e.g. "speechAndTextAnalytics:program:view": its reads answer 403
+    # e.g. "speechAndTextAnalytics:program:view": its reads answer 403, topics needing it are refused
+    forbidden_permissions: Sequence[str] = ()
     org_max_page_size: int = 100
     # Live transcripts (transcripts.py), in scenario seconds: batch window (2 = low-latency transcription;
     # the platform's documented default is about 35), interim hypotheses, keepalive period.
@@ -81,6 +84,9 @@ class SimulatorConfig:
             raise ValueError("postcall_sentiment_seconds must not be negative")
         if self.socket_closing_seconds < 0:
             raise ValueError("socket_closing_seconds must not be negative")
+        for name in ("forbidden_topics", "current_user_topics", "forbidden_permissions"):
+            if isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} is a sequence, not one string")
         if isinstance(self.scenarios, str):
             raise TypeError("scenarios is a sequence of names, not one string")
         from genesys_cloud_simulator.org_config import ORG_TRAPS

@@ -1,21 +1,21 @@
 """The Notifications API of the simulated Genesys Cloud: channels, subscriptions, `connectUri` sockets.
 
-Per shared/genesys-platform-notes.md: `POST /api/v2/notifications/channels` (20 per client; the
-21st evicts the oldest unused), `GET|POST|PUT|DELETE .../channels/{id}/subscriptions` (1000 topics per
-channel; topics matching `config.forbidden_topics` are rejected with `missingPermissions`),
-`HEAD .../channels/{id}`, `GET /api/v2/notifications/availabletopics`, `GET /api/v2/users/{id}`, and
-one WebSocket per channel at its `connectUri` with heartbeats, ping/pong, `v2.system.socket_closing`
-followed by a close, and channel expiry (`config.channel_lifetime_seconds`, compressible).
+Per shared/genesys-platform-notes.md and the SDK's NotificationsApi: `POST /api/v2/notifications/channels`
+(20 per client; the 21st evicts the oldest unused), `GET .../channels` (`includechannels=token|oauthclient`),
+`GET|POST|PUT|DELETE .../channels/{id}/subscriptions` (1000 topics per channel; refusals and the
+`ignoreErrors` flag as topics.py describes), `HEAD .../channels/{id}`,
+`GET /api/v2/notifications/availabletopics` (`expand=requiresPermissions,description`),
+`GET /api/v2/users/{id}`, and one WebSocket per channel at its `connectUri` with heartbeats, ping/pong,
+`v2.system.socket_closing` followed by a close, and channel expiry (`config.channel_lifetime_seconds`,
+compressible). REST answers omit unset fields (topics.compact).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import json
 import logging
-import re
 import secrets
 import time
 import uuid
@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from genesys_cloud_simulator import topics as topic_rules
 from genesys_cloud_simulator.config import SimulatorConfig
 from genesys_cloud_simulator.notifications_conversations import ConversationBook
 from genesys_cloud_simulator.oauth import TokenStore
@@ -36,29 +37,6 @@ log = logging.getLogger("genesys_cloud_simulator")
 CHANNELS = "/api/v2/notifications/channels"
 SOCKET_PREFIX = "/streaming/channels/"
 
-# What `availabletopics` says each topic needs (the simulator's choice of names; see docs/real-org.md).
-TOPIC_PERMISSIONS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
-    (
-        "v2.users.{id}.conversations",
-        re.compile(r"^v2\.users\.[^.]+\.conversations$"),
-        ("conversation:communication:view",),
-    ),
-    (
-        "v2.routing.queues.{id}.conversations",
-        re.compile(r"^v2\.routing\.queues\.[^.]+\.conversations$"),
-        ("routing:queue:view", "conversation:communication:view"),
-    ),
-    (
-        "v2.speechandtextanalytics.conversation.{id}.sentiment",
-        re.compile(r"^v2\.speechandtextanalytics\.conversation\.[^.]+\.sentiment$"),
-        ("speechAndTextAnalytics:data:view",),
-    ),
-    (
-        "v2.conversations.{id}.transcription",
-        re.compile(r"^v2\.conversations\.[^.]+\.transcription$"),
-        ("conversation:transcription:view",),
-    ),
-)
 TRANSCRIPT_TICK_SECONDS = 0.1
 ENDING = frozenset({"wrapup", "ended", "disconnected", "terminated"})
 
@@ -81,6 +59,7 @@ class _Channel:
         self.topics: dict[str, None] = {}
         self.socket: _Socket | None = None
         self.used = False  # ever had a socket
+        self.connect_uri = ""
 
 
 class _Socket:
@@ -143,6 +122,7 @@ class NotificationsEndpoint:
     # -- wiring ----------------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(CHANNELS, self._create)
+        app.router.add_get(CHANNELS, self._list, allow_head=False)
         app.router.add_route("HEAD", CHANNELS + "/{id}", self._head)
         subs = CHANNELS + "/{id}/subscriptions"
         app.router.add_get(subs, self._subscriptions, allow_head=False)
@@ -192,8 +172,8 @@ class NotificationsEndpoint:
         channel = _Channel(channel_id, token, self.config.channel_lifetime_seconds, loop)
         self.channels[channel_id] = channel
         self.channels_created += 1
-        uri = f"ws://{request.host}{SOCKET_PREFIX}{channel_id}"
-        return web.json_response({"connectUri": uri, "id": channel_id, "expires": channel.expires})
+        channel.connect_uri = f"ws://{request.host}{SOCKET_PREFIX}{channel_id}"
+        return web.json_response({"connectUri": channel.connect_uri, "id": channel_id, "expires": channel.expires})
 
     def _channel(self, request: web.Request) -> _Channel:
         channel = self.channels.get(request.match_info["id"])
@@ -210,19 +190,26 @@ class NotificationsEndpoint:
         return web.Response(status=200)
 
     def _judge(self, topic: str) -> dict[str, Any]:
-        for _name, pattern, permissions in TOPIC_PERMISSIONS:
-            if pattern.match(topic):
-                if any(fnmatch.fnmatchcase(topic, p) for p in self.config.forbidden_topics):
-                    self.rejections += 1
-                    return {
-                        "id": topic,
-                        "state": "Rejected",
-                        "rejectionReason": "The client is missing permissions for this topic",
-                        "missingPermissions": list(permissions),
-                    }
-                return {"id": topic, "state": "Permitted"}
-        self.rejections += 1
-        return {"id": topic, "state": "Rejected", "rejectionReason": "Topic not found"}
+        judged = topic_rules.judge(self.config, topic)
+        if judged["state"] != "Permitted":
+            self.rejections += 1
+        return judged
+
+    async def _list(self, request: web.Request) -> web.Response:
+        """`ChannelEntityListing`: this token's channels, or (`oauthclient`) every channel of the OAuth
+        client, those of other tokens without their id or `connectUri` ("presented to show their
+        existence", as the SDK documents)."""
+        token = self._auth(request)
+        scope = request.query.get("includechannels", "token")
+        if scope not in ("token", "oauthclient"):
+            return _error(400, "bad.request", f"includechannels must be token or oauthclient, not {scope!r}")
+        entities: list[dict[str, Any]] = []
+        for channel in self.channels.values():
+            if channel.token == token:
+                entities.append({"connectUri": channel.connect_uri, "id": channel.id, "expires": channel.expires})
+            elif scope == "oauthclient":
+                entities.append({"expires": channel.expires})
+        return web.json_response({"entities": entities})
 
     async def _subscriptions(self, request: web.Request) -> web.Response:
         self._auth(request)
@@ -236,13 +223,11 @@ class NotificationsEndpoint:
                 body = None
             valid = isinstance(body, list) and all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in body)
             if not valid or not isinstance(body, list):
-                return web.json_response({"message": 'expected [{"id": topic}]', "status": 400}, status=400)
+                return _error(400, "bad.request", 'expected [{"id": topic}]')
             topics = [t["id"] for t in body]
         self.subscription_requests.append((method, channel.id, topics))
-        entities: list[dict[str, Any]] = []
         if method == "GET":
-            entities = [{"id": t, "state": "Permitted"} for t in channel.topics]
-            return web.json_response({"entities": entities})
+            return web.json_response({"entities": [{"id": t, "state": "Permitted"} for t in channel.topics]})
         if method == "DELETE":
             channel.topics.clear()
             return web.Response(status=200)
@@ -250,34 +235,21 @@ class NotificationsEndpoint:
         permitted = [e["id"] for e in judged if e["state"] == "Permitted"]
         refused = [e for e in judged if e["state"] != "Permitted"]
         if refused and request.query.get("ignoreErrors", "").lower() != "true":
-            # As the SDK documents: without ignoreErrors a refused topic fails the whole request.
-            missing = sorted({p for e in refused for p in e.get("missingPermissions", [])})
-            return web.json_response(
-                {
-                    "message": f"Subscription to {refused[0]['id']} was rejected: {refused[0]['rejectionReason']}",
-                    "code": "missing.permissions" if missing else "bad.request",
-                    "status": 400,
-                    "messageParams": {"missingPermissions": ", ".join(missing)},
-                },
-                status=400,
-            )
+            return web.json_response(topic_rules.refusal_error(refused), status=400)
         new = dict.fromkeys(permitted) if method == "PUT" else {**channel.topics, **dict.fromkeys(permitted)}
         if len(new) > self.config.max_topics_per_channel:
-            return web.json_response(
-                {
-                    "message": f"a channel holds at most {self.config.max_topics_per_channel} topics",
-                    "code": "notification.subscription.limit",
-                    "status": 400,
-                },
-                status=400,
+            return _error(
+                400,
+                "notification.subscription.limit",
+                f"a channel holds at most {self.config.max_topics_per_channel} topics",
             )
         channel.topics = new
         return web.json_response({"entities": judged})
 
     async def _available(self, request: web.Request) -> web.Response:
         self._auth(request)
-        entities = [{"id": name, "requiresPermissions": list(perms)} for name, _p, perms in TOPIC_PERMISSIONS]
-        return web.json_response({"entities": entities})
+        expand = topic_rules.expansions(request.query.getall("expand", []))
+        return web.json_response({"entities": topic_rules.available(self.config, expand)})
 
     async def _user(self, request: web.Request) -> web.Response:
         self._auth(request)
@@ -424,6 +396,11 @@ class NotificationsEndpoint:
         if close_socket and channel.socket is not None:
             channel.socket.close(1000)
         return channel.id
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    """An `ErrorBody` (message, code, status), as every platform error answer carries."""
+    return web.json_response({"message": message, "code": code, "status": status}, status=status)
 
 
 def _missing_permission(permission: str) -> web.Response:

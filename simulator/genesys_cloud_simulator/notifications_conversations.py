@@ -4,6 +4,13 @@ A conversation has a customer, an ACD participant (the queue) and one agent part
 agent who took it (a transfer adds one). State transitions go to `v2.users.{agent}.conversations`
 of every agent in the conversation and to `v2.routing.queues.{queue}.conversations`; scores go to
 `v2.speechandtextanalytics.conversation.{id}.sentiment`.
+
+Nulls: these notification bodies keep `null` for unset fields (`endTime`, `disconnectType`, `wrapup`...),
+as the conversation example in shared/genesys-platform-notes.md shows them; whether the notification
+service sends nulls or omits the keys is not documented, so the two surfaces differ on purpose: REST
+answers omit unset fields (topics.compact, as the SDK's serialiser does) and transcripts omit them (the
+SDK-deserialised examples), while conversation events carry nulls. The exporter must read both ways
+(tests/test_absent_or_null.py).
 """
 
 from __future__ import annotations

@@ -54,6 +54,9 @@ def test_compose_runs_the_whole_topology_on_loopback(compose: dict[str, Any]) ->
     assert exporter["build"] == {"context": ".", "target": "demo"}, "the stack runs the image that has the simulator"
     assert exporter["command"][0] == "${EXPORTER_MODE:-demo}", "demo mode by default"
     assert exporter["env_file"] == [{"path": "./exporter.env", "required": False}], "real mode through an env file"
+    # Alert links go through the exporter's /-/conversation/{agent}: without its external URL they are dropped.
+    external = interpolate_defaults(exporter["environment"]["GENESYS_EXPORTER_WEB_EXTERNAL_URL"])
+    assert external == f"http://localhost:{COMPOSE_PORTS['exporter']}/", external
 
 
 def test_compose_uses_the_shipped_configs_and_the_stacks_flags(compose: dict[str, Any]) -> None:

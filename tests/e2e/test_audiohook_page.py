@@ -26,7 +26,8 @@ from genesys_cloud_simulator.audiohook_client import AudioHookClient, silence, s
 from stack import Stack, StackOptions
 from stack.launcher import free_port
 from tests.bundle.support import dashboard_queries, is_audiohook_query, substitute
-from tests.e2e.test_end_to_end import PYTHON, REPO, body_text, is_slack, scrape, wait_until
+from tests.e2e.support import PYTHON, REPO, customer_sample, scrape, wait_until
+from tests.e2e.test_end_to_end import body_text, is_slack
 
 API_KEY = "ZTJlLWF1ZGlvaG9vay1rZXk="
 SECRET = base64.b64encode(b"e2e audiohook client secret, 32b").decode()
@@ -77,13 +78,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         sim_log.close()
 
 
-def sample(text: str, metric: str, agent: str) -> float | None:
-    """The customer-party series of `metric` for `agent` (AudioHook scores the customer's words)."""
-    labels = rf'agent_id="{agent}",queue_id="[^"]*",party="customer"'
-    match = re.search(rf"^{metric}{{{labels}}} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else None
-
-
 def live_conversation(exporter_url: str, agent: str) -> str | None:
     """The agent's live call, from the exporter's own redirect to it (no conversation id is a label)."""
     response = httpx.get(f"{exporter_url}/-/conversation/{agent}", follow_redirects=False, timeout=5)
@@ -128,8 +122,8 @@ def test_hostile_speech_pages_the_agents_supervisors_and_polite_speech_does_not(
 
         def sour_now() -> bool:
             text = scrape(metrics_url)
-            average = sample(text, "genesys_agent_sentiment_rolling_average", "agent-legacy-1")
-            readings = sample(text, "genesys_agent_sentiment_window_readings", "agent-legacy-1")
+            average = customer_sample(text, "genesys_agent_sentiment_rolling_average", "agent-legacy-1")
+            readings = customer_sample(text, "genesys_agent_sentiment_window_readings", "agent-legacy-1")
             return average is not None and average < -0.5 and readings == 5
 
         wait_until(sour_now, 90, "agent-legacy-1's rolling average below -0.5 from speech", poll=0.5)
@@ -142,7 +136,7 @@ def test_hostile_speech_pages_the_agents_supervisors_and_polite_speech_does_not(
             )
         assert "AgentSentimentSustainedNegative" in body_text(slack) or "sustained" in body_text(slack).lower()
         text = scrape(metrics_url)
-        polite = sample(text, "genesys_agent_sentiment_rolling_average", "agent-legacy-2")
+        polite = customer_sample(text, "genesys_agent_sentiment_rolling_average", "agent-legacy-2")
         assert polite is not None and polite > 0, "the polite call produced no positive reading"
     finally:
         stop.set()

@@ -18,11 +18,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -31,35 +28,11 @@ import pytest
 from stack import Stack, StackOptions
 from stack.launcher import free_port
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+from .support import PYTHON, REPO, customer_sample, scrape, wait_until
+
 THRESHOLD = -0.5
 PAGE_BUDGET_SECONDS = 45.0  # 30 s of "sustained" plus 15 s for scrape, evaluation and delivery
 SENTIMENT_ALERT = "AgentSentimentSustainedNegative"
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, poll: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return str(response.read().decode())
-
-
-def sample(text: str, metric: str, agent: str) -> float | None:
-    # the live families also carry party="customer" (whose words were scored)
-    match = re.search(
-        rf'^{metric}{{agent_id="{agent}",queue_id="[^"]*"(?:,party="customer")?}} (\S+)$', text, re.MULTILINE
-    )
-    return float(match.group(1)) if match else None
 
 
 def body_text(message: dict[str, Any]) -> str:
@@ -153,10 +126,10 @@ def test_sour_call_pages_flapping_does_not_resolution_arrives_and_dead_stream_al
 
     def sour_now() -> bool:
         text = scrape(metrics_url)
-        average = sample(text, "genesys_agent_sentiment_rolling_average", "agent-sour")
-        readings = sample(text, "genesys_agent_sentiment_window_readings", "agent-sour")
-        score = sample(text, "genesys_agent_sentiment_score", "agent-sour")
-        spoken = sample(text, "genesys_agent_last_reading_timestamp_seconds", "agent-sour")
+        average = customer_sample(text, "genesys_agent_sentiment_rolling_average", "agent-sour")
+        readings = customer_sample(text, "genesys_agent_sentiment_window_readings", "agent-sour")
+        score = customer_sample(text, "genesys_agent_sentiment_score", "agent-sour")
+        spoken = customer_sample(text, "genesys_agent_last_reading_timestamp_seconds", "agent-sour")
         if score is not None and spoken is not None:
             if score < THRESHOLD and seen.get("previous", -1.0) >= THRESHOLD and "first_hostile" not in seen:
                 seen["first_hostile"] = spoken

@@ -25,12 +25,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,8 +42,8 @@ from stack.launcher import StackError, free_port, http_get, prepare_alertmanager
 from stack.receiver import Receiver
 from stack.render import PROMETHEUS_FLAGS, render_prometheus_config
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+from .support import PYTHON, REPO, wait_until
+
 HOST = "127.0.0.1"
 AGENT = "agent-sour"
 SUSTAINED = "AgentSentimentSustainedNegative"
@@ -61,17 +60,6 @@ PEER_TIMEOUT = 3.0
 OUTAGE_ALERTS = ("GenesysSentimentExporterDown", "GenesysStreamDown", "GenesysSentimentDataUnavailable")
 
 T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, what: str, poll: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
 
 
 # -- the pieces --------------------------------------------------------------------------------------
