@@ -2,12 +2,12 @@
 
 Times are this thread's CPU time (`time.thread_time`), so another process taking the core does not
 read as a stall of ours. Subject: what `/metrics` costs the event loop: `ExporterCollector.prepare`
-(re-renders the changed agents and re-joins their blocks in slices, yielding between them), then
-`render_parts()` (the cached blocks as pieces the server writes one by one, never joined, and the
-small families). Baseline: `generate_latest` of prometheus_client's stock labelled gauges holding
-the same series, updated for the same agents. Reported: the scrape-cost ratio, the longest single
-synchronous step (a stall of the loop), and expiry's cost next to a walk over every agent. The two
-pages are compared sample by sample.
+(re-renders the changed agents, then joins the page's blocks in slices, each after rendering what
+changed meanwhile, yielding between them), then `render_parts()` (the blocks as pieces the server
+writes one by one, never joined, and the small families). Baseline: `generate_latest` of
+prometheus_client's stock labelled gauges holding the same series, updated for the same agents.
+Reported: the scrape-cost ratio, the longest single synchronous step (a stall of the loop), and
+expiry's cost next to a walk over every agent. The two pages are compared sample by sample.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from prometheus_client.exposition import generate_latest
 
 from bench.population import populate
 from bench.render_bench import LABELS, _Small, compare, exporter_registry
-from genesys_sentiment_exporter.metrics import AGENT_FAMILIES, AgentText, render, render_parts
+from genesys_sentiment_exporter.metrics import AGENT_FAMILIES, JOIN_SLICE, AgentText, render, render_parts
 from genesys_sentiment_exporter.model import Phase, Reading
 from genesys_sentiment_exporter.tracker import AgentState
 
@@ -112,7 +112,7 @@ def run(agents: int = 50_000, changed_share: float = 0.10, repeats: int = 5, chu
                 break
         while True:
             step = time.thread_time()
-            done = cache.join(4)
+            done = cache.join(JOIN_SLICE)
             steps.append(time.thread_time() - step)
             if done:
                 break

@@ -62,11 +62,15 @@ def test_render_comparison_catches_a_wrong_value() -> None:
         render_bench.compare(render(registry), generate_latest(render_bench.stock_registry(expected, collector)), 50)
 
 
-def test_memory_per_agent_is_measured() -> None:
+def test_memory_per_agent_is_measured_with_the_exposition_cache() -> None:
     figure = memory_bench.measure_tracemalloc(500)
     assert figure["agents"] == 500
     assert 100 < figure["bytes_per_agent"] < 100_000
     assert not math.isnan(figure["bytes_per_agent"])
+    assert figure["cache_bytes_per_agent"] > 0 and figure["state_bytes_per_agent"] > 0
+    assert figure["page_bytes_per_agent"] > 500  # six rows of ~150 bytes per agent were rendered
+    rss = memory_bench.measure_rss(500)
+    assert rss["agents"] == 500 and rss["peak_rss_mb"] >= rss["rss_mb"] >= rss["interpreter_rss_mb"] * 0.9 > 0
 
 
 def test_transcript_bench_accounts_for_every_frame_and_scores_every_customer_line() -> None:

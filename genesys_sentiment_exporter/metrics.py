@@ -78,17 +78,45 @@ AGENT_FAMILIES: tuple[tuple[Family, Callable[[AgentState], float | None]], ...] 
 )
 
 
+_EMPTY_ROW = (b"", b"", b"")
+# Blocks of the page joined per step of a scrape's preparation: two blocks of the six families are
+# ~2.3 MB of copying, about 2-3 ms, under the 5 ms a step may hold the loop (issue 13).
+JOIN_SLICE = 2
+_MEMO_SIZE = 4096
+
+
+class _Values:
+    """Value text (`b"0.5\\n"`) of the families whose values repeat across agents (window counts,
+    0/1, scores), made once and shared: a few thousand bytes objects instead of one per agent."""
+
+    def __init__(self) -> None:
+        self.memo: dict[float, bytes] = {}
+
+    def text(self, value: float) -> bytes:
+        text = self.memo.get(value)
+        if text is None:
+            text = f"{_float(value)}\n".encode()
+            # 0.0 and -0.0 are one key but two texts; NaN is never found again: neither is kept.
+            if value and value == value and len(self.memo) < _MEMO_SIZE:
+                self.memo[value] = text
+        return text
+
+
 class AgentText:
-    """Every tracked agent's exposition lines, per family, re-rendered only for agents that changed.
+    """Every tracked agent's exposition rows, per family, re-rendered only for agents that changed.
 
     The tracker notes each agent it adds, changes or drops (`tracker.changed`); `refresh` renders
-    those and nothing else, into one row per agent (`agent.slot`) of a list per family, so a
-    scrape costs what changed plus one `bytes.join` per family, not a walk over every agent. A
-    dropped agent's row is emptied and reused. Sample order follows the rows, not arrival.
+    those and nothing else. A row is three references, (family head, the agent's label bytes,
+    value text), in one list per family at the agent's `slot` (so a block of rows is one slice and
+    one `bytes.join`); the label bytes are the agent's own (`AgentState.label`) and repeating
+    values are shared, so the cache holds about the value text of each agent and not six copies of
+    its lines. A dropped agent's row is emptied and its slot reused. Sample order follows the slots.
 
-    Rows are grouped in blocks of `BLOCK`; each block keeps its joined bytes until one of its rows
-    changes, and `prepare` re-joins the stale blocks in slices, so what is left for the scrape is
-    one copy of the page.
+    The page itself is not kept between scrapes (at 50 000 agents it would be ~35 MB, more than
+    the rows and the agents together): `join` builds it block by block for the scrape under way,
+    in slices that `ExporterCollector.prepare` interleaves with the loop's other work, rendering
+    agents that changed meanwhile before each slice; `blocks_of` hands the blocks to the scrape
+    and lets go of them once every family has been taken.
     """
 
     BLOCK = 1024
@@ -97,14 +125,19 @@ class AgentText:
         self.tracker = tracker
         tracker.changed = set(tracker.agents.values())
         self.rows: list[list[bytes]] = [[] for _ in AGENT_FAMILIES]
-        self.blocks: list[list[bytes | None]] = [[] for _ in AGENT_FAMILIES]  # None: re-join
-        self.stale: set[int] = set()  # blocks with a row changed since they were joined
         self.free: list[int] = []
-        self.prefixes = [family.name.encode() + b"{" for family, _ in AGENT_FAMILIES]
+        self.slots = 0
+        self.heads = [family.name.encode() + b"{" for family, _ in AGENT_FAMILIES]
         self.headers = [
             f"# HELP {family.name} {_help(family.help)}\n# TYPE {family.name} gauge\n".encode()
             for family, _ in AGENT_FAMILIES
         ]
+        self.counts = _Values()  # window readings, conversation active
+        self.scores = _Values()
+        # The page of the scrape under way: joined blocks per family, and the families handed out.
+        self.page: list[list[bytes]] = [[] for _ in AGENT_FAMILIES]
+        self.taken: set[int] = set()
+        self.building = 0  # scrapes joining this page in slices right now
 
     @classmethod
     def of(cls, tracker: AgentTracker) -> AgentText:
@@ -119,7 +152,9 @@ class AgentText:
         changed = self.tracker.changed
         assert changed is not None
         agents = self.tracker.agents
-        rows, prefixes = self.rows, self.prefixes
+        rolling, score, readings, last, active, trend_rows = self.rows
+        heads = self.heads
+        counts, scores_text = self.counts.text, self.scores.text
         done = 0
         while changed:
             if budget is not None and done >= budget:
@@ -129,61 +164,78 @@ class AgentText:
             slot = agent.slot
             if agents.get(agent.agent_id) is not agent:  # dropped
                 if slot >= 0:
-                    for family_rows in rows:
-                        family_rows[slot] = b""
+                    at = 3 * slot
+                    for family_rows in self.rows:
+                        family_rows[at : at + 3] = _EMPTY_ROW
                     self.free.append(slot)
-                    self.stale.add(slot // self.BLOCK)
                     agent.slot = -1
                 continue
             if slot < 0:
                 if self.free:
                     slot = self.free.pop()
                 else:
-                    slot = len(rows[0])
-                    for family_rows in rows:
-                        family_rows.append(b"")
-                    if slot % self.BLOCK == 0:
-                        for family_blocks in self.blocks:
-                            family_blocks.append(None)
+                    slot = self.slots
+                    self.slots += 1
+                    for family_rows in self.rows:
+                        family_rows += _EMPTY_ROW
                 agent.slot = slot
-            self.stale.add(slot // self.BLOCK)
             # The AGENT_FAMILIES values, inlined (this loop is the scrape's cost); the tests compare
             # the page with generate_latest's, which goes through the value functions.
-            labels = agent.label_text + "} "
-            scores = agent.scores
-            count = len(scores)
-            readings = f"{labels}{float(count)!r}\n".encode()
-            active = f"{labels}{'1.0' if agent.phase is Phase.ACTIVE else '0.0'}\n".encode()
+            at, end = 3 * slot, 3 * slot + 3
+            label = agent.label
+            count = len(agent.scores)
+            readings[at:end] = (heads[2], label, counts(float(count)))
+            active[at:end] = (heads[4], label, counts(1.0 if agent.phase is Phase.ACTIVE else 0.0))
             if count:
-                rows[0][slot] = prefixes[0] + f"{labels}{_float(agent.sum / count)}\n".encode()
-                rows[1][slot] = prefixes[1] + f"{labels}{_float(agent.last_score)}\n".encode()
-                rows[3][slot] = prefixes[3] + f"{labels}{_float(agent.last_timestamp)}\n".encode()
+                rolling[at:end] = (heads[0], label, f"{_float(sum(agent.scores) / count)}\n".encode())
+                score[at:end] = (heads[1], label, scores_text(agent.last_score))
+                last[at:end] = (heads[3], label, f"{_float(agent.last_timestamp)}\n".encode())
             else:
-                rows[0][slot] = rows[1][slot] = rows[3][slot] = b""
-            rows[2][slot] = prefixes[2] + readings
-            rows[4][slot] = prefixes[4] + active
+                rolling[at:end] = score[at:end] = last[at:end] = _EMPTY_ROW
             trend = agent.trend
-            rows[5][slot] = b"" if trend is None else prefixes[5] + f"{labels}{_float(trend)}\n".encode()
+            if trend is None:
+                trend_rows[at:end] = _EMPTY_ROW
+            else:
+                trend_rows[at:end] = (heads[5], label, scores_text(trend))
+        if done > 4096:  # a set keeps the table of its largest size: let a burst's go
+            self.tracker.changed = set()
         return True
 
     def join(self, budget: int | None = None) -> bool:
-        """Re-join the stale blocks, at most `budget` of them; True when none is left."""
+        """Join the next blocks of the scrape under way, at most `budget` of them, each after
+        rendering whatever changed since the last slice; True when the page is complete."""
+        span = 3 * self.BLOCK
+        total = (self.slots + self.BLOCK - 1) // self.BLOCK
         done = 0
-        size = self.BLOCK
-        while self.stale:
+        page = self.page
+        while len(page[0]) < total:
             if budget is not None and done >= budget:
                 return False
-            block = self.stale.pop()
+            self.refresh()
+            block = len(page[0])
+            for family_rows, family_page in zip(self.rows, page, strict=True):
+                family_page.append(b"".join(family_rows[block * span : (block + 1) * span]))
             done += 1
-            for family_rows, family_blocks in zip(self.rows, self.blocks, strict=True):
-                family_blocks[block] = b"".join(family_rows[block * size : (block + 1) * size])
         return True
 
+    def release(self) -> None:
+        """Forget the page under way (a scrape starting with no other one building it: whatever an
+        earlier, cancelled or reused, scrape left is old by now)."""
+        self.page = [[] for _ in AGENT_FAMILIES]
+        self.taken = set()
+
     def blocks_of(self, index: int) -> list[bytes]:
-        """The family's rows as joined blocks, brought up to date first."""
+        """The family's rows as joined blocks for this scrape, completing the page first."""
+        if index in self.taken:  # a new scrape
+            self.release()
         self.refresh()
         self.join()
-        return self.blocks[index]  # type: ignore[return-value]
+        blocks = self.page[index]
+        self.taken.add(index)
+        if len(self.taken) == len(AGENT_FAMILIES):
+            self.page = [[] for _ in AGENT_FAMILIES]
+            self.taken = set()
+        return blocks
 
 
 def _help(text: str) -> str:
@@ -363,10 +415,16 @@ class ExporterCollector:
             return
         for tracker in [self.tracker, *(t for t in self.ingest.parties.values() if t is not self.tracker)]:
             cache = AgentText.of(tracker)
-            while not cache.refresh(chunk):
-                await asyncio.sleep(0)
-            while not cache.join(4):
-                await asyncio.sleep(0)
+            if not cache.building:
+                cache.release()
+            cache.building += 1
+            try:
+                while not cache.refresh(chunk):
+                    await asyncio.sleep(0)
+                while not cache.join(JOIN_SLICE):
+                    await asyncio.sleep(0)
+            finally:
+                cache.building -= 1
 
     def collect_small(self) -> Iterator[Metric]:
         tracker, stream, ingest = self.tracker, self.stream, self.ingest

@@ -9,10 +9,12 @@ Callers pass `now` (a monotonic clock reading) so that tests drive time directly
 from __future__ import annotations
 
 import heapq
-from collections import Counter, OrderedDict
+import sys
+from array import array
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genesys_sentiment_exporter.catalogue import DropReason, HadSentiment, Outcome
 from genesys_sentiment_exporter.model import Phase, Reading, StateChange
@@ -24,18 +26,44 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+if TYPE_CHECKING:
+    _FloatArray = array[float]
+else:
+    _FloatArray = array
+
+
+class Window(_FloatArray):
+    """The scores of the current conversation: a flat array of doubles (104 bytes for five, where a
+    list of float objects takes 240), equal to the list of the same scores."""
+
+    __slots__ = ()
+
+    def __new__(cls, scores: Window | None = None) -> Window:
+        return super().__new__(cls, "d", () if scores is None else scores)  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return list(self) == other
+        return super().__eq__(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 class AgentState:
-    """One agent's live conversation. `__slots__` keeps an agent well under 2 KiB."""
+    """One agent's live conversation. `__slots__`, interned queue ids and states, and the label text
+    kept once as the bytes the exposition cache writes keep an agent (page rows included) under 1 KiB."""
 
     __slots__ = (
         "agent_id",
         "conversation_id",
         "grace_deadline",
+        "label",
         "label_id",
-        "label_text",
         "last_seen",
         "last_timestamp",
-        "party",
         "phase",
         "previous_conversation_id",
         "queue_id",
@@ -43,7 +71,6 @@ class AgentState:
         "scores",
         "slot",
         "state",
-        "sum",
         "trend",
     )
 
@@ -57,26 +84,41 @@ class AgentState:
         party: str = "customer",
     ) -> None:
         self.agent_id = agent_id
-        self.party = party  # whose words the window scores: customer (default) or agent
         self.label_id = agent_id if label_id is None else label_id  # what `agent_id` says in /metrics
-        self.queue_id = queue_id
+        self.queue_id = sys.intern(queue_id)  # a few hundred queues shared by thousands of agents
         self.conversation_id = conversation_id
         self.previous_conversation_id = ""
         self.phase = Phase.ACTIVE
         self.state = ""
         self.grace_deadline = 0.0
         self.last_seen = now
-        self.scores: list[float] = []  # ring buffer, at most window_size long
+        self.scores = Window()  # ring buffer, at most window_size long
         self.readings = 0  # readings in the current conversation (may exceed the window)
-        self.sum = 0.0
         self.last_timestamp = 0.0
         self.trend: float | None = None
         self.slot = -1  # the agent's row in the exposition cache (metrics.AgentText), -1: none yet
-        self.label_text = self._render_labels()
+        self.label = self._render_labels(party)
 
-    def _render_labels(self) -> str:
-        # Cached, pre-escaped label text: the scrape path renders it without re-escaping.
-        return f'agent_id="{_escape(self.label_id)}",queue_id="{_escape(self.queue_id)}",party="{self.party}"'
+    def _render_labels(self, party: str) -> bytes:
+        # Pre-escaped label text up to the value, shared by the agent's rows of every family.
+        labels = f'agent_id="{_escape(self.label_id)}",queue_id="{_escape(self.queue_id)}",party="{party}"'
+        return (labels + "} ").encode()
+
+    @property
+    def party(self) -> str:
+        """Whose words the window scores: customer (default) or agent (kept in the label only)."""
+        return self.label.rpartition(b',party="')[2][:-3].decode()
+
+    @property
+    def label_text(self) -> str:
+        """The label pairs as exposed, without the braces."""
+        return self.label[:-2].decode()
+
+    @property
+    def sum(self) -> float:
+        """The window's sum, added up when asked (a scrape of a changed agent): a running sum would
+        cost a float object per agent and a re-sum against drift."""
+        return sum(self.scores)
 
     @property
     def window_readings(self) -> int:
@@ -95,31 +137,27 @@ class AgentState:
 
     def set_queue(self, queue_id: str) -> None:
         if queue_id != self.queue_id:
-            self.queue_id = queue_id
-            self.label_text = self._render_labels()
+            party = self.party
+            self.queue_id = sys.intern(queue_id)
+            self.label = self._render_labels(party)
 
     def start_conversation(self, conversation_id: str) -> None:
         self.previous_conversation_id = self.conversation_id
         self.conversation_id = conversation_id
         self.phase = Phase.ACTIVE
         self.state = ""
-        self.scores = []
+        self.scores = Window()
         self.readings = 0
-        self.sum = 0.0
         self.trend = None
 
     def add(self, score: float, window_size: int) -> None:
         if len(self.scores) < window_size:
             self.scores.append(score)
+            if len(self.scores) == window_size:  # full: an exact-size copy (appends over-allocate)
+                self.scores = Window(self.scores)
         else:
-            slot = self.readings % window_size
-            self.sum -= self.scores[slot]
-            self.scores[slot] = score
+            self.scores[self.readings % window_size] = score
         self.readings += 1
-        self.sum += score
-        if self.readings % 64 == 0:
-            # Re-sum now and then so float drift never accumulates over a long call.
-            self.sum = sum(self.scores)
 
 
 # Genesys ids are 36-character GUIDs; pseudonyms are shorter. Anything longer is not an id: refused, so
@@ -171,10 +209,10 @@ class AgentTracker:
         # renders per-agent text, e.g. --agent-identity none). A scrape re-renders these only.
         self.changed: set[AgentState] | None = None
         self.exposition: Any = None  # metrics.AgentText, once a collector renders this tracker
-        # Deadlines, so that expire() costs what expires, not what is tracked: the agents in order of
-        # their last event (the front is the idlest), and a heap of grace-period ends (entries of
-        # agents that left or started another call are skipped when they surface).
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        # Deadlines, so that expire() costs what expires, not what is tracked: `agents` is kept in
+        # order of the agents' last event (each event re-inserts its agent, so the front is the
+        # idlest: no second structure per agent), and a heap of grace-period ends (entries of agents
+        # that left or started another call are skipped when they surface).
         self._grace: list[tuple[float, int, str]] = []
         self._grace_pushes = 0
         self.agents_refused = 0
@@ -196,7 +234,6 @@ class AgentTracker:
             label = None if self.label_id is None else self.label_id(agent_id)
             agent = AgentState(agent_id, queue_id, conversation_id, now, label, self.party)
             self.agents[agent_id] = agent
-            self._seen[agent_id] = None
             self._see_queue(queue_id, now)
         if self.changed is not None:
             self.changed.add(agent)
@@ -249,7 +286,9 @@ class AgentTracker:
         if trend is not None:
             agent.trend = trend
         agent.last_seen = now
-        self._seen.move_to_end(agent.agent_id)
+        agents = self.agents  # to the back of the recency order
+        del agents[agent.agent_id]
+        agents[agent.agent_id] = agent
         if self.changed is not None:
             self.changed.add(agent)
 
@@ -273,8 +312,10 @@ class AgentTracker:
             agent.set_queue(event.queue_id)
             self._see_queue(event.queue_id, now)
         agent.last_seen = now
-        self._seen.move_to_end(agent.agent_id)
-        agent.state = event.state
+        agents = self.agents  # to the back of the recency order
+        del agents[agent.agent_id]
+        agents[agent.agent_id] = agent
+        agent.state = sys.intern(event.state)
         if phase is Phase.ENDING:
             if agent.phase is Phase.ACTIVE:
                 agent.phase = Phase.ENDING
@@ -296,8 +337,7 @@ class AgentTracker:
             if agent is not None and agent.phase is Phase.ENDING and agent.grace_deadline == deadline:
                 gone.append((agent_id, DropReason.GRACE_ELAPSED))
         due = {agent_id for agent_id, _reason in gone}
-        for agent_id in self._seen:  # oldest event first: stops at the first agent still active
-            agent = agents[agent_id]
+        for agent_id, agent in agents.items():  # oldest event first: stops at the first agent still active
             if agent.last_seen >= idle_before:
                 break
             if agent_id not in due:
@@ -305,7 +345,6 @@ class AgentTracker:
         self._now = now
         for agent_id, reason in gone:
             agent = self.agents.pop(agent_id)
-            del self._seen[agent_id]
             if self.changed is not None:
                 self.changed.add(agent)  # its rows leave the page
             if reason is DropReason.GRACE_ELAPSED:

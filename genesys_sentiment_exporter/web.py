@@ -81,6 +81,14 @@ class ScrapePage:
             self._gzip = None
         return self.body
 
+    def release(self) -> None:
+        """Let the page go once no scrape is sending it: a page only serves scrapes that overlap it
+        (`current` reuses it only while one is in flight), and kept until the next scrape it would
+        double the exporter's memory at scale (~80 MB at 100 000 agents, issue 13)."""
+        if self.in_flight == 0:
+            self.body = []
+            self._gzip = None
+
     async def gzipped(self) -> bytes:
         """The current page compressed once, in a worker thread, for every scraper that asks."""
         if self._gzip is None:
@@ -139,6 +147,7 @@ def build_app(
                 return await _send(request, body, encoding, limits.write_timeout)
             finally:
                 page.in_flight -= 1
+                page.release()
         finally:
             scrapes["in_flight"] -= 1
 

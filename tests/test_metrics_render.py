@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from genesys_sentiment_exporter import __version__
 from genesys_sentiment_exporter.ingest import MISSING_SENTIMENT, Ingest
-from genesys_sentiment_exporter.metrics import ExporterCollector, new_registry, render
+from genesys_sentiment_exporter.metrics import AgentText, ExporterCollector, new_registry, render
 from genesys_sentiment_exporter.model import Reading, StateChange
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import analytics_protocol as proto
@@ -381,3 +381,51 @@ def test_every_per_agent_sample_says_whose_words_it_scores() -> None:
         s for f in families for s in f.samples if "agent_id" in s.labels and s.name.startswith("genesys_agent_")
     ]
     assert per_agent and all(s.labels["party"] == "customer" for s in per_agent)
+
+
+async def test_the_page_is_joined_in_slices_and_let_go_once_every_family_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change to an agent whose block is not joined yet is on this page; one whose block is joined
+    is on the next one; the cache keeps no page between scrapes (issue 13: memory)."""
+    monkeypatch.setattr(AgentText, "BLOCK", 2)
+    world = World(window_size=2)
+    try:
+        convs = {f"a{i}": world.conv(str(i)) for i in range(6)}  # three blocks of two rows
+        for agent, conv in convs.items():
+            world.reading(agent, "q", conv, 0.1)
+        render(world.registry)
+        cache = world.tracker.exposition
+        assert isinstance(cache, AgentText) and cache.page == [[] for _ in cache.page]  # let go
+        by_slot = sorted(convs, key=lambda agent: world.tracker.agents[agent].slot)
+        early, late = by_slot[0], by_slot[-1]  # the first block's, the last block's
+        world.reading(early, "q", convs[early], -0.5)
+        world.reading(late, "q", convs[late], -0.5)
+        cache.refresh()
+        assert not cache.join(1)  # the first block only
+        world.reading(early, "q", convs[early], -0.9)  # its block is on the page already
+        world.reading(late, "q", convs[late], -0.9)  # its block is not
+        scores = {
+            s.labels["agent_id"]: s.value
+            for f in text_string_to_metric_families(render(world.registry).decode())
+            if f.name == "genesys_agent_sentiment_score"
+            for s in f.samples
+        }
+        assert scores[early] == -0.5 and scores[late] == -0.9
+        assert cache.page == [[] for _ in cache.page]
+        assert parsed(render(world.registry).decode()) == parsed(generate_latest(world.registry).decode())
+    finally:
+        await world.http.aclose()
+
+
+def test_shared_value_text_keeps_negative_zero_and_is_bounded() -> None:
+    """Repeating values (counts, scores) share one text; -0.0 is not 0.0's, NaN is never kept."""
+    from genesys_sentiment_exporter.metrics import _MEMO_SIZE, _Values
+
+    values = _Values()
+    assert values.text(0.5) is values.text(0.5) and values.text(0.5) == b"0.5\n"
+    assert values.text(-0.0) == b"-0.0\n" and values.text(0.0) == b"0.0\n" and values.text(-0.0) == b"-0.0\n"
+    assert values.text(math.nan) == b"NaN\n" and values.text(math.inf) == b"+Inf\n"
+    for i in range(2 * _MEMO_SIZE):
+        values.text(i + 0.25)
+    assert len(values.memo) == _MEMO_SIZE

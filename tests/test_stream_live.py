@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import socket
+from types import SimpleNamespace
+from typing import cast
+from unittest.mock import AsyncMock
 
 import httpx
 import pytest
 from genesys_cloud_simulator import SimulatorConfig
 
 from genesys_sentiment_exporter import logs
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.oauth import Token, TokenManager
+from genesys_sentiment_exporter.sources.analytics_websocket import AnalyticsWebSocketSource
+from genesys_sentiment_exporter.stream_state import StreamState
+from genesys_sentiment_exporter.tracker import AgentTracker
 from tests.live_helpers import event, running, wait_for
 
 
@@ -176,3 +185,29 @@ async def test_secret_and_token_never_in_logs_or_metrics(captured_logs: io.Strin
         assert secret not in text  # ...without the secret or any token
         assert secret not in metrics
         assert secret not in ready
+
+
+async def test_a_refused_connection_is_described_by_host_and_cause() -> None:
+    """Like the notifications path (issue 10): the host and the cause, not aiohttp's wrapper."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stream = StreamState()
+    token = Token("t", 3600.0, 0.0, 3600.0)
+    tokens = SimpleNamespace(token=token, current=AsyncMock(return_value=token))
+    source = AnalyticsWebSocketSource(
+        api_base_url=f"http://127.0.0.1:{port}",
+        tokens=cast(TokenManager, tokens),
+        ingest=Ingest(AgentTracker()),
+        stream=stream,
+        queue_ids=["q1"],
+        agent_ids=[],
+    )
+    task = asyncio.ensure_future(source.connect_with_retry())
+    try:
+        await wait_for(lambda: "refused" in stream.last_error, timeout=30, what="the refusal recorded")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await source.dialer.close()
+    assert stream.last_error == f"cannot connect to 127.0.0.1:{port}: connection refused"

@@ -1,38 +1,40 @@
-"""The design document's stream over a real WebSocket: connect, subscribe, reconnect, roll over.
+"""The design document's stream over a real WebSocket: the upgrade, the subscription, the hot path.
 
-The asyncio shell around `AnalyticsSession` (analytics_session.py, pure) and the shared
-`supervisor`: it reconnects after any unexpected close with jittered backoff whose first step is
-well under a second, replaces a socket silent for 2.5 heartbeats, and before the token expires
-(the platform silently stops delivering after expiry) opens a second socket with the new token,
-subscribes, and only then closes the old one.
+The asyncio shell around `AnalyticsSession` (analytics_session.py, pure). It is one `stream.Stream`:
+the shared loop reconnects after any unexpected close with jittered backoff whose first step is well
+under a second, replaces a socket silent for 2.5 heartbeats, and on a new token (the platform
+silently stops delivering after expiry) opens a second socket with it, subscribes, and only then
+closes the old one. What is this source's own: the upgrade (a 401 asks for a new token first), the
+subscribe handshake, and the per-frame loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
+from urllib.parse import urlsplit
 
 import aiohttp
 from prometheus_client.core import Metric
 
 from genesys_sentiment_exporter.backoff import delays
 from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.neterrors import describe
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import analytics_protocol as proto
 from genesys_sentiment_exporter.sources import supervisor as sup
 from genesys_sentiment_exporter.sources.analytics_session import AnalyticsSession, SubscribeRefused
+from genesys_sentiment_exporter.sources.stream import Stream, Streams
 from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source.analytics")
 
 SUBSCRIBE_TIMEOUT = 10.0
-OVERLAP_SECONDS = 2.0  # both sockets delivering: long enough to drain the old one's in-flight frames
 
 
 class UpgradeRefused(Exception):
@@ -65,8 +67,8 @@ def websocket_url(api_base_url: str) -> str:
     return base + proto.PATH
 
 
-class AnalyticsWebSocketSource:
-    """Feeds `Ingest` from the analytics-websocket stream until cancelled."""
+class AnalyticsWebSocketSource(Stream[Connection]):
+    """Feeds `Ingest` from the analytics-websocket stream until cancelled: one supervised socket."""
 
     name = "analytics-websocket"
     rest = None  # no REST client: no name look-ups
@@ -91,8 +93,8 @@ class AnalyticsWebSocketSource:
         self.watchdog = sup.WatchdogPolicy(2.5 * heartbeat_seconds)
         self.dialer = sup.Dialer(ssl_context)
         self.wall, self.clock = wall, clock
-        self.live: set[Connection] = set()
-        self._group: asyncio.TaskGroup | None = None
+        super().__init__(Streams("analytics", stream, tokens, self.dialer, self.session.dedup))
+        self.live = self.streams.live
 
     def metrics(self) -> Iterable[Metric]:
         return ()
@@ -100,9 +102,12 @@ class AnalyticsWebSocketSource:
     def subscription_report(self) -> list[tuple[bool, str, str]]:
         return []
 
-    async def open(self, token: Token) -> Connection:
+    async def run(self) -> None:
+        await self.streams.run(lambda: self.streams.add(self))
+
+    async def subscribed(self, token: Token) -> Connection:
         """Connect and subscribe; returns only once the server acknowledged the subscription."""
-        socket = sup.Socket(self.dialer, self.watchdog, self.clock, lambda _frame, _now: True)  # own loop: read()
+        socket = sup.Socket(self.dialer, self.watchdog, self.clock, lambda _frame, _now: True)  # own loop
         try:
             ws = await socket.connect(self.url, {"Authorization": f"Bearer {token.value}"})
         except aiohttp.WSServerHandshakeError as exc:
@@ -125,9 +130,12 @@ class AnalyticsWebSocketSource:
 
     async def read(self, conn: Connection) -> str:
         """Process frames until the socket closes; returns the close code (or our reason)."""
-        conn.socket.start(partial(self._read_frames, conn.number))
+        self._start(conn)
         assert conn.socket.reader is not None
         return await conn.socket.reader
+
+    def _start(self, conn: Connection) -> None:
+        conn.socket.start(partial(self._read_frames, conn.number))
 
     async def _read_frames(self, number: int, ws: aiohttp.ClientWebSocketResponse, dog: sup.Watchdog) -> None:
         """The hot path, every frame of the region, inline. All frames are the server's (WebSocket
@@ -154,13 +162,13 @@ class AnalyticsWebSocketSource:
             self.stream.last_error = str(exc)
             if isinstance(exc, SubscribeRefused):
                 log.error("%s", exc)
-        else:
-            self.stream.last_error = f"cannot connect to {self.url}: {type(exc).__name__}: {exc}"
+        else:  # the host and the cause (refused, DNS, certificate), not the wrapper's words
+            self.stream.last_error = f"cannot connect to {urlsplit(self.url).netloc}: {describe(exc)}"
         return self.stream.last_error
 
     async def _attempt(self) -> Connection:
         try:
-            return await self.open(await self.tokens.current())
+            return await self.subscribed(await self.tokens.current())
         except UpgradeRefused as exc:
             if exc.status == 401:  # the server no longer accepts this token: a fresh one before retrying
                 log.warning("stream refused the token (HTTP 401); requesting a new token")
@@ -175,62 +183,13 @@ class AnalyticsWebSocketSource:
         log.info("stream connected and subscribed (%s)", self.url)
         return conn
 
-    async def run(self) -> None:
-        try:
-            async with asyncio.TaskGroup() as self._group:
-                conn = await self.connect_with_retry()
-                while True:
-                    conn = await self._serve(conn)
-        finally:
-            self.stream.connected = False
-            await sup.close_all([c.socket.ws for c in self.live], "shutdown")
-            await self.dialer.close()
+    # -- what the shared loop asks -------------------------------------------------------------------
+    async def open(self) -> Connection:
+        conn = await self.connect_with_retry()
+        self._start(conn)
+        return conn
 
-    async def _serve(self, conn: Connection) -> Connection:
-        """Run one socket until it dies (returns its replacement) or a rollover replaces it."""
-        self.live.add(conn)
-        reader = asyncio.ensure_future(self.read(conn))
-        newer = asyncio.ensure_future(self.tokens.wait_newer(conn.token))
-        try:
-            while True:
-                done, _ = await asyncio.wait({reader, newer}, return_when=asyncio.FIRST_COMPLETED)
-                if reader in done:
-                    code = reader.result()
-                    self.live.discard(conn)
-                    self.stream.connected = False
-                    self.stream.disconnects[code] += 1
-                    self.stream.last_error = f"socket closed ({code})"
-                    log.warning("stream socket closed (%s); reconnecting", code)
-                    if sup.classify_close(conn.ws.close_code)[1] == "renew_token" and not conn.socket.reason:
-                        await self.tokens.obtain()
-                    return await self.connect_with_retry()
-                self.session.dedup.start()  # the replacement may deliver from its first frame on
-                try:
-                    replacement = await self.open(newer.result())
-                except CONNECT_ERRORS as exc:
-                    self.session.dedup.stop()
-                    # Keep the old socket (it still works until its token expires) and try again soon.
-                    log.warning("rollover to the new token failed (%s); retrying in 5 s", exc)
-                    await asyncio.sleep(5.0)
-                    newer = asyncio.ensure_future(self.tokens.wait_newer(conn.token))
-                    continue
-                self.stream.rollovers["token_refresh"] += 1
-                log.info("rolled the stream over to a socket with the new token")
-                assert self._group is not None
-                self._group.create_task(
-                    sup.retire(self.session.dedup, OVERLAP_SECONDS, lambda: self._drain(conn, reader))
-                )
-                return replacement
-        except asyncio.CancelledError:
-            reader.cancel()
-            raise
-        finally:
-            newer.cancel()
-
-    async def _drain(self, conn: Connection, reader: asyncio.Future[str]) -> None:
-        try:
-            await conn.socket.close("rollover")
-            with contextlib.suppress(Exception):
-                await reader
-        finally:
-            self.live.discard(conn)
+    async def reopen(self, conn: Connection) -> Connection:
+        if sup.classify_close(conn.ws.close_code)[1] == "renew_token" and not conn.socket.reason:
+            await self.tokens.obtain()
+        return await self.open()

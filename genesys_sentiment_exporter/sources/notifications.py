@@ -4,10 +4,10 @@ Token -> `POST /api/v2/notifications/channels` -> WebSocket to the returned `con
 subscriptions over REST. Every decision is `NotificationsSession`'s (notifications_session.py);
 this asyncio shell owns the sockets, timers and REST calls, and does what the session says.
 
-Each slot (a channel of up to 1000 topics) has a supervising task, the only one that reconnects
-it. It replaces its channel make-before-break on `v2.system.socket_closing`, a new token, before
-`expires`, and on a HEAD 404; an unplanned socket loss reconnects to the same channel while HEAD
-says it exists, else to a new one.
+Each slot (a channel of up to 1000 topics) is one `stream.Stream`: the shared loop replaces its
+channel make-before-break on `v2.system.socket_closing`, a new token, before `expires`, and on a
+HEAD 404. What is this source's own: channels and subscriptions over REST, the HEAD probe, and
+after an unplanned socket loss, back to the same channel while HEAD says it exists, else a new one.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import httpx
 from prometheus_client.core import Metric
@@ -38,13 +38,15 @@ from genesys_sentiment_exporter.sources.notifications_session import (
     Rollover,
     SessionError,
     apply,
+    refused_permissions,
 )
+from genesys_sentiment_exporter.sources.stream import Stream, Streams
 from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source.notifications")
 
-OVERLAP_SECONDS = 2.0
 SWEEP_SECONDS = 0.25
+REFUSED_BACKOFF = (2.0, 300.0)  # seconds: first retry of refused base topics, and the cap
 ERRORS: tuple[type[BaseException], ...] = (RestError, SessionError, httpx.HTTPError, *sup.CONNECT_ERRORS)
 
 
@@ -55,13 +57,47 @@ class Channel:
     socket: sup.Socket
 
 
-class Slot:
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.channel: Channel | None = None
-        self.requests: asyncio.Queue[str] = asyncio.Queue()
+class Slot(Stream[Channel]):
+    """One channel of up to 1000 topics, supervised by the shared loop; `_sync` keeps its topics."""
+
+    def __init__(self, source: NotificationsSource, index: int) -> None:
+        super().__init__(source.streams)
+        self.source, self.index, self.label = source, index, f"channel {index}"
         self.dirty = asyncio.Event()
         self.lock = asyncio.Lock()
+        self.refusals: Iterator[float] | None = None  # while the base topics are refused: when to ask again
+
+    @property
+    def ready(self) -> bool:
+        """Not while its base topics are refused and no channel has one: nothing could be attributed."""
+        return self.is_open and (self.refusals is None or self.source.base_subscribed())
+
+    def deadline(self) -> float | None:
+        at = self.source.session.rollover_at(self.index)
+        return None if at is None else max(0.0, at - self.source.wall())
+
+    async def open(self) -> Channel:
+        source = self.source
+        async with self.lock:
+            self.conn = channel = await sup.with_retry(
+                lambda: source.new_channel(self), ERRORS, delays(0.5, 30.0), lambda exc: source.failed(self, exc)
+            )
+            source.session.channel_ready(channel.info)
+        log.info("channel %d open with %d topics", self.index, len(source.session.slots[self.index].subscribed))
+        return channel
+
+    async def reopen(self, channel: Channel) -> Channel | None:
+        """Back to the same channel while it exists (HEAD), else None: a new one."""
+        retry = delays(0.2, 30.0)
+        while True:
+            try:
+                if not await self.source.alive(channel):
+                    return None
+                await self.source.connect(channel)
+                return channel
+            except ERRORS as exc:
+                self.source.failed(self, exc)
+            await asyncio.sleep(next(retry))
 
 
 class NotificationsSource:
@@ -112,27 +148,23 @@ class NotificationsSource:
         self.probe_seconds = probe_seconds
         self.watchdog = sup.WatchdogPolicy(2.5 * heartbeat_seconds, heartbeat_seconds * 1.2)
         self.wall, self.clock = wall, clock
+        self.streams: Streams[Channel] = Streams("notifications", stream, tokens, self.dialer, self.session.dedup)
         self.slots: list[Slot] = []
-        self.live: set[Channel] = set()
-        self._group: asyncio.TaskGroup | None = None
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        assert self._group is not None
-        self._group.create_task(coro, name=f"notifications-{name}")
+        self.live = self.streams.live
 
     def _act(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Rollover):
-                self._slot(action.slot).requests.put_nowait(action.reason)
+                self._slot(action.slot).request(action.reason)
             else:
                 self._slot(action.slot).dirty.set()
 
     def _slot(self, index: int) -> Slot:
         while len(self.slots) <= index:
-            slot = Slot(len(self.slots))
+            slot = Slot(self, len(self.slots))
             self.slots.append(slot)
-            self._spawn(self._supervise(slot), f"channel-{slot.index}")
-            self._spawn(self._sync(slot), f"sync-{slot.index}")
+            self.streams.add(slot)
+            self.streams.spawn(self._sync(slot), f"sync-{slot.index}")
         return self.slots[index]
 
     # -- topics --------------------------------------------------------------------------------------
@@ -143,29 +175,57 @@ class NotificationsSource:
         try:
             body = await self.rest.json(method, path, [{"id": t} for t in topics])
         except RestError as exc:
-            # Per-call topics: a refusal is final for them (rejected, counted, not asked again). A request
-            # that carries the base topics is retried as before: without them nothing can be attributed.
-            per_call = not any(t in self.session.base_topics for t in topics)
-            if per_call and 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 429):
-                log.warning(
-                    "channel %d: %s %d topics refused with HTTP %d", slot.index, method, len(topics), exc.status
-                )
-                self.session.subscriptions_refused(slot.index, method, topics, exc.status, str(exc))
-                return
-            raise
+            if not 400 <= exc.status < 500 or exc.status in (401, 404, 408, 429):
+                raise  # transient, or the channel is gone: retried, or a new channel
+            self._refused(slot, method, topics, exc)
+            return
         self.session.subscriptions_answered(slot.index, method, body, topics)
+        if any(t in self.session.base_topics for t in topics):
+            slot.refusals = None
+            self.streams.changed()
+
+    def _refused(self, slot: Slot, method: str, topics: list[str], exc: RestError) -> None:
+        """A 4xx is the platform's answer, not a failure: rejected and counted, never a new channel. Refused
+        base topics are asked for again on this channel (`_sync`), on a slow capped backoff."""
+        base = self.session.subscriptions_refused(slot.index, method, topics, exc.status, str(exc), exc.body)
+        missing = ", ".join(refused_permissions(exc.body)) or "none named"
+        named = ", ".join(topics[:3]) + (f" and {len(topics) - 3} more" if len(topics) > 3 else "")
+        log.warning(
+            "channel %d: %s of %s refused with HTTP %d (missing permissions: %s)%s",
+            slot.index,
+            method,
+            named,
+            exc.status,
+            missing,
+            "; asking again on the same channel" if base else "",
+        )
+        if base:
+            slot.refusals = slot.refusals or delays(*REFUSED_BACKOFF)
+            self.stream.last_error = f"channel {slot.index}: base topics refused with HTTP {exc.status}: {exc}"
+            slot.dirty.set()
+            self.streams.changed()
+
+    def base_subscribed(self) -> bool:
+        base = self.session.base_topics
+        return any(t in s.subscribed for s in self.session.slots for t in base)
 
     async def _sync(self, slot: Slot) -> None:
         """Bring the slot's channel to the planned topics."""
         while True:
             await slot.dirty.wait()
+            if slot.refusals is not None:  # the base topics were refused: ask again later, the same PUT
+                await asyncio.sleep(next(slot.refusals))
             slot.dirty.clear()
             async with slot.lock:
-                request = self.session.sync_request(slot.index)
-                if slot.channel is None or request is None:
+                request = (
+                    ("PUT", self.session.planned(slot.index))
+                    if slot.refusals is not None
+                    else self.session.sync_request(slot.index)
+                )
+                if slot.conn is None or request is None:
                     continue
                 try:
-                    await self._subscriptions(slot, slot.channel, *request)
+                    await self._subscriptions(slot, slot.conn, *request)
                 except (RestError, SessionError, httpx.HTTPError) as exc:
                     log.warning("channel %d: updating subscriptions failed (%s); retrying", slot.index, exc)
                     await asyncio.sleep(1.0)
@@ -177,35 +237,25 @@ class NotificationsSource:
             self._act(self.session.sweep(self.clock()))
 
     # -- channels -------------------------------------------------------------------------------------
-    async def _open(self, slot: Slot) -> Channel:
+    async def new_channel(self, slot: Slot) -> Channel:
         """New channel, its socket (read from the start), and the slot's topics on it."""
         token = await self.tokens.current()
         created = await self.rest.json("POST", proto.CHANNELS_PATH, ok=(200, 201))
         info = self.session.channel_created(slot.index, created, self.wall())
-        channel = Channel(
-            info,
-            token,
-            sup.Socket(
-                self.dialer,
-                self.watchdog,
-                self.clock,
-                lambda f, now: self._frame(info, f, now),
-                proto.PING,
-                f"channel {slot.index}",
-            ),
-        )
-        await self._connect(channel)
+        receive = partial(self._frame, info)
+        socket = sup.Socket(self.dialer, self.watchdog, self.clock, receive, proto.PING, slot.label)
+        channel = Channel(info, token, socket)
+        await self.connect(channel)
         try:
             await self._subscriptions(slot, channel, "PUT", self.session.planned(slot.index))
         except BaseException:
-            await self._close(channel, "failed")
+            await self.streams.close(channel, "failed")
             raise
         return channel
 
-    async def _connect(self, channel: Channel) -> None:
+    async def connect(self, channel: Channel) -> None:
         await channel.socket.connect(channel.info.uri)
         channel.socket.start()
-        self.live.add(channel)
         self.stream.connects += 1
 
     def _frame(self, info: ChannelInfo, frame: str | bytes, now: float) -> bool:
@@ -217,143 +267,42 @@ class NotificationsSource:
         apply(self.ingest, got)
         return got.traffic
 
-    async def _close(self, channel: Channel, reason: str) -> None:
-        self.live.discard(channel)
-        await channel.socket.close(reason)
-
-    async def _alive(self, channel: Channel) -> bool:
+    async def alive(self, channel: Channel) -> bool:
         response = await self.rest.request("HEAD", f"{proto.CHANNELS_PATH}/{channel.info.id}")
         return response.status_code != 404
 
-    @staticmethod
-    def _open_socket(slot: Slot) -> bool:
-        return slot.channel is not None and slot.channel.socket.open
-
-    def _update_connected(self) -> None:
-        self.stream.connected = bool(self.slots) and all(self._open_socket(s) for s in self.slots)
-
-    def _failed(self, slot: Slot, exc: BaseException) -> str:
+    def failed(self, slot: Slot, exc: BaseException) -> str:
         self.stream.last_error = f"channel {slot.index}: {type(exc).__name__}: {exc}"
         return self.stream.last_error
-
-    async def _replace(self, slot: Slot) -> Channel:
-        async with slot.lock:
-            channel = slot.channel = await sup.with_retry(
-                lambda: self._open(slot), ERRORS, delays(0.5, 30.0), lambda exc: self._failed(slot, exc)
-            )
-            self.session.channel_ready(channel.info)
-        self._opened(slot)
-        return channel
-
-    def _opened(self, slot: Slot) -> None:
-        self._update_connected()
-        if self.stream.connected:
-            self.stream.last_error = ""
-        log.info("channel %d open with %d topics", slot.index, len(self.session.slots[slot.index].subscribed))
-
-    async def _supervise(self, slot: Slot) -> None:
-        channel = await self._replace(slot)
-        while True:
-            reader = channel.socket.reader
-            assert reader is not None
-            ask = asyncio.ensure_future(slot.requests.get())
-            at = self.session.rollover_at(slot.index)
-            timeout = None if at is None else max(0.0, at - self.wall())
-            done, _ = await asyncio.wait({reader, ask}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if ask not in done:
-                ask.cancel()
-            if reader in done:
-                channel = await self._recover(slot, channel, reader.result())
-            else:
-                channel = await self._rollover(slot, channel, ask.result() if ask in done else "channel_expiry")
-
-    async def _rollover(self, slot: Slot, old: Channel, reason: str) -> Channel:
-        """Make before break: the replacement delivers before the old channel's socket goes."""
-        overlap = reason != "channel_gone"
-        if overlap:
-            self.session.dedup.start()  # the replacement may deliver from its first frame on
-        else:
-            await self._close(old, reason)  # nothing more will come through it
-        try:
-            channel = await self._replace(slot)
-        except BaseException:
-            if overlap:
-                self.session.dedup.stop()
-            raise
-        self.stream.rollovers[reason] += 1
-        log.info("channel %d rolled over to a new channel (%s)", slot.index, reason)
-        if overlap:
-            self._spawn(sup.retire(self.session.dedup, OVERLAP_SECONDS, lambda: self._close(old, "rollover")), "retire")
-        while not slot.requests.empty():  # single flight: what was asked meanwhile is done by this one
-            if slot.requests.get_nowait() == "token_refresh" and channel.token is not self.tokens.token:
-                slot.requests.put_nowait("token_refresh")
-                break
-        return channel
-
-    async def _recover(self, slot: Slot, channel: Channel, code: str) -> Channel:
-        """An unplanned socket loss: back to the same channel while it exists, else a new one."""
-        self.live.discard(channel)
-        self.stream.disconnects[code] += 1
-        self.stream.last_error = f"channel {slot.index} socket closed ({code})"
-        self._update_connected()
-        log.warning("channel %d socket closed (%s); reconnecting", slot.index, code)
-        retry = delays(0.2, 30.0)
-        while True:
-            try:
-                if not await self._alive(channel):
-                    return await self._rollover(slot, channel, "channel_gone")
-                await self._connect(channel)
-                self._opened(slot)
-                return channel
-            except ERRORS as exc:
-                self._failed(slot, exc)
-            await asyncio.sleep(next(retry))
 
     async def _probe(self) -> None:
         """HEAD each channel now and then: 404 means the platform dropped it (expiry, eviction)."""
         while True:
             await asyncio.sleep(self.probe_seconds)
             for slot in list(self.slots):
-                channel = slot.channel
+                channel = slot.conn
                 if channel is None:
                     continue
                 try:
-                    alive = await self._alive(channel)
+                    alive = await self.alive(channel)
                 except (RestError, httpx.HTTPError) as exc:
                     log.debug("channel probe failed: %s", exc)
                     continue
                 if not alive:
                     self._act(self.session.channel_gone(slot.index, channel.info.number))
 
-    async def _token_watch(self) -> None:
-        """Safe pattern on a new token: new channel -> resubscribe -> swap, slot by slot."""
-        token = await self.tokens.current()
-        while True:
-            token = await self.tokens.wait_newer(token)
-            for slot in list(self.slots):
-                slot.requests.put_nowait("token_refresh")
-
     # -- life ------------------------------------------------------------------------------------------
     async def run(self) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                for index in self.session.start():
-                    self._slot(index)
-                self._spawn(self._sweep(), "sweep")
-                self._spawn(self._probe(), "probe")
-                self._spawn(self._token_watch(), "token-watch")
-        finally:
-            self._group = None
-            self.stream.connected = False
-            await sup.close_all([c.socket.ws for c in self.live], "shutdown")
-            for channel in self.live:
-                if channel.socket.reader is not None:
-                    channel.socket.reader.cancel()
-            await self.dialer.close()
+        def start() -> None:
+            for index in self.session.start():
+                self._slot(index)
+            self.streams.spawn(self._sweep(), "sweep")
+            self.streams.spawn(self._probe(), "probe")
+
+        await self.streams.run(start)
 
     def metrics(self) -> Iterable[Metric]:
-        return self.session.metrics(sum(1 for s in self.slots if self._open_socket(s)), self.rest.results)
+        return self.session.metrics(sum(1 for s in self.slots if s.is_open), self.rest.results)
 
     def subscription_report(self) -> list[tuple[bool, str, str]]:
         return self.session.subscription_report()
