@@ -335,6 +335,7 @@ async def soak(
 
     faults: Counter[str] = Counter()
     lost_by_fault: Counter[str] = Counter()  # frames given up on in the cycle of this fault
+    twice_by_fault: Counter[str] = Counter()  # events with more than one outcome in the cycle of this fault
     unobserved: Counter[str] = Counter()  # faults that left no trace in the exporter's counters
     late_cycles: Counter[str] = Counter()  # quiet moments that timed out before the exporter caught up
     undrained_faults = 0  # destructive faults that landed before the exporter caught up
@@ -431,6 +432,9 @@ async def soak(
                 late_cycles[name] += 1
                 lost_by_fault[name] += deficit() - given_up
                 given_up = deficit()
+            elif deficit() < given_up:  # more outcomes than events: one event counted twice
+                twice_by_fault[name] += given_up - deficit()
+                given_up = deficit()
             _resume(sim)
         await checkpoint("end")
         # The end: load paused, as long as it takes (within reason) for the exporter to catch up.
@@ -464,6 +468,7 @@ async def soak(
         "events_behind_simulator_close": ledger.unsendable,
         "frames_unaccounted": unaccounted,
         "frames_given_up_by_fault": dict(lost_by_fault),
+        "events_counted_twice_by_fault": dict(twice_by_fault),
         "quiet_moments_late": dict(late_cycles),
         "destructive_faults_before_drained": undrained_faults,
         "messages": state.get("messages", {}),
