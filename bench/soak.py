@@ -5,11 +5,12 @@ runs in a process of its own (bench/soak_exporter.py), so its RSS is measured al
 /proc/<pid>/status. Every cycle one random fault hits the running exporter: a close with 1001/1011, a
 TCP drop (1006), a `socket_closing` announcement, a deleted channel (HEAD 404), expired tokens, token
 requests answered 429/500. After each fault the soak waits for the stream to come back (bound:
-RECONNECT_BOUND), pauses the load, lets both sides settle on one channel and waits until every frame
-the simulator sent has an outcome (the count is cumulative from the start: a frame handled late is
-still accounted, a lost one stays missing until the end). Closes and drops land at a quiet instant,
-once the exporter has handled everything sent (what a TCP abort loses in flight is lost for any client,
-and a slow exporter has more in flight). /metrics is scraped every SCRAPE_SECONDS, as Prometheus would.
+RECONNECT_BOUND), pauses the load, lets both sides settle on one channel and waits until every event
+the simulator sent has exactly one outcome (`Ledger`: an event, not a copy: during a rollover one event
+goes to two sockets; the count is cumulative from the start: an event handled late is still accounted,
+a lost one stays missing until the end, one counted twice shows as a negative). Closes and drops land
+at a quiet instant, once the exporter has handled everything sent (what a TCP abort loses in flight is
+lost for any client, and a slow exporter has more in flight). /metrics is scraped every SCRAPE_SECONDS.
 
 RSS ("flat within 10 %"): the warm-up lasts until every agent's first call has ended and its grace has
 passed (the demo's calls last 60-240 s after up to 13 s of ringing; 5 s grace: 270 s; post-call scores
