@@ -378,14 +378,22 @@ def record(path: Path, figures: dict[str, Any], keep: int = 6) -> None:
 
 
 def commit() -> str | None:
-    """The measured tree's commit (`git describe --always --dirty`), or None outside a checkout."""
+    """The measured tree's commit, "-dirty" when code differs from it (the results file itself aside:
+    `--output` rewrites it on every run); None outside a checkout."""
     try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10, check=True
-        )
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/*.json"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return f"{head}-dirty" if changed else head or None
 
 
 def main(argv: list[str] | None = None) -> int:
