@@ -102,3 +102,15 @@ def test_soak_machinery_accounts_every_frame_through_faults() -> None:
     assert result["missed_recoveries"] == []
     assert result["frames_checked"] > 0
     assert result["frames_unaccounted"] == 0
+
+
+def test_freshness_accounts_every_frame_and_measures_each_reading() -> None:
+    """A short paced stream, scraped and not: every frame accounted (the round raises otherwise)."""
+    from bench import freshness_bench
+
+    result = freshness_bench.run(agents=200, rate=1000.0, seconds=3.0, rounds=0, warmup=0.5).as_dict()
+    scraped, quiet = result["freshness"]["scraped"], result["freshness"]["not_scraped"]
+    assert scraped["readings"] > 1000 and quiet["readings"] > 1000
+    assert scraped["scrapes_done"] >= 2 and scraped["page_gzip_bytes"] > 0
+    assert 0 < scraped["p50_ms"] <= scraped["p99_ms"] <= scraped["max_ms"]
+    assert result["ingest_with_vs_without_scrapes"] > 0
