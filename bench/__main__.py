@@ -22,7 +22,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import freshness_bench, ingest_bench, memory_bench, render_bench, scrape_bench, transcript_bench
+from bench import (
+    freshness_bench,
+    ingest_bench,
+    memory_bench,
+    notifications_bench,
+    render_bench,
+    scrape_bench,
+    transcript_bench,
+)
 from bench.frames import build_frames
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -37,6 +45,7 @@ SCRAPE_MAX_RATIO = 0.02
 SCRAPE_MAX_STEP_MS = 5.0
 FRESHNESS_MAX_P99_MS = 5.0  # send -> applied (in every later scrape), 10 000 events/s, 10 000 agents
 SCRAPED_INGEST_MIN_RATIO = 0.95  # ingest capacity with a scrape every second / without
+NOTIFICATIONS_MIN_RATIO = 0.8  # the default source's path / a bare aiohttp client
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scrape-agents", type=int, help="agents for the incremental scrape (default 50000)")
     parser.add_argument(
         "--only",
-        choices=("ingest", "render", "memory", "scrape", "transcripts", "freshness", "page"),
+        choices=("ingest", "render", "memory", "scrape", "transcripts", "freshness", "page", "notifications"),
         action="append",
         help="run only these benchmarks (repeatable)",
     )
@@ -85,7 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.ledger = (not quick) if args.ledger is None else args.ledger
     args.scrape_agents = args.scrape_agents or (10_000 if quick else 50_000)
     args.freshness_seconds = args.freshness_seconds or (6.0 if quick else 20.0)
-    args.only = set(args.only or ("ingest", "render", "memory", "scrape", "transcripts", "freshness", "page"))
+    args.only = set(
+        args.only or ("ingest", "render", "memory", "scrape", "transcripts", "freshness", "page", "notifications")
+    )
     return args
 
 
@@ -163,6 +174,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"{share['general_path']:.1%} took Ingest.conversation):"
             )
             details += [f"    {stage:<44} {cost:6.2f}" for stage, cost in ledger["us_per_msg"].items()]
+
+    if "notifications" in args.only:
+        print("notifications: the default source's path over a socket ...", file=sys.stderr, flush=True)
+        try:
+            notes = notifications_bench.run(**({"calls": 100, "lines_per_call": 6, "rounds": 1} if args.quick else {}))
+        except RuntimeError as exc:
+            errors.append(f"notifications: {exc}")
+        else:
+            data = results["notifications"] = notes.as_dict()
+            ratio = notes.ratio()
+            ok = ratio >= NOTIFICATIONS_MIN_RATIO
+            rows.append(_row("notifications path / bare aiohttp", f"{ratio:.3f}", f">= {NOTIFICATIONS_MIN_RATIO}", ok))
+            if not ok:
+                missed.append(f"notifications: {ratio:.3f} x a bare client's rate, budget >= {NOTIFICATIONS_MIN_RATIO}")
+            rows.append(_row("  with a constant scorer", f"{data['median_ratio_constant_scorer']:.3f}", "(info)", None))
 
     if "transcripts" in args.only:
         print("transcripts: analyzer throughput and transcript ingest ...", file=sys.stderr, flush=True)
@@ -381,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "scrape_max_loop_step_ms": SCRAPE_MAX_STEP_MS,
         "freshness_max_p99_ms": FRESHNESS_MAX_P99_MS,
         "scraped_ingest_min_ratio": SCRAPED_INGEST_MIN_RATIO,
+        "notifications_min_ratio": NOTIFICATIONS_MIN_RATIO,
     }
     results["missed"] = missed
     results["errors"] = errors

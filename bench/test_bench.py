@@ -114,3 +114,13 @@ def test_freshness_accounts_every_frame_and_measures_each_reading() -> None:
     assert scraped["scrapes_done"] >= 2 and scraped["page_gzip_bytes"] > 0
     assert 0 < scraped["p50_ms"] <= scraped["p99_ms"] <= scraped["max_ms"]
     assert result["ingest_with_vs_without_scrapes"] > 0
+
+
+def test_notifications_path_accounts_every_frame() -> None:
+    from bench import notifications_bench
+
+    result = notifications_bench.run(calls=10, lines_per_call=2, rounds=1).as_dict()
+    outcomes = result["outcomes_last_round"]
+    assert sum(outcomes.values()) == result["frames_per_round"]
+    assert outcomes["reading"] == 10 * 2 and outcomes["duplicate"] > 0  # each line scored; both topics' copies
+    assert result["median_ratio"] > 0 and result["median_ratio_constant_scorer"] > 0
