@@ -55,7 +55,7 @@ k8s: $(STAMP)
 	$(PY) deploy/kubernetes/generate.py
 
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench; status=$$?; $(PY) -m bench.table && exit $$status
 
 # The end-to-end time-to-page into bench/time_to_page.json, which `make bench` reports (issue 13).
 bench-page: $(STAMP)
