@@ -25,6 +25,7 @@ from genesys_sentiment_exporter.sources.notifications_session import (
     SessionError,
     SyncTopics,
     apply,
+    refused_permissions,
 )
 from genesys_sentiment_exporter.sources.supervisor import Watchdog, WatchdogPolicy, classify_close
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
@@ -206,3 +207,28 @@ def test_deduplicator_nests_overlaps_and_close_codes_classify() -> None:
     assert classify_close(None) == ("1006", "reconnect")
     assert classify_close(1001) == ("1001", "reconnect")
     assert classify_close(1008) == ("1008", "renew_token")
+
+
+def test_a_refused_base_topic_request_stays_planned_on_its_slot_and_names_the_permissions() -> None:
+    """Issue 9 item 5: a 4xx to the base topics is a rejection, not a retry storm; they stay planned (the
+    shell asks again on the same channel) while a refused per-call topic leaves the plan."""
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    assert session.start() == [0]
+    queue = proto.queue_topic("q1")
+    answer = {"messageParams": {"missingPermissions": "routing:queue:view, analytics:queueObservation:view"}}
+    assert session.subscriptions_refused(0, "PUT", [queue], 403, "denied", answer) == [queue]
+    assert session.planned(0) == [queue] and session.sync_request(0) == ("POST", [queue])
+    assert session.rejected["http_403"] == 1
+    assert session.missing_permissions == {"routing:queue:view", "analytics:queueObservation:view"}
+    report = session.subscription_report()
+    assert any(not ok and f"{queue}: rejected (denied); missing permissions: analytics" in t for ok, _w, t in report)
+    per_call = proto.sentiment_topic("c1")
+    session.plan.add(per_call)
+    assert session.subscriptions_refused(0, "POST", [per_call], 400, "bad") == []
+    assert session.planned(0) == [queue]
+
+
+def test_refused_permissions_reads_only_what_the_answer_names() -> None:
+    assert refused_permissions({"messageParams": {"missingPermissions": ["b", " a ", 3]}}) == ("a", "b")
+    assert refused_permissions({"messageParams": "x"}) == ()
+    assert refused_permissions(None) == ()

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -38,6 +38,7 @@ from genesys_sentiment_exporter.sources.notifications_session import (
     Rollover,
     SessionError,
     apply,
+    refused_permissions,
 )
 from genesys_sentiment_exporter.sources.stream import Stream, Streams
 from genesys_sentiment_exporter.stream_state import StreamState
@@ -45,6 +46,7 @@ from genesys_sentiment_exporter.stream_state import StreamState
 log = logging.getLogger("exporter.source.notifications")
 
 SWEEP_SECONDS = 0.25
+REFUSED_BACKOFF = (2.0, 300.0)  # seconds: first retry of refused base topics, and the cap
 ERRORS: tuple[type[BaseException], ...] = (RestError, SessionError, httpx.HTTPError, *sup.CONNECT_ERRORS)
 
 
@@ -63,6 +65,12 @@ class Slot(Stream[Channel]):
         self.source, self.index, self.label = source, index, f"channel {index}"
         self.dirty = asyncio.Event()
         self.lock = asyncio.Lock()
+        self.refusals: Iterator[float] | None = None  # while the base topics are refused: when to ask again
+
+    @property
+    def ready(self) -> bool:
+        """Not while its base topics are refused and no channel has one: nothing could be attributed."""
+        return self.is_open and (self.refusals is None or self.source.base_subscribed())
 
     def deadline(self) -> float | None:
         at = self.source.session.rollover_at(self.index)
@@ -167,25 +175,53 @@ class NotificationsSource:
         try:
             body = await self.rest.json(method, path, [{"id": t} for t in topics])
         except RestError as exc:
-            # Per-call topics: a refusal is final for them (rejected, counted, not asked again). A request
-            # that carries the base topics is retried as before: without them nothing can be attributed.
-            per_call = not any(t in self.session.base_topics for t in topics)
-            if per_call and 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 429):
-                log.warning(
-                    "channel %d: %s %d topics refused with HTTP %d", slot.index, method, len(topics), exc.status
-                )
-                self.session.subscriptions_refused(slot.index, method, topics, exc.status, str(exc))
-                return
-            raise
+            if not 400 <= exc.status < 500 or exc.status in (401, 404, 408, 429):
+                raise  # transient, or the channel is gone: retried, or a new channel
+            self._refused(slot, method, topics, exc)
+            return
         self.session.subscriptions_answered(slot.index, method, body, topics)
+        if any(t in self.session.base_topics for t in topics):
+            slot.refusals = None
+            self.streams.changed()
+
+    def _refused(self, slot: Slot, method: str, topics: list[str], exc: RestError) -> None:
+        """A 4xx is the platform's answer, not a failure: rejected and counted, never a new channel. Refused
+        base topics are asked for again on this channel (`_sync`), on a slow capped backoff."""
+        base = self.session.subscriptions_refused(slot.index, method, topics, exc.status, str(exc), exc.body)
+        missing = ", ".join(refused_permissions(exc.body)) or "none named"
+        named = ", ".join(topics[:3]) + (f" and {len(topics) - 3} more" if len(topics) > 3 else "")
+        log.warning(
+            "channel %d: %s of %s refused with HTTP %d (missing permissions: %s)%s",
+            slot.index,
+            method,
+            named,
+            exc.status,
+            missing,
+            "; asking again on the same channel" if base else "",
+        )
+        if base:
+            slot.refusals = slot.refusals or delays(*REFUSED_BACKOFF)
+            self.stream.last_error = f"channel {slot.index}: base topics refused with HTTP {exc.status}: {exc}"
+            slot.dirty.set()
+            self.streams.changed()
+
+    def base_subscribed(self) -> bool:
+        base = self.session.base_topics
+        return any(t in s.subscribed for s in self.session.slots for t in base)
 
     async def _sync(self, slot: Slot) -> None:
         """Bring the slot's channel to the planned topics."""
         while True:
             await slot.dirty.wait()
+            if slot.refusals is not None:  # the base topics were refused: ask again later, the same PUT
+                await asyncio.sleep(next(slot.refusals))
             slot.dirty.clear()
             async with slot.lock:
-                request = self.session.sync_request(slot.index)
+                request = (
+                    ("PUT", self.session.planned(slot.index))
+                    if slot.refusals is not None
+                    else self.session.sync_request(slot.index)
+                )
                 if slot.conn is None or request is None:
                     continue
                 try:

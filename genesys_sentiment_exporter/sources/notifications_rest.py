@@ -54,9 +54,12 @@ class TokenBucket:
 
 
 class RestError(Exception):
-    def __init__(self, message: str, status: int = 0) -> None:
+    """`body`: the error answer's JSON when it had one (a 4xx names the missing permissions there)."""
+
+    def __init__(self, message: str, status: int = 0, body: Any = None) -> None:
         super().__init__(message)
         self.status = status
+        self.body = body
 
 
 class PlatformRest:
@@ -134,9 +137,14 @@ class PlatformRest:
     async def json(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
         response = await self.request(method, path, body)
         if response.status_code not in ok:
+            try:
+                body = response.json()
+            except (ValueError, RecursionError):
+                body = None
             raise RestError(
                 f"{method} {path} answered HTTP {response.status_code}: {self._excerpt(response)}",
                 response.status_code,
+                body,
             )
         try:
             return response.json()

@@ -94,6 +94,14 @@ class SlotState:
     closing_announced: int = 0  # number of the channel that announced socket_closing
 
 
+def refused_permissions(body: object) -> tuple[str, ...]:
+    """The permissions a 4xx answer says are missing (`messageParams.missingPermissions`: "a, b" or a list)."""
+    params = body.get("messageParams") if isinstance(body, dict) else None
+    value = params.get("missingPermissions") if isinstance(params, dict) else None
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+    return tuple(sorted({i.strip()[:100] for i in items if isinstance(i, str) and i.strip()}))[:20]
+
+
 def parse_expires(value: object) -> float:
     if not isinstance(value, str):
         return 0.0
@@ -109,8 +117,9 @@ def apply(ingest: Ingest, received: Received) -> Outcome:
     if received.reading is not None:
         return ingest.conversation(received.reading, None)
     if received.readings or received.utterances:
-        for party, said in received.utterances:
-            ingest.count_utterance(party, said)
+        counts = ingest.utterances  # each unscored (party, outcome) counted once
+        for key in received.utterances:  # not Counter.update: its Mapping check costs more than the loop
+            counts[key] += 1
         scored = [ingest.utterance(reading) for reading in received.readings]
         message = Outcome.READING if Outcome.READING in scored else received.outcome or Outcome.TRANSCRIPT
         ingest.count(message)
@@ -278,12 +287,18 @@ class NotificationsSession:
         parsed = transcription.read_message(message.body, message.topic_id)
         if parsed is None:
             return Received(Outcome.MALFORMED)
-        who = self.attribution.attribute(parsed.conversation_id, None)
+        attribution, conversation_id = self.attribution, parsed.conversation_id
+        who = attribution.attribute(conversation_id, None)
         if parsed.utterances:
-            self._arrived("transcription", parsed.conversation_id, _now)
-        connected = self.attribution.connected_wall(parsed.conversation_id)
+            self._arrived("transcription", conversation_id, _now)
+        connected = attribution.connected_wall(conversation_id) if type(who) is tuple else None
         decision = self.transcripts.decide(parsed, who, wall, connected)
-        return Received(Outcome(decision.outcome), readings=decision.readings, utterances=decision.utterances)
+        outcome = decision.outcome  # already an `Outcome` member: no conversion per frame
+        return Received(
+            outcome if isinstance(outcome, Outcome) else Outcome(outcome),
+            readings=decision.readings,
+            utterances=decision.utterances,
+        )
 
     def _arrived(self, kind: str, conversation_id: str, now: float) -> None:
         seen = self.cadence[kind]
@@ -384,17 +399,29 @@ class NotificationsSession:
         adds = sorted(desired - state.subscribed)
         return ("POST", adds) if adds else None
 
-    def subscriptions_refused(self, slot: int, method: str, requested: list[str], status: int, detail: str) -> None:
+    def subscriptions_refused(
+        self, slot: int, method: str, requested: list[str], status: int, detail: str, body: object = None
+    ) -> list[str]:
         """A 4xx answer to a PUT/POST of `requested` topics: every one of them is rejected (counted, logged,
-        shown by `check`), dropped from the plan so it is not asked again: never a retry storm, never a
-        new channel. With `ignoreErrors=true` the platform lists each topic instead; this is the fallback."""
-        body = {"entities": [{"id": t, "state": "Rejected", "rejectionReason": f"http_{status}"} for t in requested]}
-        self.subscriptions_answered(slot, method, body, requested)
+        shown by `check` with the permissions the answer names): never a retry storm, never a new channel.
+        Per-call topics leave the plan (not asked again). Base topics stay planned on this slot: nothing can
+        be attributed without them and a permission can be granted later, so the shell asks again, slowly,
+        on the same channel. Returns the base topics refused. With `ignoreErrors=true` the platform lists
+        each topic instead; this is the fallback."""
+        missing = refused_permissions(body)
+        answer = {"entities": [{"id": t, "state": "Rejected", "rejectionReason": f"http_{status}"} for t in requested]}
+        self.subscriptions_answered(slot, method, answer, requested)
+        self.missing_permissions.update(missing)
         for topic in requested:
             key = topic if topic in self.base_topics else proto.topic_kind(topic)
             result = self.topic_results.get(key)
             if result is not None and not result.permitted:
-                self.topic_results[key] = proto.TopicResult(topic, False, result.reason, (), detail[:300])
+                self.topic_results[key] = proto.TopicResult(topic, False, result.reason, missing, detail[:300])
+        base = [t for t in requested if t in self.base_topics]
+        for topic in base:  # back where it was: the same channel asks again
+            self.plan.slots[slot].add(topic)
+            self.plan.where[topic] = slot
+        return base
 
     def subscriptions_answered(self, slot: int, method: str, body: object, requested: list[str]) -> None:
         """Record the platform's answer to a PUT/POST of `requested` topics on the slot's channel."""

@@ -67,8 +67,8 @@ class Streams(Generic[C]):
         self.spawn(stream.supervise(), stream.label.replace(" ", "-"))
 
     def changed(self) -> None:
-        """Connected while every stream has an open socket; that clears the last error."""
-        self.state.connected = bool(self.all) and all(s.is_open for s in self.all)
+        """Connected while every stream is ready; that clears the last error."""
+        self.state.connected = bool(self.all) and all(s.ready for s in self.all)
         if self.state.connected:
             self.state.last_error = ""
 
@@ -127,6 +127,11 @@ class Stream(ABC, Generic[C]):
     @property
     def is_open(self) -> bool:
         return self.conn is not None and self.conn.socket.open
+
+    @property
+    def ready(self) -> bool:
+        """What readiness asks of this stream: an open socket (a source may ask more)."""
+        return self.is_open
 
     def request(self, reason: str) -> None:
         self.requests.put_nowait(reason)

@@ -43,6 +43,15 @@ QUEUE_TOPIC = "v2.routing.queues.q1.conversations"
 RECONNECT_BOUND = 10.0  # seconds from the fault to a subscribed stream (backoff caps at 30 s; faults here are one-off)
 
 
+def refusals_kept_the_channel(sim: FaultySimulator, exporter: Exporter) -> None:
+    """Issue 9 item 5: a 4xx to the base topics' PUT is a counted rejection, asked again on the same
+    channel: no new channel, no retry storm (the two refused PUTs, then the one that succeeds)."""
+    assert sim.notifications.channels_created == 1
+    assert sim.faults[0].hits == 2
+    assert [m for m, _c, _t in sim.notifications.subscription_requests if m == "PUT"] == ["PUT"]
+    assert exporter.source.session.rejected["http_400"] == 2  # type: ignore[attr-defined]
+
+
 def hang(seconds: float) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
     async def answer(_request: web.Request) -> web.StreamResponse | None:
         await asyncio.sleep(seconds)
@@ -114,6 +123,7 @@ class Scenario:
     during: Callable[[FaultySimulator, Exporter], Awaitable[None]] | None = None  # fault on a running stream
     before: Callable[[FaultySimulator], None] | None = None  # fault before the exporter starts
     counted: Callable[[Exporter], bool] | None = None  # the fault left its trace in the metrics
+    after: Callable[[FaultySimulator, Exporter], None] | None = None  # what the recovery must not have done
 
 
 SCENARIOS = [
@@ -146,6 +156,7 @@ SCENARIOS = [
     Scenario(
         "subscription_400",
         before=lambda s: s.inject("PUT", "/api/v2/notifications/channels/", status(400, "bad"), times=2) and None,
+        after=refusals_kept_the_channel,
     ),
     Scenario(
         "subscription_500",
@@ -257,6 +268,8 @@ async def test_scenario(scenario: Scenario) -> None:
                 await account(sim, exporter)
                 if scenario.counted is not None:
                     assert scenario.counted(exporter), scenario.name
+                if scenario.after is not None:
+                    scenario.after(sim, exporter)
                 texts.append((await body(http, exporter.metrics_url))[1])
                 assert exporter.running, "an exporter task ended"  # one that stops ends the run
                 texts += [exporter.stream.last_error, exporter.tokens.last_error]
@@ -267,6 +280,43 @@ async def test_scenario(scenario: Scenario) -> None:
     for secret in secrets_of(exporter, tokens):
         for text in texts:
             assert secret not in text
+
+
+async def test_refused_base_topics_keep_readiness_false_and_are_asked_again_on_the_same_channel() -> None:
+    """A 403 naming the missing permissions: counted, logged once per answer with the topic and the
+    permissions, /-/ready 503 and `check` says what to grant; once granted, the same channel subscribes."""
+    sim = FaultySimulator(SimulatorConfig(client_secret=CANARY_SECRET, notifications_heartbeat_seconds=1.0))
+    await sim.start()
+    refusal = {
+        "message": "Subscription rejected",
+        "code": "missing.permissions",
+        "status": 403,
+        "messageParams": {"missingPermissions": "routing:queue:view, analytics:queueObservation:view"},
+    }
+    fault = sim.inject("PUT", "/api/v2/notifications/channels/", json_answer(refusal, 403))
+    with captured_logs("debug") as (logs, redactor):
+        exporter = Exporter(settings_for(sim, source="notifications", queue_id=["q1"]), redactor)
+        await exporter.start()
+        try:
+            source = exporter.source
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+                await wait_for(lambda: fault.hits >= 2, timeout=20, what="the refused PUT asked again")
+                code, text = await body(http, exporter.web.url + "/-/ready")
+                assert code == 503 and "base topics refused with HTTP 403" in text, text
+                report = source.subscription_report()
+                assert any("routing:queue:view" in line for ok, _w, line in report if not ok), report
+                assert source.session.rejected["http_403"] == fault.hits  # type: ignore[attr-defined]
+                sim.clear()  # the permission is granted
+                await wait_for(lambda: exporter.stream.connected, timeout=30, what="subscribed after the grant")
+                assert (await body(http, exporter.web.url + "/-/ready"))[0] == 200
+            assert sim.notifications.channels_created == 1  # every attempt on the first channel
+            assert fault.hits <= 6  # a slow backoff (2 s doubling), not a retry storm
+            assert QUEUE_TOPIC in sim.notifications.channels[next(iter(sim.notifications.channels))].topics
+        finally:
+            await exporter.stop()
+            await sim.stop()
+    refused = [line for line in logs.getvalue().splitlines() if "refused with HTTP 403" in line]
+    assert refused and QUEUE_TOPIC in refused[0] and "analytics:queueObservation:view" in refused[0], refused
 
 
 # -- failures that do not recover by themselves: the truth in /-/ready and `check`, nothing leaked --
