@@ -159,3 +159,17 @@ def test_post_call_book_keeps_the_last_call_and_a_recent_mean() -> None:
     book.record("a2", "q1", "x", 0.1, None, 0.0)
     book.record("a3", "q1", "y", 0.1, None, 0.0)
     assert list(book.agents) == ["a2", "a3"]  # bounded: the oldest agent went
+
+
+def test_numbers_too_large_for_a_float_are_no_time_not_a_crash() -> None:
+    # json.loads turns 400 digits into an int that math.isfinite cannot take (OverflowError).
+    huge = 10**400
+    batch = body(utterance("u1", "-0.5", offset=huge))
+    batch["sessionStartTimeMs"] = huge
+    batch["transcriptionStartTimeMs"] = True  # bool is no number either
+    message = read_message(batch, "c1")
+    assert message is not None and message.utterances[0].spoken_at is None
+    (reading,) = numbers().decide(message, WHO, 77.0).readings
+    assert reading.timestamp == 77.0  # the arrival time, as for any body that cannot say when
+    batch = body(utterance("u2", "-0.5", offset=huge))  # a good origin, an offset beyond a float
+    assert read_message(batch, "c1").utterances[0].spoken_at is None  # type: ignore[union-attr]

@@ -127,6 +127,10 @@ def parse(frame: str | bytes) -> Message:
         if text == "pong":
             return Message(Kind.PONG, topic, body)
         return Message(Kind.CONTROL, topic, body)
+    if topic.endswith(".transcription"):  # the bulk of a transcript stream: one match, not four
+        match = _TRANSCRIPTION.match(topic)
+        if match:
+            return Message(Kind.TRANSCRIPTION, topic, body, match.group(1))
     for pattern, kind in (
         (_USERS, Kind.CONVERSATION),
         (_QUEUES, Kind.CONVERSATION),

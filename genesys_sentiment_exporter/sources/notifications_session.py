@@ -117,8 +117,9 @@ def apply(ingest: Ingest, received: Received) -> Outcome:
     if received.reading is not None:
         return ingest.conversation(received.reading, None)
     if received.readings or received.utterances:
-        for party, said in received.utterances:
-            ingest.count_utterance(party, said)
+        counts = ingest.utterances  # each unscored (party, outcome) counted once
+        for key in received.utterances:  # not Counter.update: its Mapping check costs more than the loop
+            counts[key] += 1
         scored = [ingest.utterance(reading) for reading in received.readings]
         message = Outcome.READING if Outcome.READING in scored else received.outcome or Outcome.TRANSCRIPT
         ingest.count(message)
@@ -286,12 +287,18 @@ class NotificationsSession:
         parsed = transcription.read_message(message.body, message.topic_id)
         if parsed is None:
             return Received(Outcome.MALFORMED)
-        who = self.attribution.attribute(parsed.conversation_id, None)
+        attribution, conversation_id = self.attribution, parsed.conversation_id
+        who = attribution.attribute(conversation_id, None)
         if parsed.utterances:
-            self._arrived("transcription", parsed.conversation_id, _now)
-        connected = self.attribution.connected_wall(parsed.conversation_id)
+            self._arrived("transcription", conversation_id, _now)
+        connected = attribution.connected_wall(conversation_id) if type(who) is tuple else None
         decision = self.transcripts.decide(parsed, who, wall, connected)
-        return Received(Outcome(decision.outcome), readings=decision.readings, utterances=decision.utterances)
+        outcome = decision.outcome  # already an `Outcome` member: no conversion per frame
+        return Received(
+            outcome if isinstance(outcome, Outcome) else Outcome(outcome),
+            readings=decision.readings,
+            utterances=decision.utterances,
+        )
 
     def _arrived(self, kind: str, conversation_id: str, now: float) -> None:
         seen = self.cadence[kind]

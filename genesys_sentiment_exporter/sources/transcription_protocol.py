@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from genesys_sentiment_exporter.analysis import CannotScore, UtteranceAnalyzer
+from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.model import Reading
 
 TRANSCRIPTION = re.compile(r"^v2\.conversations\.([^.]+)\.transcription$")
@@ -43,10 +45,11 @@ def transcription_topic(conversation_id: str) -> str:
 class MessageOutcome:
     """What became of a transcription message (the messages counter's `outcome`)."""
 
-    TRANSCRIPT = "transcript"  # carried utterances: each is counted in the utterances family
-    KEEPALIVE = "transcript_keepalive"  # no utterances, session ongoing (at start and every 5 minutes)
-    ENDED = "transcript_ended"  # no utterances, SESSION_ENDED
-    MALFORMED = "malformed"
+    # `Outcome` members, so the session hands them on without converting a string per frame.
+    TRANSCRIPT = Outcome.TRANSCRIPT  # carried utterances: each is counted in the utterances family
+    KEEPALIVE = Outcome.TRANSCRIPT_KEEPALIVE  # no utterances, session ongoing (at start and every 5 minutes)
+    ENDED = Outcome.TRANSCRIPT_ENDED  # no utterances, SESSION_ENDED
+    MALFORMED = Outcome.MALFORMED
 
 
 class UtteranceOutcome:
@@ -66,7 +69,9 @@ class UtteranceOutcome:
     MALFORMED = "malformed"  # no alternatives, or not an object
 
 
-@dataclass(slots=True, frozen=True)
+# Not frozen, like `model.Reading`: a frozen dataclass' __init__ sets each field through
+# object.__setattr__, a cost paid per utterance on the hot path (bench/README.md). Treat as immutable.
+@dataclass(slots=True)
 class Utterance:
     utterance_id: str
     party: str  # customer, agent, or "" for an unknown channel
@@ -84,54 +89,70 @@ class TranscriptMessage:
     malformed: int = 0  # transcript entries that were not objects
 
 
+_LARGEST = int(sys.float_info.max)  # an int beyond this has no float: math.isfinite would raise
+
+
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+    """A finite float, or None: bool is no number, and neither is an int too large for a float.
+
+    Exact types, not isinstance: bodies come from json.loads, which makes no subclasses.
+    """
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is int and -_LARGEST <= value <= _LARGEST:
+        return float(value)
+    return None
 
 
 def read_message(body: dict[str, Any], topic_id: str) -> TranscriptMessage | None:
-    """The parts of a `TranscriptionTopicTranscriptionMessage` we use; None without a conversation."""
+    """The parts of a `TranscriptionTopicTranscriptionMessage` we use; None without a conversation.
+
+    Written for the hot path (one call per frame, bench/README.md): exact `type(...) is` checks,
+    lookups bound once, no helper call per field; every field still checked before it is used.
+    """
     conversation_id = body.get("conversationId")
-    if not isinstance(conversation_id, str) or not conversation_id:
+    if type(conversation_id) is not str or not conversation_id:
         conversation_id = topic_id
     if not conversation_id:
         return None
     status_obj = body.get("status")
-    status = status_obj.get("status") if isinstance(status_obj, dict) else None
-    message = TranscriptMessage(conversation_id, status if isinstance(status, str) else "")
+    status = status_obj.get("status") if type(status_obj) is dict else None
+    message = TranscriptMessage(conversation_id, status if type(status) is str else "")
+    transcripts = body.get("transcripts")
+    if type(transcripts) is not list or not transcripts:
+        return message
     # The offset's origin is not documented (sessionStartTimeMs or transcriptionStartTimeMs, tens of ms
     # apart): the session start, as the issue and the third-party latency study read it.
     origin = _number(body.get("sessionStartTimeMs"))
     if origin is None:
         origin = _number(body.get("transcriptionStartTimeMs"))
-    transcripts = body.get("transcripts")
-    if not isinstance(transcripts, list):
-        return message
+    append, parties, number = message.utterances.append, CHANNEL_PARTY, _number
     for entry in transcripts:
-        if not isinstance(entry, dict):
+        if type(entry) is not dict:
             message.malformed += 1
             continue
-        uid = entry.get("utteranceId")
-        channel = entry.get("channel")
-        dialect = entry.get("dialect")
+        get = entry.get
+        uid, channel, dialect, alternatives = get("utteranceId"), get("channel"), get("dialect"), get("alternatives")
         text: str | None = None
         spoken_at: float | None = None
-        alternatives = entry.get("alternatives")
-        if isinstance(alternatives, list) and alternatives and isinstance(alternatives[0], dict):
-            best = alternatives[0]  # Genesys sends one alternative today
-            decorated, raw = best.get("decoratedTranscript"), best.get("transcript")
-            text = decorated if isinstance(decorated, str) and decorated else raw if isinstance(raw, str) else ""
-            offset = _number(best.get("offsetMs"))
+        if type(alternatives) is list and alternatives and type(best := alternatives[0]) is dict:
+            # Genesys sends one alternative today
+            decorated = best.get("decoratedTranscript")
+            if type(decorated) is str and decorated:
+                text = decorated
+            else:
+                raw = best.get("transcript")
+                text = raw if type(raw) is str else ""
+            offset = number(best.get("offsetMs"))
             if origin is not None and offset is not None:
                 spoken_at = (origin + offset) / 1000.0
-        message.utterances.append(
+        append(
             Utterance(
-                uid if isinstance(uid, str) else "",
-                CHANNEL_PARTY.get(channel, "") if isinstance(channel, str) else "",
-                entry.get("isFinal") is True,
+                uid if type(uid) is str else "",
+                parties.get(channel, "") if type(channel) is str else "",
+                get("isFinal") is True,
                 text,
-                dialect if isinstance(dialect, str) and dialect else None,
+                dialect if type(dialect) is str and dialect else None,
                 spoken_at,
             )
         )
@@ -142,7 +163,7 @@ def read_message(body: dict[str, Any], topic_id: str) -> TranscriptMessage | Non
 class Decision:
     """A message's outcome, the readings to hand the tracker, and the other utterances' outcomes."""
 
-    outcome: str
+    outcome: str  # a MessageOutcome, or the attribution's outcome (both `Outcome` members)
     readings: list[Reading] = field(default_factory=list)
     utterances: list[tuple[str, str]] = field(default_factory=list)  # (party, outcome) of the unscored
     ended: bool = False  # SESSION_ENDED: the topic can go once the call's grace is over
@@ -169,58 +190,66 @@ class Transcripts:
         wall: float,
         connected_at: float | None = None,
     ) -> Decision:
-        """`who` is (agent, queue) from the conversation topics, or the outcome saying why there is none."""
+        """`who` is (agent, queue) from the conversation topics, or the outcome saying why there is none.
+
+        The checks run in a fixed order, first match wins, so each utterance gets exactly one outcome:
+        unknown channel, partial, malformed, repeat, party not scored, before the agent, then the
+        analyzer's answer (a reading or its refusal). Inlined: this loop runs once per utterance.
+        """
         ended = message.status == "SESSION_ENDED"
-        if not message.utterances and not message.malformed:
+        utterances = message.utterances
+        if not utterances and not message.malformed:
             return Decision(MessageOutcome.ENDED if ended else MessageOutcome.KEEPALIVE, ended=ended)
-        decision = Decision(MessageOutcome.TRANSCRIPT, ended=ended)
-        decision.utterances.extend(("", UtteranceOutcome.MALFORMED) for _ in range(message.malformed))
+        counted: list[tuple[str, str]] = [("", UtteranceOutcome.MALFORMED)] * message.malformed
+        decision = Decision(MessageOutcome.TRANSCRIPT, [], counted, ended)
         if isinstance(who, str):
             decision.outcome = who  # unattributed / stale: the message's outcome says it
-            decision.utterances.extend((u.party, UtteranceOutcome.UNATTRIBUTED) for u in message.utterances)
+            counted.extend([(u.party, UtteranceOutcome.UNATTRIBUTED) for u in utterances])
             return decision
         agent, queue = who
-        seen = self.scored.get(message.conversation_id)
+        conversation_id = message.conversation_id
+        seen = self.scored.get(conversation_id)
         if seen is None:
-            seen = self.scored[message.conversation_id] = set()
+            seen = self.scored[conversation_id] = set()
             while len(self.scored) > self.remember:
                 self.scored.popitem(last=False)
-        for utterance in message.utterances:
+        parties, analyze, readings = self.parties, self.analyzer.analyze, decision.readings
+        # INTERNAL speech that began this long before the agent connected was an IVR or queue prompt.
+        before = None if connected_at is None else connected_at - BEFORE_AGENT_TOLERANCE
+        for utterance in utterances:
             party = utterance.party
-            outcome = self._unscored(utterance, seen, connected_at)
-            if outcome:
-                decision.utterances.append((party, outcome))
-                continue
-            result = self.analyzer.analyze(utterance.text or "", utterance.dialect)
-            if utterance.utterance_id:
-                seen.add(utterance.utterance_id)
-            if isinstance(result, CannotScore):
-                decision.utterances.append((party, result.reason.value))
-                if result.reason.value in ("unsupported_language", "unknown_language"):
+            if not party:
+                counted.append((party, UtteranceOutcome.UNKNOWN_CHANNEL))
+            elif not utterance.final:
+                counted.append((party, UtteranceOutcome.PARTIAL))
+            elif utterance.text is None:
+                counted.append((party, UtteranceOutcome.MALFORMED))
+            elif utterance.utterance_id in seen:  # never holds "": an utterance without id is never a repeat
+                counted.append((party, UtteranceOutcome.REPEAT))
+            elif party not in parties:
+                counted.append((party, UtteranceOutcome.PARTY_NOT_SCORED))
+            elif (
+                party == AGENT
+                and before is not None
+                and utterance.spoken_at is not None
+                and utterance.spoken_at < before
+            ):
+                counted.append((party, UtteranceOutcome.BEFORE_AGENT))
+            else:
+                result = analyze(utterance.text, utterance.dialect)
+                if utterance.utterance_id:
+                    seen.add(utterance.utterance_id)
+                if type(result) is float:
+                    spoken = utterance.spoken_at
+                    readings.append(
+                        Reading(agent, queue, conversation_id, result, wall if spoken is None else spoken, None, party)
+                    )
+                    continue
+                assert isinstance(result, CannotScore)
+                reason = result.reason.value
+                counted.append((party, reason))
+                if reason in ("unsupported_language", "unknown_language"):
                     per_queue = self.unscorable.setdefault(utterance.dialect or "(none)", {})
                     if queue in per_queue or len(per_queue) < 100:
                         per_queue[queue] = per_queue.get(queue, 0) + 1
-                continue
-            timestamp = utterance.spoken_at if utterance.spoken_at is not None else wall
-            decision.readings.append(Reading(agent, queue, message.conversation_id, result, timestamp, None, party))
         return decision
-
-    def _unscored(self, utterance: Utterance, seen: set[str], connected_at: float | None) -> str:
-        if not utterance.party:
-            return UtteranceOutcome.UNKNOWN_CHANNEL
-        if not utterance.final:
-            return UtteranceOutcome.PARTIAL
-        if utterance.text is None:
-            return UtteranceOutcome.MALFORMED
-        if utterance.utterance_id and utterance.utterance_id in seen:
-            return UtteranceOutcome.REPEAT
-        if utterance.party not in self.parties:
-            return UtteranceOutcome.PARTY_NOT_SCORED
-        if (
-            utterance.party == AGENT
-            and connected_at is not None
-            and utterance.spoken_at is not None
-            and utterance.spoken_at < connected_at - BEFORE_AGENT_TOLERANCE
-        ):
-            return UtteranceOutcome.BEFORE_AGENT
-        return ""
