@@ -107,3 +107,57 @@ def test_soak_machinery_accounts_every_frame_through_faults() -> None:
     assert result["exporter_pid"] != os.getpid() == result["soak_pid"]
     assert result["rss"]["samples"] >= 2 and result["rss"]["start_bytes"] > 0
     assert result["structures"]["end"]["tracker_agents"] > 0
+
+
+def test_freshness_accounts_every_frame_and_measures_each_reading() -> None:
+    """A short paced stream, scraped: every frame accounted (the round raises otherwise)."""
+    import asyncio
+
+    from bench import freshness_bench
+
+    scraped = asyncio.run(freshness_bench.freshness_round(1000.0, 2.0, 200, True, 0.2))
+    assert scraped["readings"] > 800 and scraped["tracked_agents"] == 200
+    assert scraped["scrapes_done"] >= 1 and scraped["page_gzip_bytes"] > 0
+    assert 0 < scraped["p50_ms"] <= scraped["p99_ms"] <= scraped["max_ms"]
+    assert scraped["loop_cpu_us_per_frame"] > 0
+
+
+def test_notifications_path_accounts_every_frame() -> None:
+    from bench import notifications_bench
+
+    result = notifications_bench.run(calls=10, lines_per_call=2, rounds=1).as_dict()
+    outcomes = result["outcomes_last_round"]
+    assert sum(outcomes.values()) == result["frames_per_round"]
+    assert outcomes["reading"] == 10 * 2 and outcomes["duplicate"] > 0  # each line scored; both topics' copies
+    assert result["median_ratio"] > 0 and result["median_ratio_constant_scorer"] > 0
+
+
+def test_readme_performance_table_is_what_results_json_says() -> None:
+    """The README's table is generated (python -m bench.table): a figure edited by hand fails here."""
+    import json
+
+    from bench import table
+
+    results = json.loads(table.RESULTS.read_text())
+    readme = table.README.read_text()
+    assert table.render_readme(readme, results) == readme, "run python -m bench.table"
+    assert len(table.rows(results)) >= 5
+
+
+def test_the_table_says_missed_for_a_missed_budget() -> None:
+    from bench import table
+
+    results = {
+        "budget": {"memory_max_bytes_per_agent": 1024},
+        "memory": {
+            "tracemalloc": {
+                "agents": 10,
+                "bytes_per_agent": 2000.0,
+                "state_bytes_per_agent": 1500.0,
+                "cache_bytes_per_agent": 500.0,
+                "page_bytes_per_agent": 700.0,
+            }
+        },
+    }
+    [(_what, measured, budget, status)] = table.rows(results)
+    assert "2 000 B" in measured and budget == "<= 1024 B" and status == "**missed**"

@@ -38,6 +38,7 @@ import multiprocessing.connection
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -346,13 +347,53 @@ def run_socket(calls: int = 200, lines_per_call: int = 20, rounds: int = 5) -> S
         return asyncio.run(socket_rounds(server, frames, rounds))
 
 
-def record(path: Path, figures: dict[str, Any]) -> None:
-    """Write `figures` under the `transcript` key of `path`, every other key kept as it was."""
+def summary(figures: dict[str, Any]) -> dict[str, Any]:
+    """A run's headline figures, kept in `history` so a change's before and after sit side by side."""
+    socket = figures.get("socket", {})
+    clients = socket.get("clients", {})
+    return {
+        "when": figures.get("when"),
+        "commit": figures.get("commit"),
+        "median_ratio_vader": socket.get("median_ratio_vader"),
+        "median_ratio_without_scoring": socket.get("median_ratio_without_scoring"),
+        "frames_per_s_median": {name: c.get("frames_per_s_median") for name, c in clients.items()},
+        "rounds": socket.get("rounds"),
+        "loadavg_1m": figures.get("loadavg_1m"),
+        "analyzer_utterances_per_s": figures.get("analyzer_utterances_per_s"),
+    }
+
+
+def record(path: Path, figures: dict[str, Any], keep: int = 6) -> None:
+    """Write `figures` under the `transcript` key of `path`, every other key kept as it was; the run
+    they replace joins `history` (the last `keep` runs' headline figures, oldest first)."""
     document: dict[str, Any] = {}
     if path.exists():
         document = json.loads(path.read_text())
-    document["transcript"] = figures
+    previous = document.get("transcript")
+    history: list[dict[str, Any]] = []
+    if isinstance(previous, dict):
+        history = [*previous.get("history", []), summary(previous)][-keep:]
+    document["transcript"] = {**figures, "history": history}
     path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def commit() -> str | None:
+    """The measured tree's commit, "-dirty" when code differs from it (the results file itself aside:
+    `--output` rewrites it on every run); None outside a checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/*.json"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if changed else head or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "aiohttp": aiohttp.__version__,
         "quick": args.quick,
+        "commit": commit(),
     }
     if not args.socket_only:
         result = run(50, 10, 3, 5_000) if args.quick else run()

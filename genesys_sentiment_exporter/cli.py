@@ -308,6 +308,7 @@ def simulator_config(args: argparse.Namespace) -> Any:
 
     options["org_traps"] = tuple(args.org_traps or ())  # what `audit` finds (simulator org_config.py)
     options["forbidden_permissions"] = tuple(args.forbidden_permissions or ())
+    options["current_user_topics"] = tuple(args.current_user_topics or ())
     if args.token_lifetime_seconds is not None:
         options["token_lifetime_seconds"] = float(args.token_lifetime_seconds)
     elif args.command == "demo":
@@ -385,7 +386,16 @@ def _add_simulator_flags(parser: argparse.ArgumentParser) -> None:
         "--forbid-permission",
         action="append",
         dest="forbidden_permissions",
-        help="a permission the simulated OAuth client lacks (its reads answer 403), e.g. routing:queue:view",
+        help="a permission the simulated OAuth client lacks (repeatable): its reads answer 403 and the topics "
+        "that need it are rejected with missingPermissions, e.g. routing:queue:view",
+    )
+    parser.add_argument(
+        "--current-user-topic",
+        action="append",
+        dest="current_user_topics",
+        help="an fnmatch pattern of topics that require the current user (repeatable): availabletopics flags "
+        "them requiresCurrentUser and subscriptions refuse them, as for a user-less client-credentials token, "
+        "e.g. 'v2.users.*.conversations'",
     )
     parser.add_argument(
         "--transcript-batch-seconds",

@@ -181,22 +181,34 @@ class AgentText:
                 agent.slot = slot
             # The AGENT_FAMILIES values, inlined (this loop is the scrape's cost); the tests compare
             # the page with generate_latest's, which goes through the value functions.
-            at, end = 3 * slot, 3 * slot + 3
+            # Head and label are written only when the row is new or the labels changed (the value
+            # text is what a reading changes); `b"%r"` is `_float` for the finite values that come here.
+            at = 3 * slot
             label = agent.label
-            count = len(agent.scores)
-            readings[at:end] = (heads[2], label, counts(float(count)))
-            active[at:end] = (heads[4], label, counts(1.0 if agent.phase is Phase.ACTIVE else 0.0))
+            scores = agent.scores
+            count = len(scores)
+            if readings[at + 1] is not label:
+                readings[at], readings[at + 1], active[at], active[at + 1] = heads[2], label, heads[4], label
+            readings[at + 2] = counts(float(count))
+            active[at + 2] = counts(1.0 if agent.phase is Phase.ACTIVE else 0.0)
             if count:
-                rolling[at:end] = (heads[0], label, f"{_float(sum(agent.scores) / count)}\n".encode())
-                score[at:end] = (heads[1], label, scores_text(agent.last_score))
-                last[at:end] = (heads[3], label, f"{_float(agent.last_timestamp)}\n".encode())
-            else:
-                rolling[at:end] = score[at:end] = last[at:end] = _EMPTY_ROW
+                if rolling[at + 1] is not label:
+                    rolling[at], rolling[at + 1], score[at], score[at + 1] = heads[0], label, heads[1], label
+                    last[at], last[at + 1] = heads[3], label
+                value = sum(scores) / count
+                rolling[at + 2] = b"%r\n" % value if value - value == 0 else f"{_float(value)}\n".encode()
+                score[at + 2] = scores_text(scores[(agent.readings - 1) % count])
+                value = float(agent.last_timestamp)
+                last[at + 2] = b"%r\n" % value if value - value == 0 else f"{_float(value)}\n".encode()
+            elif rolling[at + 1]:
+                rolling[at : at + 3] = score[at : at + 3] = last[at : at + 3] = _EMPTY_ROW
             trend = agent.trend
-            if trend is None:
-                trend_rows[at:end] = _EMPTY_ROW
-            else:
-                trend_rows[at:end] = (heads[5], label, scores_text(trend))
+            if trend is not None:
+                if trend_rows[at + 1] is not label:
+                    trend_rows[at], trend_rows[at + 1] = heads[5], label
+                trend_rows[at + 2] = scores_text(trend)
+            elif trend_rows[at + 1]:
+                trend_rows[at : at + 3] = _EMPTY_ROW
         if done > 4096:  # a set keeps the table of its largest size: let a burst's go
             self.tracker.changed = set()
         return True

@@ -344,3 +344,19 @@ def test_simulate_answers_a_token_request() -> None:
     assert process.returncode == 0, stderr  # SIGTERM is a clean shutdown
     assert f"127.0.0.1:{port}" in stdout
     assert "Traceback" not in stderr
+
+
+def test_simulate_flags_set_topics_that_require_the_current_user() -> None:
+    from genesys_cloud_simulator.topics import requires_current_user
+
+    from genesys_sentiment_exporter.cli import build_parser, simulator_config
+
+    args = build_parser().parse_args(
+        ["simulate", "--current-user-topic", "v2.users.*.conversations", "--current-user-topic", "v2.x"]
+    )
+    config = simulator_config(args)
+    assert tuple(config.current_user_topics) == ("v2.users.*.conversations", "v2.x")
+    assert requires_current_user(config, "v2.users.a1.conversations")
+    assert not requires_current_user(config, "v2.routing.queues.q1.conversations")
+    assert simulator_config(build_parser().parse_args(["simulate"])).current_user_topics == ()
+    assert "missingPermissions" in run_cli("simulate", "--help").stdout.replace("\n", " ")

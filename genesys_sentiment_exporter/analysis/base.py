@@ -89,12 +89,12 @@ class UtteranceAnalyzer:
         """A score in [-1, 1], or `CannotScore`. Never raises for any text or dialect."""
         if not dialect:
             return CannotScore(CannotScoreReason.UNKNOWN_LANGUAGE, "the utterance carries no dialect")
-        if not self.supports(dialect):
+        if not (self._cache.get(dialect) or self.supports(dialect)):  # the cache first: once per utterance
             return CannotScore(
                 CannotScoreReason.UNSUPPORTED_LANGUAGE,
                 f"{self.name} scores {', '.join(sorted(self.languages))}, not {dialect[:35]}",
             )
-        if not any(ch.isalnum() for ch in text):
+        if not (text[:1].isalnum() or any(ch.isalnum() for ch in text)):  # most utterances start with a letter
             return CannotScore(CannotScoreReason.EMPTY_TEXT)
         try:
             value = float(self.scorer.score(text))

@@ -1,0 +1,397 @@
+"""Freshness and scrape interference at 10 000 agents: what a 1 s scrape costs the stream (issue 13).
+
+Three processes, so nothing measured shares an interpreter with what drives it:
+- a paced server (`paced_serve`): the analytics WebSocket handshake, then the stream at a steady
+  rate (default 10 000 events/s over 10 000 agents, the ingest bench's protocol mix), in batches
+  every 10 ms, each frame's `eventTime` set to the wall-clock time it is written (microseconds);
+- the exporter's pieces in this process: the real `AnalyticsWebSocketSource` (aiohttp socket,
+  parse, session, `Ingest`, `AgentTracker`) and the real `/metrics` app (`web.build_app` with the
+  collector's `prepare`) on one event loop, as in the exporter;
+- a scraper (`scrape_every`): GET /metrics with `Accept-Encoding: gzip` (as Prometheus asks) once a
+  second on a fixed schedule, reading the whole body.
+
+**Freshness** (budgeted p99 <= 5 ms). The page is rendered from the tracker when a scrape starts
+(each agent's rows are re-rendered from its state before its block is joined), so a reading is
+in every scrape that starts after the tracker applied it: the delay beyond the scrape interval's
+own sampling is the time from the frame leaving the server to the tracker applying it. It is
+measured for every reading as `time.time()` right after `Ingest.conversation_fields` returns
+minus the frame's `eventTime` (the same machine's clock in both processes). It includes the
+socket, aiohttp's reader, parsing, and every wait behind other work on the loop: above all the
+scrape's own steps, which is what this figure is about. Measured with the scraper on and, in the
+same run, off; the first `warmup` seconds (agents being created) are left out.
+
+**Ingest with scrapes** (budgeted >= 0.95x). The blast server (`blast_server.py`) sends N frames
+as fast as the socket takes them over 10 000 agents; the subject consumes them with the same
+`/metrics` app running, with the scraper on or off, in rounds that alternate; the figure is the
+median of the with/without rate ratios of adjacent rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import http.client
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+from bench.blast_server import ACK, BlastServer
+from bench.frames import build_frames
+from bench.ingest_bench import new_source
+from genesys_sentiment_exporter.catalogue import Outcome
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.metrics import ExporterCollector, new_registry
+from genesys_sentiment_exporter.stream_state import StreamState
+from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
+from genesys_sentiment_exporter.web import build_app
+
+TICK = 0.01  # the paced server writes a batch every 10 ms
+
+
+# --- the paced server (its own process) -------------------------------------------------------
+
+
+async def _events(reader: asyncio.StreamReader, proto: ServerProtocol) -> list[Any]:
+    while True:
+        events = proto.events_received()
+        if events:
+            return events
+        data = await reader.read(65536)
+        if not data:
+            proto.receive_eof()
+            return []
+        proto.receive_data(data)
+
+
+class Pacer:
+    def __init__(self, events: list[dict[str, Any]], rate: float, seconds: float) -> None:
+        self.events = events
+        self.rate = rate
+        self.seconds = seconds
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        proto = ServerProtocol(max_size=None)
+        try:
+            events = await _events(reader, proto)
+            if not events or not isinstance(events[0], Request):
+                return
+            proto.send_response(proto.accept(events[0]))
+            writer.write(b"".join(proto.data_to_send()))
+            while not any(isinstance(e, Frame) and e.opcode is Opcode.TEXT for e in await _events(reader, proto)):
+                pass
+            proto.send_text(ACK.encode())
+            writer.write(b"".join(proto.data_to_send()))
+            per_tick = self.rate * TICK
+            total = int(self.rate * self.seconds)
+            sent = 0
+            start = time.monotonic()
+            tick = 0
+            dumps = json.JSONEncoder(separators=(",", ":")).encode
+            while sent < total:
+                tick += 1
+                due = min(total, int(per_tick * tick))
+                now = time.time()
+                stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+                chunk = []
+                for event in self.events[sent:due] if due <= len(self.events) else []:
+                    if "eventTime" in event:
+                        event["eventTime"] = stamp
+                    chunk.append(Frame(Opcode.TEXT, dumps(event).encode()).serialize(mask=False))
+                sent = due
+                writer.write(b"".join(chunk))
+                await writer.drain()
+                await asyncio.sleep(max(0.0, start + tick * TICK - time.monotonic()))
+            proto.send_close(1000, "done")
+            writer.write(b"".join(proto.data_to_send()))
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    while proto.close_rcvd is None and await _events(reader, proto):
+                        pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def _paced(pipe: multiprocessing.connection.Connection, rate: float, seconds: float, agents: int) -> None:
+    events = [json.loads(f) for f in build_frames(int(rate * seconds), agents=agents, seed=13)]
+    pacer = Pacer(events, rate, seconds)
+    server = await asyncio.start_server(pacer.handle, "127.0.0.1", 0)
+    pipe.send({"port": server.sockets[0].getsockname()[1], "frames": len(events)})
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+    server.close()
+
+
+def paced_serve(pipe: multiprocessing.connection.Connection, rate: float, seconds: float, agents: int) -> None:
+    with contextlib.suppress(EOFError, KeyboardInterrupt):
+        asyncio.run(_paced(pipe, rate, seconds, agents))
+
+
+# --- the scraper (its own process) ------------------------------------------------------------
+
+
+def scrape_every(pipe: multiprocessing.connection.Connection, port: int, interval: float) -> None:
+    """GET /metrics every `interval` until told to stop; report [(start, end, status, bytes)]."""
+    scrapes: list[tuple[float, float, int, int]] = []
+    start = time.monotonic()
+    n = 0
+    while not pipe.poll(max(0.0, start + n * interval - time.monotonic())):
+        if n == 1:
+            pipe.send("ready")  # one scrape done: the stream may start
+        n += 1
+        began = time.time()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+            response = conn.getresponse()
+            body = response.read()
+            scrapes.append((began, time.time(), response.status, len(body)))
+        except OSError:
+            scrapes.append((began, time.time(), 0, 0))
+        finally:
+            conn.close()
+    pipe.send(scrapes)
+
+
+class Scraper:
+    def __init__(self, port: int, interval: float = 1.0) -> None:
+        self.port, self.interval = port, interval
+        self.scrapes: list[tuple[float, float, int, int]] = []
+
+    async def __aenter__(self) -> Scraper:
+        ctx = multiprocessing.get_context("spawn")
+        self._pipe, child = ctx.Pipe()
+        self._process = ctx.Process(target=scrape_every, args=(child, self.port, self.interval), daemon=True)
+        self._process.start()
+        if not await asyncio.to_thread(self._pipe.poll, 120) or self._pipe.recv() != "ready":
+            raise RuntimeError("the scraper did not start")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._pipe.send("stop")  # the loop keeps serving a scrape under way meanwhile
+        if await asyncio.to_thread(self._pipe.poll, 60):
+            self.scrapes = self._pipe.recv()
+        await asyncio.to_thread(self._process.join, 10)
+
+
+# --- the subject (this process) ---------------------------------------------------------------
+
+
+class TimedIngest(Ingest):
+    """The real Ingest; records, per reading applied, how long after its frame was sent."""
+
+    def __init__(self, tracker: AgentTracker) -> None:
+        super().__init__(tracker)
+        self.delays: list[tuple[float, float]] = []  # (applied at, applied - sent)
+
+    def conversation_fields(
+        self,
+        agent_id: str,
+        queue_id: str,
+        conversation_id: str,
+        state: str | None,
+        score: float | None,
+        timestamp: float,
+        sentiment: str,
+    ) -> Outcome:
+        outcome = super().conversation_fields(agent_id, queue_id, conversation_id, state, score, timestamp, sentiment)
+        if outcome is Outcome.READING:
+            now = time.time()
+            self.delays.append((now, now - timestamp))
+        return outcome
+
+
+@contextlib.asynccontextmanager
+async def metrics_app(ingest: Ingest) -> Any:
+    """The exporter's /metrics app over this ingest, on this loop; yields its port."""
+    collector = ExporterCollector(
+        tracker=ingest.tracker,
+        ingest=ingest,
+        stream=StreamState(),
+        tokens=None,
+        source_name="analytics-websocket",
+        ready=lambda: True,
+    )
+    app = build_app(new_registry(collector), "/metrics", lambda: None, prepare_scrape=collector.prepare)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _consume(base_url: str, ingest: Ingest) -> tuple[int, float, str]:
+    source = new_source(base_url, ingest)
+    try:
+        conn = await source.connect_with_retry()
+        before = sum(ingest.messages.values())
+        start = time.perf_counter()
+        code = await source.read(conn)
+        elapsed = time.perf_counter() - start
+        await conn.ws.close()
+    finally:
+        await source.dialer.close()
+    return sum(ingest.messages.values()) - before, elapsed, code
+
+
+def _tracker(agents: int) -> AgentTracker:
+    return AgentTracker(TrackerLimits(max_agents=2 * agents))
+
+
+async def freshness_round(rate: float, seconds: float, agents: int, scrape: bool, warmup: float) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    server = ctx.Process(target=paced_serve, args=(child, rate, seconds, agents), daemon=True)
+    server.start()
+    try:
+        if not parent.poll(120):
+            raise RuntimeError("paced server did not start")
+        info = parent.recv()
+        ingest = TimedIngest(_tracker(agents))
+        async with metrics_app(ingest) as port:
+            gc.collect()
+            async with Scraper(port) if scrape else contextlib.nullcontext(None) as scraper:
+                cpu = time.thread_time()  # this thread runs the loop: the stream and the scrapes
+                handled, elapsed, code = await _consume(f"http://127.0.0.1:{info['port']}", ingest)
+                cpu = time.thread_time() - cpu
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("stop")
+        server.join(10)
+    if handled != info["frames"] or code != "1000":
+        raise RuntimeError(f"freshness: {handled} of {info['frames']} frames accounted for (close {code})")
+    first = ingest.delays[0][0] + warmup if ingest.delays else 0.0
+    delays = [delay for at, delay in ingest.delays if at >= first]
+    result: dict[str, Any] = {
+        "scrapes": scrape,
+        "readings": len(delays),
+        "p50_ms": _pct(delays, 0.5) * 1e3,
+        "p99_ms": _pct(delays, 0.99) * 1e3,
+        "max_ms": max(delays) * 1e3,
+        "rate_achieved": handled / elapsed,
+        "loop_cpu_us_per_frame": cpu / handled * 1e6,
+        "tracked_agents": len(ingest.tracker.agents),
+    }
+    if scraper is not None:
+        ok = [(end - start) for start, end, status, _size in scraper.scrapes if status == 200]
+        result["scrapes_done"] = len(ok)
+        result["scrape_p50_ms"] = statistics.median(ok) * 1e3 if ok else None
+        result["page_gzip_bytes"] = statistics.median(s[3] for s in scraper.scrapes) if scraper.scrapes else 0
+        if len(ok) != len(scraper.scrapes):
+            raise RuntimeError(f"freshness: {len(scraper.scrapes) - len(ok)} scrapes failed")
+    return result
+
+
+async def ingest_round(server: BlastServer, agents: int, scrape: bool) -> tuple[float, list[float]]:
+    ingest = Ingest(_tracker(agents))
+    async with metrics_app(ingest) as port:
+        gc.collect()
+        async with Scraper(port) if scrape else contextlib.nullcontext(None) as scraper:
+            began = time.time()
+            handled, elapsed, code = await _consume(server.base_url, ingest)
+    if handled != server.frames or code != "1000":
+        raise RuntimeError(f"ingest with scrapes: {handled} of {server.frames} frames accounted for (close {code})")
+    during = [end - start for start, end, _s, _b in scraper.scrapes if began <= start] if scraper is not None else []
+    return handled / elapsed, during
+
+
+@dataclass
+class FreshnessResult:
+    freshness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    with_scrapes: list[float] = field(default_factory=list)
+    without_scrapes: list[float] = field(default_factory=list)
+    scrapes_during_blast: list[float] = field(default_factory=list)
+    frames: int = 0
+    agents: int = 0
+
+    @property
+    def p99_ms(self) -> float:
+        return float(self.freshness["scraped"]["p99_ms"])
+
+    @property
+    def ingest_ratio(self) -> float:
+        """Ingest capacity with a scrape every second / without: the loop's CPU per frame, without
+        over with, at the steady rate (what is left of the loop for the stream)."""
+        return float(
+            self.freshness["not_scraped"]["loop_cpu_us_per_frame"] / self.freshness["scraped"]["loop_cpu_us_per_frame"]
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        blast = (
+            statistics.median(w / wo for w, wo in zip(self.with_scrapes, self.without_scrapes, strict=True))
+            if self.with_scrapes
+            else None
+        )
+        return {
+            "agents": self.agents,
+            "freshness": self.freshness,
+            "freshness_p50_ms": self.freshness["scraped"]["p50_ms"],
+            "freshness_p99_ms": self.p99_ms,
+            "ingest_with_vs_without_scrapes": self.ingest_ratio,
+            "blast_frames_per_round": self.frames,
+            "blast_with_scrapes_msgs_per_s": self.with_scrapes,
+            "blast_without_scrapes_msgs_per_s": self.without_scrapes,
+            "blast_with_vs_without_ratio": blast,
+            "blast_scrape_seconds": self.scrapes_during_blast,
+        }
+
+
+def run(
+    agents: int = 10_000,
+    rate: float = 10_000.0,
+    seconds: float = 20.0,
+    frames: int = 300_000,
+    rounds: int = 1,
+    warmup: float = 3.0,
+) -> FreshnessResult:
+    async def main() -> FreshnessResult:
+        result = FreshnessResult(frames=frames, agents=agents)
+        for scrape in (True, False):
+            name = "scraped" if scrape else "not_scraped"
+            result.freshness[name] = await freshness_round(rate, seconds, agents, scrape, warmup)
+        if rounds:
+            with BlastServer(frames, agents=agents) as server:
+                await ingest_round(server, agents, False)  # warm-up, discarded
+                order = [True, False]
+                for _ in range(rounds):
+                    for scrape in order:
+                        rate_, scrapes = await ingest_round(server, agents, scrape)
+                        (result.with_scrapes if scrape else result.without_scrapes).append(rate_)
+                        result.scrapes_during_blast += scrapes
+                    order.reverse()
+        return result
+
+    random.seed(5)
+    logging.getLogger("exporter").setLevel(logging.ERROR)
+    return asyncio.run(main())
+
+
+if __name__ == "__main__":
+    import sys
+
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 20.0
+    print(json.dumps(run(seconds=seconds).as_dict(), indent=2))

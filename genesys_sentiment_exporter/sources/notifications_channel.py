@@ -1,0 +1,176 @@
+"""One Notifications API channel slot: its channel's life and its topics, for `NotificationsSource`.
+
+A `Slot` is a `stream.Stream` (the shared loop replaces its channel make-before-break and recovers it);
+what it adds is the channel's own: `POST /channels` then the socket then the slot's topics (`open`);
+after an unplanned loss, the same channel while HEAD says it exists (`reopen`); and `sync`, which keeps
+the channel's subscriptions equal to the session's plan. A 4xx to a subscription request is the
+platform's answer, not a failure: the topics are rejected (counted, logged with the permissions the
+answer names, shown by `check`), never a new channel; refused base topics are asked for again on the
+same channel on a slow capped backoff, and the slot is not ready meanwhile if no channel has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+import httpx
+
+from genesys_sentiment_exporter.backoff import delays
+from genesys_sentiment_exporter.oauth import Token
+from genesys_sentiment_exporter.sources import notifications_protocol as proto
+from genesys_sentiment_exporter.sources import supervisor as sup
+from genesys_sentiment_exporter.sources.notifications_rest import RestError
+from genesys_sentiment_exporter.sources.notifications_session import ChannelInfo, SessionError, refused_permissions
+from genesys_sentiment_exporter.sources.stream import Stream
+
+if TYPE_CHECKING:
+    from genesys_sentiment_exporter.sources.notifications import NotificationsSource
+
+log = logging.getLogger("exporter.source.notifications")
+
+REFUSED_BACKOFF = (2.0, 300.0)  # seconds: first retry of refused base topics, and the cap
+ERRORS: tuple[type[BaseException], ...] = (RestError, SessionError, httpx.HTTPError, *sup.CONNECT_ERRORS)
+
+
+@dataclass(eq=False)
+class Channel:
+    info: ChannelInfo
+    token: Token
+    socket: sup.Socket
+
+
+class Slot(Stream[Channel]):
+    """One channel of up to 1000 topics."""
+
+    def __init__(self, source: NotificationsSource, index: int) -> None:
+        super().__init__(source.streams)
+        self.source, self.session, self.index, self.label = source, source.session, index, f"channel {index}"
+        self.dirty = asyncio.Event()  # the plan changed: `sync` brings the channel to it
+        self.lock = asyncio.Lock()
+        self.refusals: Iterator[float] | None = None  # while the base topics are refused: when to ask again
+
+    @property
+    def ready(self) -> bool:
+        """Not while its base topics are refused and no channel has one: nothing could be attributed."""
+        base = self.session.base_topics
+        return self.is_open and (
+            self.refusals is None or any(t in s.subscribed for s in self.session.slots for t in base)
+        )
+
+    def deadline(self) -> float | None:
+        at = self.session.rollover_at(self.index)
+        return None if at is None else max(0.0, at - self.source.wall())
+
+    def failed(self, exc: BaseException) -> str:
+        self.source.stream.last_error = f"channel {self.index}: {type(exc).__name__}: {exc}"
+        return self.source.stream.last_error
+
+    # -- the channel -----------------------------------------------------------------------------------
+    async def open(self) -> Channel:
+        async with self.lock:
+            self.conn = channel = await sup.with_retry(self._new_channel, ERRORS, delays(0.5, 30.0), self.failed)
+            self.session.channel_ready(channel.info)
+        log.info("channel %d open with %d topics", self.index, len(self.session.slots[self.index].subscribed))
+        return channel
+
+    async def _new_channel(self) -> Channel:
+        """New channel, its socket (read from the start), and the slot's topics on it."""
+        source = self.source
+        token = await source.tokens.current()
+        created = await source.rest.json("POST", proto.CHANNELS_PATH, ok=(200, 201))
+        info = self.session.channel_created(self.index, created, source.wall())
+        receive = partial(source.frame, info)
+        socket = sup.Socket(source.dialer, source.watchdog, source.clock, receive, proto.PING, self.label)
+        channel = Channel(info, token, socket)
+        await self._connect(channel)
+        try:
+            await self._subscriptions(channel, "PUT", self.session.planned(self.index))
+        except BaseException:
+            await self.streams.close(channel, "failed")
+            raise
+        return channel
+
+    async def _connect(self, channel: Channel) -> None:
+        await channel.socket.connect(channel.info.uri)
+        channel.socket.start()
+        self.source.stream.connects += 1
+
+    async def reopen(self, channel: Channel) -> Channel | None:
+        """Back to the same channel while it exists (HEAD), else None: a new one."""
+        retry = delays(0.2, 30.0)
+        while True:
+            try:
+                if not await self.alive(channel):
+                    return None
+                await self._connect(channel)
+                return channel
+            except ERRORS as exc:
+                self.failed(exc)
+            await asyncio.sleep(next(retry))
+
+    async def alive(self, channel: Channel) -> bool:
+        response = await self.source.rest.request("HEAD", f"{proto.CHANNELS_PATH}/{channel.info.id}")
+        return response.status_code != 404
+
+    # -- its topics ------------------------------------------------------------------------------------
+    async def sync(self) -> None:
+        """Bring the channel to the planned topics, whenever the plan changes."""
+        while True:
+            await self.dirty.wait()
+            if self.refusals is not None:  # the base topics were refused: ask again later, the same PUT
+                await asyncio.sleep(next(self.refusals))
+            self.dirty.clear()
+            async with self.lock:
+                request = (
+                    ("PUT", self.session.planned(self.index))
+                    if self.refusals is not None
+                    else self.session.sync_request(self.index)
+                )
+                if self.conn is None or request is None:
+                    continue
+                try:
+                    await self._subscriptions(self.conn, *request)
+                except (RestError, SessionError, httpx.HTTPError) as exc:
+                    log.warning("channel %d: updating subscriptions failed (%s); retrying", self.index, exc)
+                    await asyncio.sleep(1.0)
+                    self.dirty.set()
+
+    async def _subscriptions(self, channel: Channel, method: str, topics: list[str]) -> None:
+        # ignoreErrors=true: the platform answers each topic Permitted/Rejected instead of failing the whole
+        # request for one refused topic (what the official SDKs send).
+        path = f"{proto.CHANNELS_PATH}/{channel.info.id}/subscriptions?ignoreErrors=true"
+        try:
+            body = await self.source.rest.json(method, path, [{"id": t} for t in topics])
+        except RestError as exc:
+            if not 400 <= exc.status < 500 or exc.status in (401, 404, 408, 429):
+                raise  # transient, or the channel is gone: retried, or a new channel
+            self._refused(method, topics, exc)
+            return
+        self.session.subscriptions_answered(self.index, method, body, topics)
+        if any(t in self.session.base_topics for t in topics):
+            self.refusals = None
+            self.streams.changed()
+
+    def _refused(self, method: str, topics: list[str], exc: RestError) -> None:
+        base = self.session.subscriptions_refused(self.index, method, topics, exc.status, str(exc), exc.body)
+        missing = ", ".join(refused_permissions(exc.body)) or "none named"
+        named = ", ".join(topics[:3]) + (f" and {len(topics) - 3} more" if len(topics) > 3 else "")
+        log.warning(
+            "channel %d: %s of %s refused with HTTP %d (missing permissions: %s)%s",
+            self.index,
+            method,
+            named,
+            exc.status,
+            missing,
+            "; asking again on the same channel" if base else "",
+        )
+        if base:
+            self.refusals = self.refusals or delays(*REFUSED_BACKOFF)
+            self.source.stream.last_error = f"channel {self.index}: base topics refused with HTTP {exc.status}: {exc}"
+            self.dirty.set()
+            self.streams.changed()
