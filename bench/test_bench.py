@@ -8,6 +8,7 @@ no timing is asserted.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 from prometheus_client.exposition import generate_latest
@@ -102,6 +103,10 @@ def test_soak_machinery_accounts_every_frame_through_faults() -> None:
     assert result["missed_recoveries"] == []
     assert result["frames_checked"] > 0
     assert result["frames_unaccounted"] == 0
+    # The RSS judged is the exporter's, measured in a process of its own (not the simulator's).
+    assert result["exporter_pid"] != os.getpid() == result["soak_pid"]
+    assert result["rss"]["samples"] >= 2 and result["rss"]["start_bytes"] > 0
+    assert result["structures"]["end"]["tracker_agents"] > 0
 
 
 def test_freshness_accounts_every_frame_and_measures_each_reading() -> None:

@@ -133,6 +133,21 @@ def test_unscorable_utterances_are_counted_never_zero() -> None:
     assert t.unscorable == {"fr-FR": {"q1": 1}, "(none)": {"q1": 1}}  # `check` names the queues
 
 
+def test_unscorable_dialects_are_bounded_in_number_and_length() -> None:
+    """`dialect` comes from the wire: a stream of made-up ones must not grow `check`'s table without end."""
+    analyzer = build_analyzer("vader")
+    t = Transcripts(analyzer, frozenset({"customer"}))
+    for n in range(1_000):
+        dialect = f"x{n}-" + "Y" * (100_000 if n == 0 else 2)
+        message = read_message(body(utterance(f"u{n}", "Bonjour.", dialect=dialect)), f"c{n}")
+        decision = t.decide(message, WHO, 0.0)  # type: ignore[arg-type]
+        assert decision.utterances == [("customer", "unsupported_language")]  # still counted, every one
+    assert len(t.unscorable) <= 100
+    assert max(len(d) for d in t.unscorable) <= 64
+    assert t.unscorable["x1-YY"] == {"q1": 1}  # short ones kept as they came
+    assert sum(len(d) for d in analyzer._cache) <= 1_000 * 64  # the analyzer's verdict cache, too
+
+
 def test_unattributed_and_stale_calls() -> None:
     message = read_message(body(utterance("u1", "-0.5")), "c1")
     for who in ("unattributed", "stale"):

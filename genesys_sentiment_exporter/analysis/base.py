@@ -81,7 +81,7 @@ class UtteranceAnalyzer:
         if known is None:
             full, primary = language_tags(dialect)
             known = bool(primary) and (full in self.languages or primary in self.languages)
-            if len(self._cache) < 1000:
+            if len(self._cache) < 1000 and len(dialect) <= 64:  # a wire value: bounded in number and size
                 self._cache[dialect] = known
         return known
 

@@ -36,6 +36,8 @@ CHANNEL_PARTY = {"EXTERNAL": CUSTOMER, "INTERNAL": AGENT}
 # IVR and ACD prompts are INTERNAL too: an INTERNAL utterance that began this long before the agent
 # connected is not the agent's (offsets and our connect stamp differ by a few hundred ms).
 BEFORE_AGENT_TOLERANCE = 2.0
+MAX_UNSCORABLE = 100  # dialects in `check`'s unscorable table, and queues per dialect
+MAX_DIALECT_CHARS = 64  # a BCP 47 tag is far shorter; what the wire sends beyond this is cut
 
 
 def transcription_topic(conversation_id: str) -> str:
@@ -249,7 +251,17 @@ class Transcripts:
                 reason = result.reason.value
                 counted.append((party, reason))
                 if reason in ("unsupported_language", "unknown_language"):
-                    per_queue = self.unscorable.setdefault(utterance.dialect or "(none)", {})
-                    if queue in per_queue or len(per_queue) < 100:
-                        per_queue[queue] = per_queue.get(queue, 0) + 1
+                    self._unscorable(utterance.dialect, queue)
         return decision
+
+    def _unscorable(self, dialect: str | None, queue: str) -> None:
+        """`check`'s table: the dialect comes from the wire, so both its length and the number of
+        dialects are bounded (100 dialects of 100 queues), like the queues within one."""
+        key = (dialect or "(none)")[:MAX_DIALECT_CHARS]
+        per_queue = self.unscorable.get(key)
+        if per_queue is None:
+            if len(self.unscorable) >= MAX_UNSCORABLE:
+                return
+            per_queue = self.unscorable[key] = {}
+        if queue in per_queue or len(per_queue) < MAX_UNSCORABLE:
+            per_queue[queue] = per_queue.get(queue, 0) + 1
