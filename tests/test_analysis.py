@@ -201,3 +201,35 @@ def test_onnx_without_the_extra_names_what_to_install(monkeypatch: pytest.Monkey
     monkeypatch.setitem(__import__("sys").modules, "numpy", None)
     with pytest.raises(ValueError, match=r"needs the onnx extra .*module 'numpy' is not installed"):
         build_analyzer("onnx", AnalyzerOptions(model_dir=tmp_path))
+
+
+def test_vader_scores_exactly_as_the_stock_analyzer() -> None:
+    # The scorer skips VADER's emoji rebuild for ASCII text (analysis/vader.py): same scores, every key.
+    from genesys_cloud_simulator.transcripts import AGENT_LINES, CUSTOMER_LINES, FRENCH_AGENT_LINES
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from genesys_sentiment_exporter.analysis.vader import VaderScorer
+
+    stock, ours = SentimentIntensityAnalyzer(), VaderScorer()._analyzer
+    corpus = [
+        *(line for _, line in CUSTOMER_LINES),
+        *AGENT_LINES,
+        *FRENCH_AGENT_LINES,
+        "I am NOT happy with this!!!",
+        "It was kind of good, but the wait was TERRIBLE.",
+        "not bad at all",
+        "Never so happy :) lol",
+        "  padded, with spaces and tabs\t ",
+        "",
+        "?!",
+        "I don't like it, nor do I hate it",
+        "at least it works... sort of",
+        "that was the kiss of death for the deal",
+        "I love it \U0001f600 so much",  # an emoji: the stock path
+        "\U0001f621\U0001f621",
+        "The café was nice",  # non-ASCII without emoji: the stock path too
+        "EXTREMELY disappointed, absolutely the worst",
+    ]
+    for text in corpus:
+        assert ours.polarity_scores(text) == stock.polarity_scores(text), text
+    assert ours._ascii_safe  # VADER's emoji table has no ASCII key: the fast path is taken

@@ -148,6 +148,7 @@ class AnalyticsWebSocketSource(Stream[Connection]):
             proto.parse,
             ws.receive,
         )
+        turn = sup.FRAMES_PER_TURN
         while True:
             message = await receive()
             if message.type not in sup.DATA:
@@ -156,6 +157,10 @@ class AnalyticsWebSocketSource(Stream[Connection]):
             now = stream.last_message = wall()
             dog.last_traffic = clock()
             handle(frame, parse(frame, now), number, now)
+            turn -= 1
+            if not turn:  # a flood must not starve scrapes and timers (supervisor.FRAMES_PER_TURN)
+                turn = sup.FRAMES_PER_TURN
+                await asyncio.sleep(0)
 
     def _failed(self, exc: BaseException) -> str:
         if isinstance(exc, UpgradeRefused | SubscribeRefused):
