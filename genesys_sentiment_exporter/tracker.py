@@ -330,13 +330,21 @@ class AgentTracker:
         """Drop agents whose grace period is over (alerts resolve) or who went silent."""
         idle_before = now - self.limits.idle_seconds
         gone: list[tuple[str, DropReason]] = []
+        due: set[str] = set()
         grace, agents = self._grace, self.agents
         while grace and grace[0][0] <= now:
             deadline, _n, agent_id = heapq.heappop(grace)
             agent = agents.get(agent_id)
-            if agent is not None and agent.phase is Phase.ENDING and agent.grace_deadline == deadline:
+            # One agent can hold two entries with the same deadline (a call ends, another of its calls
+            # ends in the same instant): it is dropped once.
+            if (
+                agent is not None
+                and agent_id not in due
+                and agent.phase is Phase.ENDING
+                and agent.grace_deadline == deadline
+            ):
                 gone.append((agent_id, DropReason.GRACE_ELAPSED))
-        due = {agent_id for agent_id, _reason in gone}
+                due.add(agent_id)
         for agent_id, agent in agents.items():  # oldest event first: stops at the first agent still active
             if agent.last_seen >= idle_before:
                 break

@@ -83,6 +83,18 @@ def test_repeated_end_states_do_not_extend_the_grace() -> None:
     assert "a" not in tracker.agents
 
 
+def test_two_calls_ending_in_the_same_instant_drop_the_agent_once() -> None:
+    # Found by the property test (window 1, grace 0): two heap entries with one deadline made
+    # expire() pop the agent twice, a KeyError that would end the exporter.
+    tracker = AgentTracker(TrackerLimits(window_size=1, grace_seconds=0.0, max_agents=2))
+    tracker.reading(reading("a1", "c1", 0.5), 0.0)
+    tracker.state(state("a3", "c1", "wrapup"), 0.0)
+    tracker.state(state("a3", "c2", "wrapup"), 0.0)
+    tracker.expire(0.0)
+    assert "a3" not in tracker.agents
+    assert sum(tracker.dropped.values()) == 1
+
+
 def test_call_without_any_reading_counts_as_ended_without_sentiment() -> None:
     tracker = AgentTracker(TrackerLimits(grace_seconds=1))
     tracker.state(state("a", "c1", "connected", queue="legacy"), 0)
