@@ -201,6 +201,7 @@ class RejectReason(StrEnum):
 
     MISSING_PERMISSIONS = "missing_permissions"
     REJECTED = "rejected"
+    OTHER = "other"  # beyond the first 20 distinct reasons (notifications_session.REJECT_REASONS_LIMIT)
 
 
 Kind = Literal["gauge", "counter", "info", "histogram"]

@@ -169,5 +169,7 @@ def test_session_handshake_counts_early_frames_and_numbers_sockets() -> None:
     session.dedup.start()
     session.handle(frame, parse(frame, 60.0), 1, 60.0)
     session.handle(frame, parse(frame, 60.0), 2, 60.0)
+    # the overlap keeps 16-byte digests, never the frames (up to 1 MiB each, 200 000 keys)
+    assert [len(key) for key in session.dedup.seen] == [16]
     session.dedup.stop()
     assert session.ingest.messages == {"heartbeat": 1, "control": 2, "reading": 1, "duplicate": 1}

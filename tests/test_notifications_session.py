@@ -19,6 +19,7 @@ from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
 from genesys_sentiment_exporter.sources.dedup import Deduplicator
 from genesys_sentiment_exporter.sources.notifications_session import (
+    REJECT_REASONS_LIMIT,
     NotificationsSession,
     Received,
     Rollover,
@@ -183,6 +184,19 @@ def test_rejected_subscription_leaves_the_plan_and_reports_the_permission() -> N
     assert (False, "permissions", "grant the OAuth client's role: speechAndTextAnalytics:data:view") in (
         session.subscription_report()
     )
+
+
+def test_rejection_reasons_from_the_wire_are_a_bounded_label() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    session.start()
+    topics = [proto.sentiment_topic(f"c{i}") for i in range(60)]
+    for i, topic in enumerate(topics):
+        session.plan.add(topic)
+        answer = [{"id": topic, "state": "Rejected", "rejectionReason": f"reason number {i}"}]
+        session.subscriptions_answered(0, "POST", answer, [topic])
+    assert sum(session.rejected.values()) == 60, "every rejection still counted"
+    assert len(session.rejected) == REJECT_REASONS_LIMIT + 1
+    assert session.rejected["other"] == 60 - REJECT_REASONS_LIMIT
 
 
 def test_retry_delays_grow_with_jitter_and_stay_capped() -> None:

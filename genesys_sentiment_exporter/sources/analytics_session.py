@@ -18,7 +18,7 @@ import logging
 from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources import analytics_protocol as proto
-from genesys_sentiment_exporter.sources.dedup import Deduplicator
+from genesys_sentiment_exporter.sources.dedup import Deduplicator, frame_digest
 from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source.analytics")
@@ -55,7 +55,7 @@ class AnalyticsSession:
         kind = parsed.kind
         ingest = self.ingest
         if kind == proto.Kind.CONVERSATION:
-            if self.dedup.overlaps and self.dedup.duplicate(frame, number):
+            if self.dedup.overlaps and self.dedup.duplicate(frame_digest(frame), number):
                 ingest.count(Outcome.DUPLICATE)
                 return
             ingest.conversation_fields(

@@ -6,7 +6,16 @@ importing any I/O.
 
 from __future__ import annotations
 
+import hashlib
+
 DEDUP_LIMIT = 200_000
+
+
+def frame_digest(frame: str | bytes) -> bytes:
+    """A frame as a 16-byte key: the de-duplicator may hold `DEDUP_LIMIT` keys during an overlap,
+    and a frame may be up to 1 MiB; the frames themselves would then stay alive with it."""
+    data = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else frame
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 class Deduplicator:

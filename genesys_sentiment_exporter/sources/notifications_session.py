@@ -43,6 +43,8 @@ from genesys_sentiment_exporter.sources import transcription_protocol as transcr
 from genesys_sentiment_exporter.sources.dedup import Deduplicator
 
 log = logging.getLogger("exporter.source.notifications")
+# Distinct rejection reasons kept as label values; more become `other` (they come from the platform).
+REJECT_REASONS_LIMIT = 20
 
 
 class SessionError(Exception):
@@ -442,7 +444,10 @@ class NotificationsSession:
             if result.permitted:
                 state.subscribed.add(result.topic)
                 continue
-            self.rejected[result.reason] += 1
+            reason = result.reason
+            if reason not in self.rejected and len(self.rejected) >= REJECT_REASONS_LIMIT:
+                reason = catalogue.RejectReason.OTHER  # the platform's reasons are wire text: a bounded label
+            self.rejected[reason] += 1
             self.missing_permissions.update(result.missing_permissions)
             self.plan.remove(result.topic)
             state.subscribed.discard(result.topic)
