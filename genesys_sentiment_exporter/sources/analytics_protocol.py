@@ -16,6 +16,18 @@ from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.model import UNKNOWN_QUEUE, Reading, StateChange
 
 PATH = "/api/v2/analytics/websocket"
+
+
+def websocket_url(api_base_url: str) -> str:
+    """The stream's address on the API host: https becomes wss (http, on loopback only, ws)."""
+    base = api_base_url.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    return base + PATH
+
+
 REQUESTED_FIELDS = ("sentiment.score", "sentiment.label", "state")
 
 

@@ -58,15 +58,6 @@ class Connection:
         return self.socket.ws
 
 
-def websocket_url(api_base_url: str) -> str:
-    base = api_base_url.rstrip("/")
-    if base.startswith("https://"):
-        base = "wss://" + base[len("https://") :]
-    elif base.startswith("http://"):
-        base = "ws://" + base[len("http://") :]
-    return base + proto.PATH
-
-
 class AnalyticsWebSocketSource(Stream[Connection]):
     """Feeds `Ingest` from the analytics-websocket stream until cancelled: one supervised socket."""
 
@@ -87,7 +78,7 @@ class AnalyticsWebSocketSource(Stream[Connection]):
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = websocket_url(api_base_url)
+        self.url = proto.websocket_url(api_base_url)
         self.tokens, self.ingest, self.stream = tokens, ingest, stream
         self.session = AnalyticsSession(ingest, stream, queue_ids, agent_ids, heartbeat_seconds)
         self.watchdog = sup.WatchdogPolicy(2.5 * heartbeat_seconds)
