@@ -45,6 +45,7 @@ from genesys_sentiment_exporter.sources.dedup import Deduplicator
 log = logging.getLogger("exporter.source.notifications")
 # Distinct rejection reasons kept as label values; more become `other` (they come from the platform).
 REJECT_REASONS_LIMIT = 20
+CADENCE_LIMIT = 10_000  # arrivals kept per topic kind for `check`'s cadence report
 
 
 class SessionError(Exception):
@@ -223,6 +224,11 @@ class NotificationsSession:
         self.now = now
         message = proto.parse(frame)
         kind = message.kind
+        handler = self.handlers.get(kind)  # the kinds with a handler first: nearly every frame is one
+        if handler is not None:
+            if self.dedup.active and channel and self.dedup.duplicate(message.dedup_key(), channel):
+                return Received(Outcome.DUPLICATE)
+            return handler(message, now, wall)
         if kind == proto.Kind.HEARTBEAT:
             return Received(Outcome.HEARTBEAT)
         if kind in (proto.Kind.MALFORMED, proto.Kind.UNKNOWN):
@@ -231,12 +237,7 @@ class NotificationsSession:
             return Received(Outcome.CONTROL, traffic=False)
         if kind == proto.Kind.SOCKET_CLOSING:
             return Received(Outcome.CONTROL, actions=self._closing(channel))
-        handler = self.handlers.get(kind)
-        if handler is None:
-            return Received(Outcome.CONTROL)  # other channel.metadata
-        if self.dedup.active and channel and self.dedup.duplicate(message.dedup_key(), channel):
-            return Received(Outcome.DUPLICATE)
-        return handler(message, now, wall)
+        return Received(Outcome.CONTROL)  # other channel.metadata
 
     def _closing(self, number: int) -> list[Action]:
         for slot in self.slots:
@@ -291,9 +292,10 @@ class NotificationsSession:
             return Received(Outcome.MALFORMED)
         attribution, conversation_id = self.attribution, parsed.conversation_id
         who = attribution.attribute(conversation_id, None)
-        if parsed.utterances:
+        if parsed.utterances and len(self.cadence["transcription"]) < CADENCE_LIMIT:
             self._arrived("transcription", conversation_id, _now)
-        connected = attribution.connected_wall(conversation_id) if type(who) is tuple else None
+        # attribute() answered a tuple only for a live call: its Tracked is there.
+        connected = attribution.live[conversation_id].connected_wall if type(who) is tuple else None
         decision = self.transcripts.decide(parsed, who, wall, connected)
         outcome = decision.outcome  # already an `Outcome` member: no conversion per frame
         return Received(
@@ -304,7 +306,7 @@ class NotificationsSession:
 
     def _arrived(self, kind: str, conversation_id: str, now: float) -> None:
         seen = self.cadence[kind]
-        if len(seen) < 10_000:
+        if len(seen) < CADENCE_LIMIT:
             seen.append(self.attribution.since_end(conversation_id, now))
 
     def cadence_report(self) -> list[tuple[bool, str, str]]:
