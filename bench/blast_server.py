@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+from collections.abc import Callable
 from typing import Any
 
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -31,35 +32,71 @@ from bench.frames import build_frames, describe, dumps
 ACK = dumps({"type": "subscribed", "events": 1, "heartbeat": 30})
 
 
+async def read_events(reader: asyncio.StreamReader, proto: ServerProtocol) -> list[Any]:
+    """The next events the sans-I/O protocol makes of what the client sent ([] at end of stream)."""
+    while True:
+        events = proto.events_received()
+        if events:
+            return events
+        data = await reader.read(65536)
+        if not data:
+            proto.receive_eof()
+            return []
+        proto.receive_data(data)
+
+
+class ServerProcess:
+    """A bench server in its own process (2 cores: the server on one, the client measured on the
+    other). `target(pipe, *args)` reports a dict on the pipe once it listens, then serves until the
+    pipe says stop (or closes)."""
+
+    def __init__(self, name: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self.name, self.target, self.args = name, target, args
+        self._pipe: multiprocessing.connection.Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+
+    def start(self) -> dict[str, Any]:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=self.target, args=(child, *self.args), daemon=True)
+        self._process.start()
+        child.close()
+        self._pipe = parent
+        if not parent.poll(120):
+            raise RuntimeError(f"{self.name} did not start")
+        info: dict[str, Any] = parent.recv()
+        return info
+
+    def stop(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                self._pipe.send("stop")
+            self._pipe.close()
+        if self._process is not None:
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join(5)
+
+
 class Blaster:
     def __init__(self, frames: list[str], deflate: bool) -> None:
         self.frames = [f.encode() for f in frames]
         self.deflate = deflate
         self.plain = b"".join(Frame(Opcode.TEXT, f).serialize(mask=False) for f in self.frames)
 
-    async def _events(self, reader: asyncio.StreamReader, proto: ServerProtocol) -> list[Any]:
-        while True:
-            events = proto.events_received()
-            if events:
-                return events
-            data = await reader.read(65536)
-            if not data:
-                proto.receive_eof()
-                return []
-            proto.receive_data(data)
-
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         extensions = [ServerPerMessageDeflateFactory()] if self.deflate else None
         proto = ServerProtocol(extensions=extensions, max_size=None)
         try:
-            events = await self._events(reader, proto)
+            events = await read_events(reader, proto)
             if not events or not isinstance(events[0], Request):
                 return
             proto.send_response(proto.accept(events[0]))
             writer.write(b"".join(proto.data_to_send()))
             subscribed = False
             while not subscribed:
-                events = await self._events(reader, proto)
+                events = await read_events(reader, proto)
                 if not events:
                     return
                 subscribed = any(isinstance(e, Frame) and e.opcode is Opcode.TEXT for e in events)
@@ -79,7 +116,7 @@ class Blaster:
             with contextlib.suppress(asyncio.TimeoutError):
                 async with asyncio.timeout(30):
                     while proto.close_rcvd is None:
-                        if not await self._events(reader, proto):
+                        if not await read_events(reader, proto):
                             break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -119,8 +156,7 @@ class BlastServer:
         self.port = 0
         self.frames = 0
         self.mix: dict[str, int] = {}
-        self._pipe: multiprocessing.connection.Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._server = ServerProcess("blast server", serve, self.args)
 
     @property
     def base_url(self) -> str:
@@ -131,25 +167,9 @@ class BlastServer:
         return f"ws://127.0.0.1:{self.port}/api/v2/analytics/websocket"
 
     def __enter__(self) -> BlastServer:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=serve, args=(child, *self.args), daemon=True)
-        self._process.start()
-        child.close()
-        if not parent.poll(120):
-            raise RuntimeError("blast server did not start")
-        info = parent.recv()
+        info = self._server.start()
         self.port, self.frames, self.mix = info["port"], info["frames"], info["mix"]
-        self._pipe = parent
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._pipe is not None:
-            with contextlib.suppress(OSError):
-                self._pipe.send("stop")
-            self._pipe.close()
-        if self._process is not None:
-            self._process.join(10)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(5)
+        self._server.stop()

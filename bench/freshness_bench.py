@@ -48,7 +48,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from bench.blast_server import ACK, BlastServer
+from bench.blast_server import ACK, BlastServer, read_events
 from bench.frames import build_frames
 from bench.ingest_bench import new_source
 from genesys_sentiment_exporter.catalogue import Outcome
@@ -64,18 +64,6 @@ TICK = 0.01  # the paced server writes a batch every 10 ms
 # --- the paced server (its own process) -------------------------------------------------------
 
 
-async def _events(reader: asyncio.StreamReader, proto: ServerProtocol) -> list[Any]:
-    while True:
-        events = proto.events_received()
-        if events:
-            return events
-        data = await reader.read(65536)
-        if not data:
-            proto.receive_eof()
-            return []
-        proto.receive_data(data)
-
-
 class Pacer:
     def __init__(self, events: list[dict[str, Any]], rate: float, seconds: float) -> None:
         self.events = events
@@ -85,12 +73,12 @@ class Pacer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         proto = ServerProtocol(max_size=None)
         try:
-            events = await _events(reader, proto)
+            events = await read_events(reader, proto)
             if not events or not isinstance(events[0], Request):
                 return
             proto.send_response(proto.accept(events[0]))
             writer.write(b"".join(proto.data_to_send()))
-            while not any(isinstance(e, Frame) and e.opcode is Opcode.TEXT for e in await _events(reader, proto)):
+            while not any(isinstance(e, Frame) and e.opcode is Opcode.TEXT for e in await read_events(reader, proto)):
                 pass
             proto.send_text(ACK.encode())
             writer.write(b"".join(proto.data_to_send()))
@@ -119,7 +107,7 @@ class Pacer:
             await writer.drain()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(30):
-                    while proto.close_rcvd is None and await _events(reader, proto):
+                    while proto.close_rcvd is None and await read_events(reader, proto):
                         pass
         except (ConnectionError, asyncio.IncompleteReadError):
             pass

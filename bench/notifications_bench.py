@@ -37,7 +37,7 @@ from genesys_cloud_simulator.notifications_conversations import ConversationBook
 from genesys_cloud_simulator.scenarios import CallEvent
 from genesys_cloud_simulator.transcripts import CUSTOMER_LINES, TranscriptBook, TranscriptSettings
 
-from bench.blast_server import Blaster
+from bench.blast_server import Blaster, ServerProcess
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources.notifications_session import NotificationsSession, apply
@@ -104,24 +104,15 @@ class Server:
         self.args = (calls, lines_per_call)
         self.url = ""
         self.frames = 0
+        self._server = ServerProcess("notifications server", _serve, self.args)
 
     def __enter__(self) -> Server:
-        ctx = multiprocessing.get_context("spawn")
-        self._pipe, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child, *self.args), daemon=True)
-        self._process.start()
-        if not self._pipe.poll(120):
-            raise RuntimeError("notifications server did not start")
-        info = self._pipe.recv()
+        info = self._server.start()
         self.url, self.frames = f"ws://127.0.0.1:{info['port']}/channels/streaming-bench", info["frames"]
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        with contextlib.suppress(OSError):
-            self._pipe.send("stop")
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.terminate()
+        self._server.stop()
 
 
 async def _stream(url: str, each: Any) -> tuple[int, float]:

@@ -52,7 +52,7 @@ from genesys_cloud_simulator.notifications_conversations import ConversationBook
 from genesys_cloud_simulator.scenarios import CallEvent
 from genesys_cloud_simulator.transcripts import CUSTOMER_LINES, TranscriptBook, TranscriptSettings
 
-from bench.blast_server import Blaster
+from bench.blast_server import Blaster, ServerProcess
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources import supervisor as sup
@@ -202,32 +202,15 @@ class TranscriptServer:
         self.args = (calls, lines_per_call)
         self.url = ""
         self.frames = 0
-        self._pipe: multiprocessing.connection.Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._server = ServerProcess("transcript server", _serve, self.args)
 
     def __enter__(self) -> TranscriptServer:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child, *self.args), daemon=True)
-        self._process.start()
-        child.close()
-        if not parent.poll(120):
-            raise RuntimeError("transcript server did not start")
-        info = parent.recv()
+        info = self._server.start()
         self.url, self.frames = f"ws://127.0.0.1:{info['port']}/channels/streaming-bench", info["frames"]
-        self._pipe = parent
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._pipe is not None:
-            with contextlib.suppress(OSError):
-                self._pipe.send("stop")
-            self._pipe.close()
-        if self._process is not None:
-            self._process.join(10)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(5)
+        self._server.stop()
 
 
 async def bare_round(server: TranscriptServer, frames: Frames) -> tuple[float, Counter[str]]:
