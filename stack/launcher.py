@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -109,11 +110,43 @@ class Component:
     process: subprocess.Popen[bytes] | None = None
 
 
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux; its default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free now, below the ephemeral range when it leaves room.
+
+    A port the kernel hands out for `bind(0)` comes from the ephemeral range, so any outgoing
+    connection (the exporters', Prometheus' scrapes) can take it before the server it was meant
+    for binds: the HA test lost Prometheus that way ("bind: address already in use") when the
+    servers start a minute after their ports are picked. Below the range only a server can take it.
+    """
+    low, _high = ephemeral_ports()
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    tries = 0
+    while len(ports) < count:
+        tries += 1
+        candidate = rng.randrange(10000, low) if low > 11000 and tries < 200 * count else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1, host)[0]
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -346,3 +346,19 @@ def test_demo_exporter_links_alerts_to_itself_and_to_genesys_cloud(tmp_path: Pat
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> None:
+    # A port from the ephemeral range can be taken by any outgoing connection before its server binds
+    # it (the HA test lost a Prometheus that way); below the range only a server can take it.
+    import socket
+
+    from stack.launcher import ephemeral_ports, free_ports
+
+    low, _high = ephemeral_ports()
+    ports = free_ports(20)
+    assert len(set(ports)) == 20
+    assert all(port < low for port in ports), ports
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))

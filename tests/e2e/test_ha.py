@@ -38,7 +38,7 @@ import pytest
 import yaml
 from genesys_cloud_simulator import SimulatedGenesysCloud, SimulatorConfig
 
-from stack.launcher import StackError, free_port, http_get, prepare_alertmanager_dir, require_binary, tail
+from stack.launcher import StackError, free_ports, http_get, prepare_alertmanager_dir, require_binary, tail
 from stack.receiver import Receiver
 from stack.render import PROMETHEUS_FLAGS, render_prometheus_config
 
@@ -189,7 +189,10 @@ def start_topology(run_dir: Path) -> Topology:
     (run_dir / "logs").mkdir()
 
     # Two Alertmanagers, each the other's gossip peer.
-    web_ports, gossip_ports = [free_port() for _ in range(2)], [free_port() for _ in range(2)]
+    # Every port of the topology at once, distinct, below the ephemeral range (stack.launcher.free_ports):
+    # the Prometheus servers bind theirs a minute later, after the others made many connections.
+    ports = free_ports(8)
+    web_ports, gossip_ports, exporter_ports, prometheus_ports = ports[0:2], ports[2:4], ports[4:6], ports[6:8]
     for index, name in enumerate(("alertmanager-a", "alertmanager-b")):
         am_dir = run_dir / name
         config = prepare_alertmanager_dir(am_dir, REPO, receiver.url)
@@ -207,8 +210,7 @@ def start_topology(run_dir: Path) -> Topology:
         topology.alertmanagers.append(Process(name, argv, am_dir, url, run_dir / "logs" / f"{name}.log"))
 
     # Two exporters on the same org and queue, as two replicas of one Deployment would be.
-    for name in ("exporter-a", "exporter-b"):
-        port = free_port()
+    for name, port in zip(("exporter-a", "exporter-b"), exporter_ports, strict=True):
         url = f"http://{HOST}:{port}"
         argv = [
             PYTHON,
@@ -235,8 +237,7 @@ def start_topology(run_dir: Path) -> Topology:
         topology.exporters.append(Process(name, argv, REPO, url, run_dir / "logs" / f"{name}.log"))
 
     # Two Prometheus servers with the shipped configuration and rules, both replicas as targets.
-    for name in ("prometheus-a", "prometheus-b"):
-        port = free_port()
+    for name, port in zip(("prometheus-a", "prometheus-b"), prometheus_ports, strict=True):
         url = f"http://{HOST}:{port}"
         prom_dir = run_dir / name
         prom_dir.mkdir()
