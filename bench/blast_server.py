@@ -79,6 +79,24 @@ class ServerProcess:
                 self._process.join(5)
 
 
+class ChannelServer:
+    """A Notifications-style streaming server in its own process (`ServerProcess`): its channel's
+    WebSocket address and how many frames it sends to each client."""
+
+    def __init__(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        self.url = ""
+        self.frames = 0
+        self._server = ServerProcess(name, target, args)
+
+    def __enter__(self) -> ChannelServer:
+        info = self._server.start()
+        self.url, self.frames = f"ws://127.0.0.1:{info['port']}/channels/streaming-bench", info["frames"]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._server.stop()
+
+
 class Blaster:
     def __init__(self, frames: list[str], deflate: bool) -> None:
         self.frames = [f.encode() for f in frames]

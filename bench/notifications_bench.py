@@ -37,7 +37,7 @@ from genesys_cloud_simulator.notifications_conversations import ConversationBook
 from genesys_cloud_simulator.scenarios import CallEvent
 from genesys_cloud_simulator.transcripts import CUSTOMER_LINES, TranscriptBook, TranscriptSettings
 
-from bench.blast_server import Blaster, ServerProcess
+from bench.blast_server import Blaster, ChannelServer
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources.notifications_session import NotificationsSession, apply
@@ -99,20 +99,9 @@ def _serve(pipe: multiprocessing.connection.Connection, calls: int, lines_per_ca
         asyncio.run(serve())
 
 
-class Server:
-    def __init__(self, calls: int, lines_per_call: int) -> None:
-        self.args = (calls, lines_per_call)
-        self.url = ""
-        self.frames = 0
-        self._server = ServerProcess("notifications server", _serve, self.args)
-
-    def __enter__(self) -> Server:
-        info = self._server.start()
-        self.url, self.frames = f"ws://127.0.0.1:{info['port']}/channels/streaming-bench", info["frames"]
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.stop()
+def notifications_server(calls: int, lines_per_call: int) -> ChannelServer:
+    """The blasting server in its own process (2 cores: server on one, the client measured on the other)."""
+    return ChannelServer("notifications server", _serve, calls, lines_per_call)
 
 
 async def _stream(url: str, each: Any) -> tuple[int, float]:
@@ -130,14 +119,14 @@ async def _stream(url: str, each: Any) -> tuple[int, float]:
         return received, time.perf_counter() - started
 
 
-async def bare_round(server: Server) -> tuple[float, Counter[str]]:
+async def bare_round(server: ChannelServer) -> tuple[float, Counter[str]]:
     received, elapsed = await _stream(server.url, json.loads)
     if received != server.frames:
         raise RuntimeError(f"bare client received {received} frames, expected {server.frames}")
     return received / elapsed, Counter({"decoded": received})
 
 
-async def path_round(server: Server, analyzer: UtteranceAnalyzer) -> tuple[float, Counter[str]]:
+async def path_round(server: ChannelServer, analyzer: UtteranceAnalyzer) -> tuple[float, Counter[str]]:
     session = NotificationsSession(queue_ids=[f"q{n}" for n in range(7)], agent_ids=[], analyzer=analyzer)
     session.start()
     ingest = Ingest(AgentTracker(TrackerLimits(grace_seconds=600, max_agents=100_000)))
@@ -176,7 +165,7 @@ class NotificationsResult:
 def run(calls: int = 300, lines_per_call: int = 12, rounds: int = 3) -> NotificationsResult:
     async def main() -> NotificationsResult:
         vader, constant = build_analyzer("vader"), UtteranceAnalyzer(ConstantScorer())
-        with Server(calls, lines_per_call) as server:
+        with notifications_server(calls, lines_per_call) as server:
             clients = {
                 BARE: lambda: bare_round(server),
                 PATH: lambda: path_round(server, vader),

@@ -52,7 +52,7 @@ from genesys_cloud_simulator.notifications_conversations import ConversationBook
 from genesys_cloud_simulator.scenarios import CallEvent
 from genesys_cloud_simulator.transcripts import CUSTOMER_LINES, TranscriptBook, TranscriptSettings
 
-from bench.blast_server import Blaster, ServerProcess
+from bench.blast_server import Blaster, ChannelServer
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources import supervisor as sup
@@ -195,25 +195,12 @@ def _serve(pipe: multiprocessing.connection.Connection, calls: int, lines_per_ca
         asyncio.run(serve())
 
 
-class TranscriptServer:
+def transcript_server(calls: int, lines_per_call: int) -> ChannelServer:
     """The blasting server in its own process (2 cores: server on one, the client measured on the other)."""
-
-    def __init__(self, calls: int, lines_per_call: int) -> None:
-        self.args = (calls, lines_per_call)
-        self.url = ""
-        self.frames = 0
-        self._server = ServerProcess("transcript server", _serve, self.args)
-
-    def __enter__(self) -> TranscriptServer:
-        info = self._server.start()
-        self.url, self.frames = f"ws://127.0.0.1:{info['port']}/channels/streaming-bench", info["frames"]
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.stop()
+    return ChannelServer("transcript server", _serve, calls, lines_per_call)
 
 
-async def bare_round(server: TranscriptServer, frames: Frames) -> tuple[float, Counter[str]]:
+async def bare_round(server: ChannelServer, frames: Frames) -> tuple[float, Counter[str]]:
     """(a) aiohttp: receive every frame and decode it, nothing else."""
     async with aiohttp.ClientSession() as http, http.ws_connect(server.url, max_msg_size=2**20) as ws:
         await ws.send_str(PING)
@@ -232,9 +219,7 @@ async def bare_round(server: TranscriptServer, frames: Frames) -> tuple[float, C
     return received / elapsed, Counter({"decoded": received})
 
 
-async def path_round(
-    server: TranscriptServer, frames: Frames, analyzer: UtteranceAnalyzer
-) -> tuple[float, Counter[str]]:
+async def path_round(server: ChannelServer, frames: Frames, analyzer: UtteranceAnalyzer) -> tuple[float, Counter[str]]:
     """(b)/(c) the exporter's reader and session over the socket, calls attributed beforehand."""
     session, ingest = new_session(analyzer)
     for frame in frames.setup:
@@ -300,7 +285,7 @@ class SocketResult:
         }
 
 
-async def socket_rounds(server: TranscriptServer, frames: Frames, rounds: int) -> SocketResult:
+async def socket_rounds(server: ChannelServer, frames: Frames, rounds: int) -> SocketResult:
     vader = build_analyzer("vader")
     constant = UtteranceAnalyzer(ConstantScorer())
     clients: dict[str, Callable[[], Awaitable[tuple[float, Counter[str]]]]] = {
@@ -324,7 +309,7 @@ async def socket_rounds(server: TranscriptServer, frames: Frames, rounds: int) -
 
 def run_socket(calls: int = 200, lines_per_call: int = 20, rounds: int = 5) -> SocketResult:
     frames = build(calls, lines_per_call)
-    with TranscriptServer(calls, lines_per_call) as server:
+    with transcript_server(calls, lines_per_call) as server:
         if server.frames != len(frames.transcripts):
             raise RuntimeError("the server built other frames than the clients expect")
         return asyncio.run(socket_rounds(server, frames, rounds))
