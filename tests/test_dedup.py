@@ -24,3 +24,23 @@ def test_the_same_socket_delivering_twice_is_not_a_duplicate_and_keys_are_bounde
     assert len(dedup.seen) == 2  # at the bound: later keys are not remembered
     dedup.stop()
     assert dedup.seen == {}
+
+
+def test_an_old_socket_has_caught_up_once_it_delivers_what_its_replacement_delivered_first() -> None:
+    """The end of a rollover's overlap: old 1, replacement 2 (sources/stream.py retires 1 then)."""
+    dedup = Deduplicator()
+    dedup.start()
+    told: list[str] = []
+    dedup.when_caught_up(1, 2, lambda: told.append("caught up"))
+    assert dedup.duplicate(b"in flight", 1) is False  # only the old one had it...
+    assert dedup.duplicate(b"in flight", 2) is True  # ...the replacement is behind: not the signal
+    assert told == []
+    assert dedup.duplicate(b"new", 2) is False
+    assert dedup.duplicate(b"new", 1) is True
+    assert told == ["caught up"]
+    assert dedup.duplicate(b"newer", 2) is False and dedup.duplicate(b"newer", 1) is True
+    assert told == ["caught up"]  # told once
+    dedup.when_caught_up(1, 2, lambda: told.append("again"))  # already caught up: at once
+    assert told == ["caught up", "again"]
+    dedup.stop()
+    assert dedup.caught_up == set()

@@ -7,6 +7,7 @@ importing any I/O.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 DEDUP_LIMIT = 200_000
 
@@ -22,12 +23,19 @@ class Deduplicator:
     """During make-before-break overlaps, one frame delivered by two sockets counts once.
 
     Overlaps may nest (two slots rolling over at once): it stays active until the last one stops.
+
+    It also tells when an old socket has caught up with its replacement: once the old one delivers a
+    frame the new one delivered first, everything the old one still carried before that frame has
+    come through (a socket delivers in order), and what follows comes through the new one too. That,
+    not a fixed delay, is when the old socket may go (`when_caught_up`).
     """
 
     def __init__(self, limit: int = DEDUP_LIMIT) -> None:
         self.limit = limit
         self.overlaps = 0
         self.seen: dict[str | bytes, int] = {}
+        self.caught_up: set[tuple[int, int]] = set()  # (late, early): `late` delivered a frame `early` had first
+        self._waiting: dict[tuple[int, int], Callable[[], None]] = {}
 
     @property
     def active(self) -> bool:
@@ -42,10 +50,28 @@ class Deduplicator:
         self.overlaps = max(0, self.overlaps - 1)
         if self.overlaps == 0:
             self.seen.clear()
+            self.caught_up.clear()
+
+    def when_caught_up(self, late: int, early: int, then: Callable[[], None]) -> None:
+        """Call `then` once connection `late` delivers a frame connection `early` delivered first
+        (at once if it already has): the old socket of an overlap has drained what only it carried."""
+        if (late, early) in self.caught_up:
+            then()
+        else:
+            self._waiting[(late, early)] = then
+
+    def forget(self, late: int, early: int) -> None:
+        self._waiting.pop((late, early), None)
 
     def duplicate(self, key: str | bytes, connection: int) -> bool:
         other = self.seen.get(key)
         if other is not None and other != connection:
+            pair = (connection, other)
+            if pair not in self.caught_up:
+                self.caught_up.add(pair)
+                then = self._waiting.pop(pair, None)
+                if then is not None:
+                    then()
             return True  # kept: a third socket (nested overlaps) may deliver the same event again
         if len(self.seen) < self.limit:
             self.seen[key] = connection

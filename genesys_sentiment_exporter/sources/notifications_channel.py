@@ -43,6 +43,10 @@ class Channel:
     token: Token
     socket: sup.Socket
 
+    @property
+    def number(self) -> int:
+        return self.info.number
+
 
 class Slot(Stream[Channel]):
     """One channel of up to 1000 topics."""
