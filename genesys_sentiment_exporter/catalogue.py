@@ -104,7 +104,7 @@ class RolloverReason(StrEnum):
 class OverlapEnd(StrEnum):
     """What ended a rollover's overlap, letting the old socket go (sources/stream.py)."""
 
-    CAUGHT_UP = "caught_up"  # the old socket delivered a frame its replacement had delivered first
+    CAUGHT_UP = "caught_up"  # a frame came through both the old socket and its replacement
     CLOSED_BY_SERVER = "closed_by_server"  # the old socket ended on its own (the platform closed it, or it dropped)
     MAX_WAIT = "max_wait"  # neither within the backstop: closed anyway
 

@@ -10,9 +10,9 @@ the source in one task group, with the token watch and the shutdown. The rules, 
   connection is gone for good: a rollover with nothing to overlap.
 - A rollover is make before break: de-duplication starts before the replacement subscribes (it may
   deliver from its first frame on), and both deliver until the old one has nothing left that only it
-  carries. Not a fixed time: on a starved host the replacement may lag far behind. The old one goes
-  when it delivers a frame its replacement delivered first (`caught_up`: a socket delivers in order,
-  so what it held before that frame is through, and what follows comes through the replacement too),
+  carries. Not a fixed time: on a starved host the old one may lag far behind. The old one goes once
+  a frame has come through both, in either order (`caught_up`: a socket delivers in order, so what it
+  held before that frame is through, and what follows comes through the replacement too),
   when it ends on its own (`closed_by_server`), or after `max_wait` seconds (`max_wait`, the backstop:
   with no events flowing nothing can show the catch-up). A source may hold the old one longer
   (`Stream.handover`: a replacement whose subscription was refused carries nothing yet).
