@@ -442,8 +442,8 @@ STREAM_OVERLAP_ENDS = Family(
     "Rollover overlaps ended, by what let the old socket go.",
     (_closed("reason", OverlapEnd),),
     note="`max_wait`: the old socket neither caught up with its replacement nor was closed within "
-    "the backstop (30 s) and was closed anyway: events only it still carried may be lost; expected "
-    "only when no events flow",
+    "the backstop (`--rollover-max-overlap-seconds`, 30 s) and was closed anyway: events only it still "
+    "carried may be lost; expected only when no events flow",
 )
 STREAM_LAST_MESSAGE = Family(
     "genesys_stream_last_message_timestamp_seconds",
