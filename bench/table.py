@@ -51,11 +51,24 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if "notifications" in results:
         notes = results["notifications"]
         ratio, floor = notes["median_ratio"], budget.get("notifications_min_ratio", 0.8)
+        rates = notes["frames_per_s_median"]
+        vader = notes.get("analyzer_vader")
+        scoring = (
+            f"; scoring with VADER in process {notes['median_ratio_vader']:.3f}x, against a ceiling of "
+            f"{vader['ceiling_ratio_with_analyzer']:.3f}x that VADER alone sets ({_n(vader['utterances_per_s'])} "
+            f"utterances/s, {vader['us_per_frame']:.1f} us per frame of this stream vs the bare client's "
+            f"{vader['bare_us_per_frame']:.1f})"
+            if vader
+            else ""
+        )
+        if "when" in notes:  # recorded by `python -m bench.notifications_bench --output` alone
+            scoring += f" (run of {notes['when']}, load {notes['loadavg_1m']['before']:.1f})"
         out.append(
             (
-                "ingest, Notifications path (the default: conversation events on two topics, transcripts "
-                "scored by VADER) vs a bare aiohttp client",
-                f"{ratio:.3f}x; {notes['median_ratio_constant_scorer']:.3f}x with a constant scorer",
+                "ingest, Notifications path (the default: conversation events on two topics, transcripts), "
+                "analyzer excluded (receive, decode, route, attribute, de-duplicate, count, track; a constant "
+                "scorer) vs a bare aiohttp client that receives and `json.loads`",
+                f"{ratio:.3f}x ({_n(rates['path_constant_scorer'])} vs {_n(rates['bare_aiohttp'])} frames/s)" + scoring,
                 f">= {floor}x",
                 _status(ratio >= floor),
             )

@@ -150,7 +150,9 @@ def test_notifications_path_accounts_every_frame() -> None:
     outcomes = result["outcomes_last_round"]
     assert sum(outcomes.values()) == result["frames_per_round"]
     assert outcomes["reading"] == 10 * 2 and outcomes["duplicate"] > 0  # each line scored; both topics' copies
-    assert result["median_ratio"] > 0 and result["median_ratio_constant_scorer"] > 0
+    assert result["median_ratio"] > 0 and result["median_ratio_vader"] > 0
+    vader = result["analyzer_vader"]
+    assert vader["utterances_per_round"] == 10 * 2 and 0 < vader["ceiling_ratio_with_analyzer"] < 1
 
 
 def test_readme_performance_table_is_what_results_json_says() -> None:

@@ -79,6 +79,7 @@ def make_source(
             analyzer=build_analyzer(settings.sentiment_analyzer, settings.analyzer_options()),
             score_parties=frozenset(settings.score_parties),
             postcall_hold_seconds=settings.postcall_hold_seconds,
+            max_overlap_seconds=settings.rollover_max_overlap_seconds,
         )
     from genesys_sentiment_exporter.sources.analytics_websocket import AnalyticsWebSocketSource
 
@@ -91,6 +92,7 @@ def make_source(
         agent_ids=settings.agent_id,
         heartbeat_seconds=settings.heartbeat_seconds,
         ssl_context=ssl.create_default_context(),
+        max_overlap_seconds=settings.rollover_max_overlap_seconds,
     )
 
 

@@ -101,6 +101,14 @@ class RolloverReason(StrEnum):
     CHANNEL_EXPIRY = "channel_expiry"
 
 
+class OverlapEnd(StrEnum):
+    """What ended a rollover's overlap, letting the old socket go (sources/stream.py)."""
+
+    CAUGHT_UP = "caught_up"  # a frame came through both the old socket and its replacement
+    CLOSED_BY_SERVER = "closed_by_server"  # the old socket ended on its own (the platform closed it, or it dropped)
+    MAX_WAIT = "max_wait"  # neither within the backstop: closed anyway
+
+
 class DisconnectCode(StrEnum):
     """Close codes as served: the RFC 6455 codes a peer sends or a client synthesises, our
     watchdog's reason, and `other` for anything else (the log line keeps the exact code)."""
@@ -427,6 +435,15 @@ STREAM_ROLLOVERS = Family(
     "counter",
     "Planned make-before-break socket swaps by reason.",
     (_closed("reason", RolloverReason),),
+)
+STREAM_OVERLAP_ENDS = Family(
+    "genesys_stream_rollover_overlaps_ended",
+    "counter",
+    "Rollover overlaps ended, by what let the old socket go.",
+    (_closed("reason", OverlapEnd),),
+    note="`max_wait`: the old socket neither caught up with its replacement nor was closed within "
+    "the backstop (`--rollover-max-overlap-seconds`, 30 s) and was closed anyway: events only it still "
+    "carried may be lost; expected only when no events flow",
 )
 STREAM_LAST_MESSAGE = Family(
     "genesys_stream_last_message_timestamp_seconds",

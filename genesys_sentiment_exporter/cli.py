@@ -52,6 +52,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "queue_id": ("--queue-id", {"action": "append", "help": "only this queue (repeatable)"}),
     "agent_id": ("--agent-id", {"action": "append", "help": "only this agent (repeatable)"}),
     "heartbeat_seconds": ("--heartbeat-seconds", {"help": "stream heartbeat interval, >= 10 (default 30)"}),
+    "rollover_max_overlap_seconds": (
+        "--rollover-max-overlap-seconds",
+        {"help": "a rollover's old socket closes once it caught up with its replacement, after this at most (30)"},
+    ),
     "window_size": ("--window-size", {"help": "readings per agent rolling window (default 5)"}),
     "grace_seconds": ("--grace-seconds", {"help": "keep a window this long after a call ends (default 5)"}),
     "idle_seconds": ("--idle-seconds", {"help": "drop agents silent this long (default 900)"}),

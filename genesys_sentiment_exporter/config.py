@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     queue_id: IdList = []
     agent_id: IdList = []
     heartbeat_seconds: int = 30
+    # A rollover's old socket goes once it has caught up with its replacement, or after this at most.
+    rollover_max_overlap_seconds: float = Field(30.0, gt=0, le=3600)
     window_size: int = Field(5, ge=1, le=100)
     grace_seconds: float = Field(5.0, ge=0, le=600)
     idle_seconds: float = Field(900.0, gt=0)

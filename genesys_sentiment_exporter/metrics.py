@@ -490,6 +490,7 @@ class ExporterCollector:
             codes[DisconnectCode.of(code)] += count
         yield counter(catalogue.STREAM_DISCONNECTS, codes)
         yield counter(catalogue.STREAM_ROLLOVERS, stream.rollovers)
+        yield counter(catalogue.STREAM_OVERLAP_ENDS, stream.overlaps_ended)
         if stream.last_message:
             yield gauge(catalogue.STREAM_LAST_MESSAGE, stream.last_message)
         if stream.last_heartbeat:

@@ -13,6 +13,7 @@ class StreamState:
         self.connects = 0
         self.disconnects: Counter[str] = Counter()
         self.rollovers: Counter[str] = Counter()
+        self.overlaps_ended: Counter[str] = Counter()  # by catalogue.OverlapEnd: what let a rollover's old socket go
         self.last_message = 0.0
         self.last_heartbeat = 0.0
         self.last_error = "not connected yet"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from genesys_sentiment_exporter.cli import ConfigError, load_settings
+from genesys_sentiment_exporter.app import make_source
+from genesys_sentiment_exporter.cli import ConfigError, _settings_values, build_parser, load_settings
 from genesys_sentiment_exporter.config import REGIONS, Settings, parse_listen_address
+from genesys_sentiment_exporter.stream_state import StreamState
 
 SECRET = "s3cr3t-Value-42"
 
@@ -412,3 +416,17 @@ def test_base_urls_alone_satisfy_endpoints() -> None:
         source="analytics-websocket",
     )
     s.require_endpoints_and_credentials()
+
+
+async def test_the_rollover_overlap_backstop_reaches_both_sources() -> None:
+    assert Settings().rollover_max_overlap_seconds == 30.0
+    assert "rollover_max_overlap_seconds" in error_text(rollover_max_overlap_seconds=0)
+    args = build_parser().parse_args(["run", "--rollover-max-overlap-seconds", "7", "--queue-id", "q1"])
+    settings = load_settings(_settings_values(args))
+    assert settings.rollover_max_overlap_seconds == 7.0
+    tokens = cast(Any, SimpleNamespace(http=None))
+    for source in ("notifications", "analytics-websocket"):
+        built = make_source(
+            settings.model_copy(update={"stream_source": source}), tokens, cast(Any, None), StreamState()
+        )
+        assert built.streams.max_wait == 7.0, source  # type: ignore[attr-defined]

@@ -92,3 +92,38 @@ async def test_channel_expiry_closes_the_socket(start_sim: SimFactory) -> None:
         async with connect(channel["connectUri"], proxy=None) as ws:
             await asyncio.wait_for(ws.wait_closed(), 3)
         assert (await http.head(f"{CHANNELS}/{channel['id']}")).status_code == 404
+
+
+async def _subscribed_channel(sim: SimulatedGenesysCloud, token: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(
+        base_url=sim.base_url, trust_env=False, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        channel: dict[str, Any] = (await http.post(CHANNELS)).json()
+        await http.put(f"{CHANNELS}/{channel['id']}/subscriptions", json=[{"id": "v2.users.u1.conversations"}])
+    return channel
+
+
+async def test_a_channel_dies_with_its_token_at_the_next_event_not_silently(start_sim: SimFactory) -> None:
+    """The platform notes: a channel dies on token expiry. Deleted, its socket closed with 1000, counted."""
+    sim = await start_sim(notifications_heartbeat_seconds=3600, channel_lifetime_seconds=3600)
+    channel = await _subscribed_channel(sim, sim.issue_token())
+    async with connect(channel["connectUri"], proxy=None) as ws:
+        assert sim.notifications.publish("v2.users.u1.conversations", {"id": "c1", "participants": []}) == 1
+        assert (await recv(ws))["eventBody"]["id"] == "c1"
+        sim.expire_tokens()
+        assert sim.notifications.publish("v2.users.u1.conversations", {"id": "c2", "participants": []}) == 0
+        assert sim.notifications.channels_token_expired == 1
+        await asyncio.wait_for(ws.wait_closed(), 3)  # told, not left open and silent
+        assert ws.close_code == 1000
+    async with await client(sim) as http:
+        assert (await http.head(f"{CHANNELS}/{channel['id']}")).status_code == 404
+    assert sim.notifications.channels_token_expired == 1
+
+
+async def test_a_channel_dies_with_its_token_even_when_no_event_comes(start_sim: SimFactory) -> None:
+    sim = await start_sim(token_lifetime_seconds=2.0, notifications_heartbeat_seconds=3600)
+    channel = await _subscribed_channel(sim, sim.issue_token())
+    async with connect(channel["connectUri"], proxy=None) as ws:
+        await asyncio.wait_for(ws.wait_closed(), 15)  # the expiry sweep (every second at most) finds it
+        assert ws.close_code == 1000
+    assert sim.notifications.channels_token_expired == 1 and channel["id"] not in sim.notifications.channels

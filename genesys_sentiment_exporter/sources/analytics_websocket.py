@@ -29,7 +29,7 @@ from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import analytics_protocol as proto
 from genesys_sentiment_exporter.sources import supervisor as sup
 from genesys_sentiment_exporter.sources.analytics_session import AnalyticsSession, SubscribeRefused
-from genesys_sentiment_exporter.sources.stream import Stream, Streams
+from genesys_sentiment_exporter.sources.stream import MAX_WAIT_SECONDS, Stream, Streams
 from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source.analytics")
@@ -77,6 +77,7 @@ class AnalyticsWebSocketSource(Stream[Connection]):
         ssl_context: ssl.SSLContext | None = None,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
+        max_overlap_seconds: float = MAX_WAIT_SECONDS,
     ) -> None:
         self.url = proto.websocket_url(api_base_url)
         self.tokens, self.ingest, self.stream = tokens, ingest, stream
@@ -85,6 +86,7 @@ class AnalyticsWebSocketSource(Stream[Connection]):
         self.dialer = sup.Dialer(ssl_context)
         self.wall, self.clock = wall, clock
         super().__init__(Streams("analytics", stream, tokens, self.dialer, self.session.dedup))
+        self.streams.max_wait = max_overlap_seconds
         self.live = self.streams.live
 
     def metrics(self) -> Iterable[Metric]:

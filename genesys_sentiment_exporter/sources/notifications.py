@@ -36,7 +36,7 @@ from genesys_sentiment_exporter.sources.notifications_session import (
     Rollover,
     apply,
 )
-from genesys_sentiment_exporter.sources.stream import Streams
+from genesys_sentiment_exporter.sources.stream import MAX_WAIT_SECONDS, Streams
 from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source.notifications")
@@ -73,6 +73,7 @@ class NotificationsSource:
         analyzer: UtteranceAnalyzer | None = None,
         score_parties: frozenset[str] = frozenset({"customer"}),
         postcall_hold_seconds: float = 600.0,
+        max_overlap_seconds: float = MAX_WAIT_SECONDS,
     ) -> None:
         self.session = NotificationsSession(
             queue_ids=queue_ids,
@@ -93,6 +94,7 @@ class NotificationsSource:
         self.watchdog = sup.WatchdogPolicy(2.5 * heartbeat_seconds, heartbeat_seconds * 1.2)
         self.wall, self.clock = wall, clock
         self.streams: Streams[Channel] = Streams("notifications", stream, tokens, self.dialer, self.session.dedup)
+        self.streams.max_wait = max_overlap_seconds
         self.slots: list[Slot] = []
         self.live = self.streams.live
 

@@ -6,7 +6,9 @@ after an unplanned loss, the same channel while HEAD says it exists (`reopen`); 
 the channel's subscriptions equal to the session's plan. A 4xx to a subscription request is the
 platform's answer, not a failure: the topics are rejected (counted, logged with the permissions the
 answer names, shown by `check`), never a new channel; refused base topics are asked for again on the
-same channel on a slow capped backoff, and the slot is not ready meanwhile if no channel has one.
+same channel on a slow capped backoff, and the slot is not ready meanwhile if no channel has one. When
+that happens to a rollover's replacement, the old channel, whose subscription still works, stays
+(`handover`) until the replacement's base topics are answered; only then does the overlap start ending.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -42,6 +44,13 @@ class Channel:
     info: ChannelInfo
     token: Token
     socket: sup.Socket
+    # Set once the platform answered a subscription of the base topics on it (not a 4xx refusal):
+    # from then on it carries the conversation events a rollover's old channel carried.
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def number(self) -> int:
+        return self.info.number
 
 
 class Slot(Stream[Channel]):
@@ -65,6 +74,12 @@ class Slot(Stream[Channel]):
     def deadline(self) -> float | None:
         at = self.session.rollover_at(self.index)
         return None if at is None else max(0.0, at - self.source.wall())
+
+    async def handover(self, old: Channel, new: Channel) -> None:
+        """A replacement whose base topics were refused carries nothing yet: the old channel, if its
+        subscription works, stays until the same PUT, asked again on the new channel, is answered."""
+        if old.subscribed.is_set():
+            await new.subscribed.wait()
 
     def failed(self, exc: BaseException) -> str:
         self.source.stream.last_error = f"channel {self.index}: {type(exc).__name__}: {exc}"
@@ -154,6 +169,7 @@ class Slot(Stream[Channel]):
         self.session.subscriptions_answered(self.index, method, body, topics)
         if any(t in self.session.base_topics for t in topics):
             self.refusals = None
+            channel.subscribed.set()
             self.streams.changed()
 
     def _refused(self, method: str, topics: list[str], exc: RestError) -> None:

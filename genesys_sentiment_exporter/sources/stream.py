@@ -9,7 +9,13 @@ the source in one task group, with the token watch and the shutdown. The rules, 
 - After a loss the source comes back its own way (the same channel, a new socket); `None` means the
   connection is gone for good: a rollover with nothing to overlap.
 - A rollover is make before break: de-duplication starts before the replacement subscribes (it may
-  deliver from its first frame on), both deliver for `overlap` seconds, then the old one closes.
+  deliver from its first frame on), and both deliver until the old one has nothing left that only it
+  carries. Not a fixed time: on a starved host the old one may lag far behind. The old one goes once
+  a frame has come through both, in either order (`caught_up`: a socket delivers in order, so what it
+  held before that frame is through, and what follows comes through the replacement too),
+  when it ends on its own (`closed_by_server`), or after `max_wait` seconds (`max_wait`, the backstop:
+  with no events flowing nothing can show the catch-up). A source may hold the old one longer
+  (`Stream.handover`: a replacement whose subscription was refused carries nothing yet).
   Requests that arrive meanwhile are served by it; `token_refresh` is void for a connection that
   already holds the newest token.
 """
@@ -22,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
+from genesys_sentiment_exporter.catalogue import OverlapEnd
 from genesys_sentiment_exporter.oauth import Token, TokenManager
 from genesys_sentiment_exporter.sources import supervisor as sup
 from genesys_sentiment_exporter.sources.dedup import Deduplicator
@@ -29,7 +36,7 @@ from genesys_sentiment_exporter.stream_state import StreamState
 
 log = logging.getLogger("exporter.source")
 
-OVERLAP_SECONDS = 2.0  # both sockets delivering: long enough to drain the old one's in-flight frames
+MAX_WAIT_SECONDS = 30.0  # the overlap's backstop: an old socket that neither catches up nor ends goes then
 GONE = "channel_gone"  # the old connection delivers nothing more: nothing to overlap with
 TOKEN = "token_refresh"
 EXPIRY = "channel_expiry"
@@ -42,6 +49,11 @@ class Connection(Protocol):
     @property
     def token(self) -> Token: ...
 
+    @property
+    def number(self) -> int:
+        """What the session's de-duplicator knows the connection by."""
+        ...
+
 
 C = TypeVar("C", bound=Connection)
 
@@ -53,7 +65,7 @@ class Streams(Generic[C]):
         self, name: str, state: StreamState, tokens: TokenManager, dialer: sup.Dialer, dedup: Deduplicator
     ) -> None:
         self.name, self.state, self.tokens, self.dialer, self.dedup = name, state, tokens, dialer, dedup
-        self.overlap = OVERLAP_SECONDS
+        self.max_wait = MAX_WAIT_SECONDS
         self.all: list[Stream[C]] = []
         self.live: set[C] = set()
         self._group: asyncio.TaskGroup | None = None
@@ -77,6 +89,45 @@ class Streams(Generic[C]):
         await conn.socket.close(reason)
         if conn.socket.reader is not None:  # what it still reads is accounted before the overlap ends
             await asyncio.wait({conn.socket.reader})
+
+    async def retire(self, stream: Stream[C], old: C, new: C) -> None:
+        """End a rollover's overlap (module docstring), then close the old connection; counted by what ended it."""
+        try:
+            ended = await self._overlap(stream, old, new)
+            self.state.overlaps_ended[ended] += 1
+            log.info("%s: old connection retired (%s)", stream.label, ended)
+            await self.close(old, "rollover")
+        finally:
+            self.dedup.forget(old.number, new.number)
+            self.dedup.stop()
+
+    async def _overlap(self, stream: Stream[C], old: C, new: C) -> OverlapEnd:
+        reader = old.socket.reader
+        if reader is None or reader.done():
+            return OverlapEnd.CLOSED_BY_SERVER
+        handover = asyncio.ensure_future(stream.handover(old, new))
+        try:
+            first: set[asyncio.Future[Any]] = {reader, handover}
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            handover.cancel()
+        if reader.done():
+            return OverlapEnd.CLOSED_BY_SERVER
+        caught: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def caught_up() -> None:
+            if not caught.done():
+                caught.set_result(None)
+
+        self.dedup.when_caught_up(old.number, new.number, caught_up)
+        try:
+            then: set[asyncio.Future[Any]] = {reader, caught}
+            await asyncio.wait(then, timeout=self.max_wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            caught.cancel()
+        if caught.done() and not caught.cancelled():
+            return OverlapEnd.CAUGHT_UP
+        return OverlapEnd.CLOSED_BY_SERVER if reader.done() else OverlapEnd.MAX_WAIT
 
     async def run(self, start: Callable[[], None]) -> None:
         """`start` adds the first streams (it may spawn more tasks); until cancelled or one fails."""
@@ -123,6 +174,10 @@ class Stream(ABC, Generic[C]):
     def deadline(self) -> float | None:
         """Seconds until the connection must be replaced (None: no planned end)."""
         return None
+
+    async def handover(self, old: C, new: C) -> None:
+        """Returns once `new` carries what `old` did; until then the overlap does not start ending.
+        By default at once: `open` returns a subscribed connection."""
 
     @property
     def is_open(self) -> bool:
@@ -198,7 +253,7 @@ class Stream(ABC, Generic[C]):
         streams.state.rollovers[reason] += 1
         log.info("%s rolled over to a new connection (%s)", self.label, reason)
         if overlap:
-            streams.spawn(sup.retire(streams.dedup, streams.overlap, lambda: streams.close(old, "rollover")), "retire")
+            streams.spawn(streams.retire(self, old, conn), "retire")
         while not self.requests.empty():  # single flight: what was asked meanwhile is done by this one
             if self.requests.get_nowait() == TOKEN and self.stale(conn):
                 self.request(TOKEN)

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from genesys_sentiment_exporter.hosts import is_loopback
-from genesys_sentiment_exporter.sources.dedup import Deduplicator
 
 log = logging.getLogger("exporter.source")
 
@@ -136,24 +135,6 @@ async def watch(
         if verdict == "ping" and ping is not None:
             with contextlib.suppress(Exception):
                 await ping()
-
-
-async def retire(
-    dedup: Deduplicator,
-    overlap: float,
-    close: Callable[[], Awaitable[None]],
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Let the old socket drain while its replacement already delivers, then close it.
-
-    The caller started `dedup` before the replacement subscribed (from its first frame on, both
-    sockets may deliver the same event); the overlap ends here.
-    """
-    try:
-        await sleep(overlap)
-        await close()
-    finally:
-        dedup.stop()
 
 
 class Dialer:

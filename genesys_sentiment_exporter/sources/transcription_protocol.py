@@ -22,6 +22,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from genesys_sentiment_exporter.analysis import CannotScore, UtteranceAnalyzer
 from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.model import Reading
@@ -155,6 +157,84 @@ def read_message(body: dict[str, Any], topic_id: str) -> TranscriptMessage | Non
                 get("isFinal") is True,
                 text,
                 dialect if type(dialect) is str and dialect else None,
+                spoken_at,
+            )
+        )
+    return message
+
+
+# -- the typed form of a body: what `notifications_protocol.parse_fast` decodes transcription frames into --
+#
+# The fields `read_message` reads, typed as they come when the body is well formed. A body that does not fit
+# (a wrong type anywhere, an entry or alternative that is not an object, an int beyond 64 bits, NaN, a lone
+# surrogate) fails to decode and goes to `json.loads` and `read_message` instead: these types only decide
+# which frames take the fast way, never what a frame means. Null and absent both decode to None, as both
+# read as absent in `read_message`. Unknown fields are skipped; a repeated key keeps its last value, as
+# `json.loads` does. gc=False: these hold no references back to themselves and live for one frame.
+
+
+class WireAlternative(msgspec.Struct, gc=False):
+    transcript: str | None = None
+    decoratedTranscript: str | None = None
+    offsetMs: int | float | None = None
+
+
+class WireTranscript(msgspec.Struct, gc=False):
+    utteranceId: str | None = None
+    isFinal: bool | None = None
+    channel: str | None = None
+    dialect: str | None = None
+    alternatives: list[WireAlternative] | None = None
+
+
+class WireStatus(msgspec.Struct, gc=False):
+    status: str | None = None
+
+
+class WireBody(msgspec.Struct, gc=False):
+    conversationId: str | None = None
+    sessionStartTimeMs: int | float | None = None
+    transcriptionStartTimeMs: int | float | None = None
+    status: WireStatus | None = None
+    transcripts: list[WireTranscript] | None = None
+
+
+def read_wire(body: WireBody, topic_id: str) -> TranscriptMessage | None:
+    """`read_message` of the same body, read from its typed form (equal answers: a property test
+    checks both on generated well-formed and corrupted frames). The types were checked by the decoder,
+    so what is left is `read_message`'s meaning of each value: empty strings as absent, the first
+    alternative, offsets through `_number`."""
+    conversation_id = body.conversationId or topic_id
+    if not conversation_id:
+        return None
+    status = body.status
+    message = TranscriptMessage(conversation_id, (status.status or "") if status is not None else "")
+    transcripts = body.transcripts
+    if not transcripts:
+        return message
+    origin = _number(body.sessionStartTimeMs)
+    if origin is None:
+        origin = _number(body.transcriptionStartTimeMs)
+    append, parties, number = message.utterances.append, CHANNEL_PARTY, _number
+    for entry in transcripts:
+        alternatives = entry.alternatives
+        text: str | None = None
+        spoken_at: float | None = None
+        if alternatives:
+            best = alternatives[0]
+            text = best.decoratedTranscript or best.transcript or ""
+            if origin is not None:
+                offset = number(best.offsetMs)
+                if offset is not None:
+                    spoken_at = (origin + offset) / 1000.0
+        channel = entry.channel
+        append(
+            Utterance(
+                entry.utteranceId or "",
+                parties.get(channel, "") if channel is not None else "",
+                entry.isFinal is True,
+                text,
+                entry.dialect or None,
                 spoken_at,
             )
         )

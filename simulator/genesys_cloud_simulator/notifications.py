@@ -8,6 +8,14 @@ Per shared/genesys-platform-notes.md and the SDK's NotificationsApi: `POST /api/
 `GET /api/v2/users/{id}`, and one WebSocket per channel at its `connectUri` with heartbeats, ping/pong,
 `v2.system.socket_closing` followed by a close, and channel expiry (`config.channel_lifetime_seconds`,
 compressible). REST answers omit unset fields (topics.compact).
+
+Token expiry: the platform notes say a channel dies when the token that created it expires ("what the
+socket sees at that moment is unconfirmed"). The simulator makes it die the way its other channel
+deaths (expiry, eviction) do: the channel is deleted (HEAD answers 404) and its socket is closed with
+`TOKEN_EXPIRED_CLOSE` (1000), at the expiry sweep or at the first event published to it after the
+token expired, whichever comes first; counted in `channels_token_expired` and logged. It never keeps
+a socket open that silently stops getting events: a client could not tell that from a quiet hour.
+(The analytics stream is different on purpose: its protocol says it goes silent, analytics_ws.py.)
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ CHANNELS = "/api/v2/notifications/channels"
 SOCKET_PREFIX = "/streaming/channels/"
 
 TRANSCRIPT_TICK_SECONDS = 0.1
+TOKEN_EXPIRED_CLOSE = 1000  # the close a channel's socket gets when its token expires (module docstring)
 ENDING = frozenset({"wrapup", "ended", "disconnected", "terminated"})
 
 
@@ -112,6 +121,7 @@ class NotificationsEndpoint:
         self.wall = time.time
         self.channels_created = 0
         self.channels_evicted = 0
+        self.channels_token_expired = 0  # channels that died because the token that created them expired
         self.subscription_requests: list[tuple[str, str, list[str]]] = []  # (method, channel, topics)
         self.rejections = 0
         self.messages_sent = 0
@@ -318,6 +328,18 @@ class NotificationsEndpoint:
                 if loop.time() >= channel.expires_at:
                     log.info("channel %s expired", channel.id)
                     self.delete_channel(channel.id, close_socket=True)
+                elif not self._tokens.is_valid(channel.token):
+                    self._token_expired(channel)
+
+    def _token_expired(self, channel: _Channel) -> None:
+        """The channel dies with its token (module docstring)."""
+        self.channels_token_expired += 1
+        log.info(
+            "channel %s: its token expired: channel deleted, socket closed with %d", channel.id, TOKEN_EXPIRED_CLOSE
+        )
+        self.channels.pop(channel.id, None)
+        if channel.socket is not None:
+            channel.socket.close(TOKEN_EXPIRED_CLOSE)
 
     async def _close_sockets(self, channels: list[_Channel], code: int) -> None:
         sockets = [c.socket for c in channels if c.socket is not None]
@@ -331,12 +353,18 @@ class NotificationsEndpoint:
         """Deliver one event to every channel subscribed to `topic` (same frame to each); how many."""
         text = self._envelope(topic, body)
         sent = 0
+        dead: list[_Channel] = []
         for channel in self.channels.values():
             sock = channel.socket
-            if sock is None or topic not in channel.topics or not self._tokens.is_valid(channel.token):
+            if sock is None or topic not in channel.topics:
+                continue
+            if not self._tokens.is_valid(channel.token):
+                dead.append(channel)  # not a silent skip: the channel dies now, before the sweep sees it
                 continue
             sock.send(text)
             sent += 1
+        for channel in dead:
+            self._token_expired(channel)
         self.messages_sent += sent
         return sent
 

@@ -210,7 +210,8 @@ class SimulatedGenesysCloud:
         return self._tokens.issue(self.config.token_lifetime_seconds)
 
     def expire_tokens(self) -> None:
-        """Every token issued so far expires now: new upgrades get 401, open sockets go silent."""
+        """Every token issued so far expires now: new upgrades get 401, open analytics sockets go silent,
+        and every Notifications channel dies with its token (notifications.py: deleted, socket closed)."""
         log.info("expiring all access tokens")
         self._tokens.expire_all()
 

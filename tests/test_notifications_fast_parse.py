@@ -1,0 +1,352 @@
+"""`parse_fast` (msgspec, typed transcription bodies) answers what `parse` (json.loads, dict readers) answers.
+
+For generated frames, well formed and corrupted (wrong types, null or absent fields, NaN, infinities, huge
+ints, lone surrogates, repeated keys, other spacing and key order), the two decoders give the same kind,
+topic and id, the same transcript reading, the same body digest; and two sessions fed the same frames,
+one decoding each way, hand back equal `Received` answers (outcome, readings, utterances, changes,
+actions). The duplicate digest: another key order or spacing is the same body; any changed field is not.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genesys_sentiment_exporter.analysis import UtteranceAnalyzer
+from genesys_sentiment_exporter.catalogue import Outcome
+from genesys_sentiment_exporter.ingest import Ingest
+from genesys_sentiment_exporter.sources import notifications_protocol as proto
+from genesys_sentiment_exporter.sources.notifications_session import NotificationsSession, apply
+from genesys_sentiment_exporter.sources.transcription_protocol import read_message, read_wire
+from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
+
+PROPERTY = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+NOW = 1_800_000_000.0
+
+text = st.text(alphabet=st.characters(codec=None), max_size=12)  # codec=None: lone surrogates too
+odd_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63 - 2, max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    text,
+)
+odd = st.recursive(odd_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3))
+
+
+def maybe(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly the well-formed value (whole well-formed bodies must come up too); sometimes null, sometimes
+    any odd JSON value. Absent: the `optional` fields below."""
+    return st.integers(0, 19).flatmap(lambda n: good if n < 16 else st.none() if n < 18 else odd)
+
+
+def fields(required: dict[str, Any], optional: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(required, optional=optional)
+
+
+ids = st.sampled_from(["c1", "c2", ""])
+alternative = fields(
+    {},
+    {
+        "transcript": maybe(st.sampled_from(["i hate this", "", "fine thanks"])),
+        "decoratedTranscript": maybe(st.sampled_from(["I hate this.", "", "Fine, thanks."])),
+        "offsetMs": maybe(st.integers(0, 10_000) | st.floats(0, 1e4)),
+        "confidence": maybe(st.floats(0, 1)),
+    },
+)
+transcript = fields(
+    {},
+    {
+        "utteranceId": maybe(st.sampled_from(["u1", "u2", "u3", ""])),
+        "isFinal": maybe(st.booleans()),
+        "channel": maybe(st.sampled_from(["EXTERNAL", "INTERNAL", "BOTH", "UNKNOWN"])),
+        "dialect": maybe(st.sampled_from(["en-US", "fr-FR", ""])),
+        "alternatives": maybe(st.lists(maybe(alternative), max_size=2)),
+        "engineId": maybe(st.just("r2d2")),
+    },
+)
+transcription_body = fields(
+    {},
+    {
+        "conversationId": maybe(ids),
+        "sessionStartTimeMs": maybe(st.integers(1_777_000_000_000, 1_778_000_000_000) | st.floats(0, 2e12)),
+        "transcriptionStartTimeMs": maybe(st.integers(1_777_000_000_000, 1_778_000_000_000)),
+        "status": maybe(fields({}, {"status": maybe(st.sampled_from(["SESSION_ONGOING", "SESSION_ENDED"]))})),
+        "transcripts": maybe(st.lists(maybe(transcript), max_size=3)),
+    },
+)
+# Well formed throughout: the typed path's own ground (readings, partials, repeats, before the agent).
+good_transcription_body = st.fixed_dictionaries(
+    {
+        "conversationId": st.sampled_from(["c1", "c2"]),
+        "transcriptionStartTimeMs": st.integers(1_777_000_000_000, 1_778_000_000_000) | st.floats(0, 2e12),
+        "status": st.fixed_dictionaries({"status": st.sampled_from(["SESSION_ONGOING", "SESSION_ENDED"])}),
+        "transcripts": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "utteranceId": st.sampled_from(["u1", "u2", "u3", ""]),
+                    "isFinal": st.booleans(),
+                    "channel": st.sampled_from(["EXTERNAL", "INTERNAL"]),
+                    "dialect": st.sampled_from(["en-US", "fr-FR", ""]),
+                    "alternatives": st.lists(
+                        st.fixed_dictionaries(
+                            {
+                                "transcript": st.sampled_from(["i hate this", ""]),
+                                "decoratedTranscript": st.sampled_from(["I hate this.", ""]),
+                                "offsetMs": st.integers(0, 10_000) | st.floats(0, 1e4),
+                            }
+                        ),
+                        min_size=1,
+                        max_size=2,
+                    ),
+                }
+            ),
+            max_size=3,
+        ),
+    },
+    optional={"sessionStartTimeMs": st.integers(1_777_000_000_000, 1_778_000_000_000)},
+)
+call = fields(
+    {"state": maybe(st.sampled_from(["alerting", "connected", "disconnected"]))},
+    {"afterCallWork": maybe(fields({}, {"state": maybe(st.sampled_from(["pending", "complete"]))}))},
+)
+participant = fields(
+    {
+        "purpose": maybe(st.sampled_from(["agent", "customer", "acd"])),
+        "calls": maybe(st.lists(maybe(call), max_size=2)),
+    },
+    {
+        "userId": maybe(st.sampled_from(["a1", "a2"])),
+        "queueId": maybe(st.sampled_from(["q1", "q2"])),
+        "name": maybe(text),
+        "endAcwTime": maybe(st.just("2026-12-02T07:25:45.626Z")),
+        "chats": maybe(st.lists(odd, max_size=1)),
+    },
+)
+conversation_body = fields({"id": maybe(ids), "participants": maybe(st.lists(maybe(participant), max_size=3))}, {})
+other_body = odd | fields({"message": maybe(st.sampled_from(["WebSocket Heartbeat", "pong"]))}, {})
+
+envelopes = st.one_of(
+    st.tuples(
+        st.sampled_from(["v2.conversations.c1.transcription", "v2.conversations.c2.transcription"]), transcription_body
+    ),
+    st.tuples(st.sampled_from(["v2.users.a1.conversations", "v2.routing.queues.q1.conversations"]), conversation_body),
+    st.tuples(
+        st.sampled_from(
+            ["channel.metadata", "v2.system.socket_closing", "v2.speechandtextanalytics.conversation.c1.sentiment"]
+        )
+        | text,
+        other_body,
+    ),
+    st.tuples(odd, odd),  # a topic that is not a string, a body that is not an object
+)
+envelopes = st.one_of(
+    envelopes,
+    st.tuples(
+        st.sampled_from(["v2.conversations.c1.transcription", "v2.conversations.c2.transcription"]), transcription_body
+    ),
+    st.tuples(st.sampled_from(["v2.conversations.c1.transcription"]), good_transcription_body),
+    st.tuples(  # ids the topic pattern refuses or takes: empty, dotted, a newline at the end, any text
+        st.sampled_from(["", "a.b", "c1.transcription\n", "\n", "é"]).map(
+            lambda t: f"v2.conversations.{t}.transcription"
+        )
+        | text.map(lambda t: f"v2.conversations.{t}.transcription"),
+        good_transcription_body,
+    ),
+)
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> str | bytes:
+    """An envelope written the ways a server might: spacing, key order, escapes, a repeated key, bytes."""
+    topic, body = draw(envelopes)
+    envelope: dict[str, Any] = {
+        "topicName": topic,
+        "version": "2",
+        "eventBody": body,
+        "metadata": {"CorrelationId": "x"},
+    }
+    if draw(st.integers(0, 3)) == 0:  # the topic after the body: the decoder's hint misses
+        envelope = dict(reversed(envelope.items()))
+    if draw(st.integers(0, 19)) == 0:
+        del envelope[draw(st.sampled_from(["topicName", "eventBody"]))]
+    text_frame = json.dumps(
+        envelope,
+        ensure_ascii=draw(st.booleans()),
+        indent=draw(st.sampled_from([None, None, 1])),
+        sort_keys=draw(st.integers(0, 3)) == 0,
+        allow_nan=True,
+    )
+    repeat = draw(st.integers(0, 14))
+    if repeat == 0:  # a key twice: the first copy is overruled by the one json.loads keeps
+        text_frame = '{"topicName": ' + json.dumps(draw(odd), allow_nan=True) + ", " + text_frame.lstrip()[1:]
+    elif repeat == 1:
+        text_frame = '{"eventBody": ' + json.dumps(draw(odd), allow_nan=True) + ", " + text_frame.lstrip()[1:]
+    form = draw(st.integers(0, 29))
+    if form == 0:
+        return text_frame.encode("utf-8", "surrogatepass")
+    if form == 1:
+        return " " + text_frame + "\n"
+    if form == 2:
+        return text_frame[: draw(st.integers(0, len(text_frame)))]  # cut short
+    return text_frame
+
+
+def _readable(message: proto.Message) -> Any:
+    """What a handler reads of a message: the transcript reading, or the body (NaN-safe, as text)."""
+    if message.wire is not None:
+        return read_wire(message.wire, message.topic_id)
+    if message.kind == proto.Kind.TRANSCRIPTION:
+        return read_message(message.body, message.topic_id)
+    return ascii(message.body)
+
+
+@PROPERTY
+@given(frames())
+def test_fast_and_generic_decoders_read_every_frame_alike(frame: str | bytes) -> None:
+    generic, fast = proto.parse(frame), proto.parse_fast(frame)
+    assert (fast.kind, fast.topic, fast.topic_id) == (generic.kind, generic.topic, generic.topic_id)
+    assert _readable(fast) == _readable(generic)
+    if fast.wire is None and fast.kind in (proto.Kind.CONVERSATION, proto.Kind.SENTIMENT):
+        try:
+            expected: object = generic.dedup_key()
+        except RecursionError:
+            expected = RecursionError
+        assert fast.dedup_key() == expected
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        found += _paths(inner, (*path, key))
+    return found
+
+
+@st.composite
+def nearly_good_transcripts(draw: st.DrawFn) -> str:
+    """A well-formed transcription frame with at most one value replaced (null, a wrong type, NaN, a huge int,
+    a lone surrogate, ...) or one key dropped: the typed decoder's edge, where it must accept or hand over."""
+    body = draw(good_transcription_body)
+    paths = _paths(body)[1:]
+    change = draw(st.integers(0, 2))
+    if paths and change:
+        *parent_path, key = draw(st.sampled_from(paths))
+        parent = body
+        for step in parent_path:
+            parent = parent[step]
+        if change == 1:
+            parent[key] = draw(odd_scalars | odd)
+        elif isinstance(parent, dict):
+            del parent[key]
+    return json.dumps({"topicName": "v2.conversations.c1.transcription", "eventBody": body}, allow_nan=True)
+
+
+@PROPERTY
+@given(nearly_good_transcripts())
+def test_the_typed_transcript_reader_reads_what_the_dict_reader_reads(frame: str) -> None:
+    generic, fast = proto.parse(frame), proto.parse_fast(frame)
+    assert fast.kind == generic.kind == proto.Kind.TRANSCRIPTION
+    assert _readable(fast) == _readable(generic)
+
+
+class Constant:
+    name = "constant"
+    languages = frozenset({"en"})
+
+    def score(self, text: str) -> float:
+        return 0.25
+
+
+def _session(parse: Any) -> tuple[NotificationsSession, Ingest]:
+    session = NotificationsSession(
+        queue_ids=["q1"], agent_ids=["a1"], analyzer=UtteranceAnalyzer(Constant()), parse=parse
+    )
+    session.start()
+    return session, Ingest(AgentTracker(TrackerLimits(grace_seconds=600)), clock=lambda: 0.0, wall=lambda: NOW)
+
+
+def _connect(conversation: str) -> str:
+    body = {
+        "id": conversation,
+        "participants": [
+            {"purpose": "customer", "calls": [{"state": "connected"}]},
+            {"purpose": "agent", "userId": "a1", "queueId": "q1", "calls": [{"state": "connected"}]},
+        ],
+    }
+    return json.dumps({"topicName": "v2.users.a1.conversations", "eventBody": body})
+
+
+@PROPERTY
+@given(st.lists(frames(), max_size=12), st.booleans())
+def test_sessions_decoding_either_way_answer_alike(stream: list[str | bytes], attributed: bool) -> None:
+    generic, generic_ingest = _session(proto.parse)
+    fast, fast_ingest = _session(proto.parse_fast)
+    setup = [_connect("c1"), _connect("c2")] if attributed else [_connect("c1")]
+    for n, frame in enumerate([*setup, *stream]):
+        expected = generic.receive(frame, 1, float(n), NOW + n)
+        got = fast.receive(frame, 1, float(n), NOW + n)
+        assert got == expected
+        assert apply(fast_ingest, got) == apply(generic_ingest, expected)
+    assert fast_ingest.messages == generic_ingest.messages
+    assert fast_ingest.utterances == generic_ingest.utterances
+
+
+def _conversation(agent_name: str = "Agent One") -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "participants": [
+            {"id": "p0", "purpose": "customer", "calls": [{"id": "s0", "state": "connected"}]},
+            {
+                "id": "p1",
+                "purpose": "agent",
+                "userId": "a1",
+                "queueId": "q1",
+                "name": agent_name,
+                "connectedTime": None,
+                "calls": [{"id": "s1", "state": "connected", "afterCallWork": {"state": "pending"}}],
+            },
+        ],
+    }
+
+
+def test_a_copy_in_another_key_order_or_spacing_is_a_duplicate_and_a_changed_field_is_not() -> None:
+    session, _ = _session(proto.parse_fast)
+    body = _conversation()
+    first = json.dumps({"topicName": "v2.users.a1.conversations", "eventBody": body})
+    # The queue topic's copy, written otherwise: keys reversed at every level, other spacing, escapes.
+    reordered = json.loads(json.dumps(body), object_pairs_hook=lambda pairs: dict(reversed(pairs)))
+    copy = json.dumps(
+        {"eventBody": reordered, "topicName": "v2.routing.queues.q1.conversations"}, indent=3, ensure_ascii=False
+    )
+    assert first.replace(" ", "") != copy.replace(" ", "").replace("\n", "")
+    assert session.receive(first, 1, 1.0, NOW).outcome == Outcome.STATE_CHANGE
+    assert session.receive(copy, 1, 2.0, NOW).outcome == Outcome.DUPLICATE
+    # A field the exporter does not read changed: a new update, not a copy (a state change that moves nobody).
+    renamed = json.dumps({"topicName": "v2.users.a1.conversations", "eventBody": _conversation("Agent 1")})
+    assert session.receive(renamed, 1, 3.0, NOW).outcome == Outcome.STATE_CHANGE
+    assert session.receive(renamed, 1, 4.0, NOW).outcome == Outcome.DUPLICATE
+    # null and NaN (json.loads' path: msgspec refuses NaN) are different values, and neither is absent.
+    for value in (None, float("nan"), 0.0):
+        changed = _conversation("Agent 1")
+        changed["participants"][1]["connectedTime"] = value
+        frame = json.dumps({"topicName": "v2.users.a1.conversations", "eventBody": changed}, allow_nan=True)
+        assert session.receive(frame, 1, 5.0, NOW).outcome == (
+            Outcome.DUPLICATE if value is None else Outcome.STATE_CHANGE
+        ), value
+
+
+def test_the_digest_depends_on_the_value_not_on_the_decoder() -> None:
+    body = _conversation()
+    text = json.dumps(body)
+    assert proto.body_digest("", json.loads(text)) == proto.body_digest("", json.loads(text), plain=True)
+    assert proto.body_digest("", {"a": float("nan")}) != proto.body_digest("", {"a": None})
+    assert proto.body_digest("", {"a": float("inf")}) != proto.body_digest("", {"a": None}, plain=True)
+    assert proto.body_digest("", {"a": "\ud800"}) != proto.body_digest("", {"a": "\ufffd"}, plain=True)
+    assert proto.body_digest("", {"a": 1}) != proto.body_digest("", {"a": 1.0}, plain=True)
+    assert proto.body_digest("", {"a": 1}) != proto.body_digest("", {"a": True}, plain=True)
+    assert proto.body_digest("x", {"a": 1}) != proto.body_digest("y", {"a": 1}, plain=True)
