@@ -145,7 +145,9 @@ class AgentText:
         # The page of the scrape under way: joined blocks per family, and the families handed out.
         self.page: list[list[bytes]] = [[] for _ in AGENT_FAMILIES]
         self.taken: set[int] = set()
-        self.building = 0  # scrapes joining this page in slices right now
+        # One scrape prepares at a time: a second one joining the page while the first still
+        # rendered the agents it found changed finished early, with part of the page.
+        self.preparing = asyncio.Lock()
         self.prepared = False  # `steps` completed this page: hand it out as it is
 
     @classmethod
@@ -265,8 +267,8 @@ class AgentText:
         self.prepared = True
 
     def release(self) -> None:
-        """Forget the page under way (a scrape starting with no other one building it: whatever an
-        earlier, cancelled or reused, scrape left is old by now)."""
+        """Forget the page under way (a scrape starting: whatever an earlier, cancelled or reused,
+        scrape left is old by now)."""
         self.page = [[] for _ in AGENT_FAMILIES]
         self.taken = set()
         self.prepared = False
@@ -463,14 +465,10 @@ class ExporterCollector:
             return
         for tracker in [self.tracker, *(t for t in self.ingest.parties.values() if t is not self.tracker)]:
             cache = AgentText.of(tracker)
-            if not cache.building:
-                cache.release()
-            cache.building += 1
-            try:
+            async with cache.preparing:
+                cache.release()  # what an earlier scrape left was handed out, or is older than this one
                 for _ in cache.steps(slice_seconds):
                     await asyncio.sleep(0)
-            finally:
-                cache.building -= 1
 
     def collect_small(self) -> Iterator[Metric]:
         tracker, stream, ingest = self.tracker, self.stream, self.ingest

@@ -474,3 +474,30 @@ async def test_a_scrape_renders_what_changed_before_it_and_does_not_chase_later_
         assert parsed(render(world.registry).decode()) == parsed(generate_latest(world.registry).decode())
     finally:
         await world.http.aclose()
+
+
+async def test_overlapping_scrapes_each_get_the_whole_page() -> None:
+    """A scrape arriving while another one still renders (here: every agent new) gets the whole page,
+    not the part of it rendered so far."""
+    import asyncio
+
+    world = World(window_size=2)
+    try:
+        for i in range(300):
+            world.reading(f"a{i}", "q", world.conv(str(i)), 0.1)
+
+        async def scrape() -> str:
+            await world.collector.prepare(slice_seconds=0.0)
+            return render(world.registry).decode()  # the handler renders right after, no await between
+
+        first, second = await asyncio.gather(scrape(), scrape())
+        for page in (first, second):
+            agents = {
+                s.labels["agent_id"]
+                for f in text_string_to_metric_families(page)
+                if f.name == "genesys_agent_sentiment_score"
+                for s in f.samples
+            }
+            assert len(agents) == 300
+    finally:
+        await world.http.aclose()
