@@ -125,6 +125,8 @@ async def test_socket_closing_rollover_loses_no_reading() -> None:
         await wait_for(lambda: not source.session.dedup.active, what="end of the overlap")
         assert seen == published
         assert exporter.stream.rollovers["socket_closing"] == 1
+        assert sum(exporter.stream.overlaps_ended.values()) == 1  # caught up, or the platform's close came first
+        assert not exporter.stream.overlaps_ended["max_wait"]
         assert sum(exporter.stream.disconnects.values()) == 0
         assert sim.notifications.channels_created == 2
 
@@ -195,12 +197,12 @@ async def test_lost_socket_reconnects_to_the_same_channel() -> None:
 
 async def test_token_refresh_swaps_to_a_new_channel() -> None:
     seen: list[float] = []
-    # A 6 s token is renewed after the 5 s floor; the old channel stops delivering at 6 s.
+    # A 6 s token is renewed after the 5 s floor; the old channel dies with its token at 6 s.
     async with live(SimulatorConfig(token_lifetime_seconds=6)) as (sim, exporter, _source):
         exporter.ingest.on_reading = lambda r: seen.append(r.score)
         await connect_call(sim, "c1", "a1")
         published = []
-        after = 0  # readings published since the swap: they span the 2 s overlap of both channels
+        after = 0  # readings published since the swap: they span the overlap of both channels
         for i in range(1000):
             value = round(i / 1000, 4)
             say(sim, "c1", value)
@@ -219,6 +221,8 @@ async def test_token_refresh_swaps_to_a_new_channel() -> None:
         assert seen == published
         assert exporter.ingest.messages["duplicate"] > 0  # both channels delivered during the overlap
         assert sim.notifications.channels_created == 2
+        await wait_for(lambda: sum(exporter.stream.overlaps_ended.values()) == 1, what="the old channel retired")
+        assert not exporter.stream.overlaps_ended["max_wait"]  # readings flowed: caught up (or its token died)
         assert sum(exporter.stream.disconnects.values()) == 0
 
 
