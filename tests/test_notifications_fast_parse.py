@@ -350,3 +350,27 @@ def test_the_digest_depends_on_the_value_not_on_the_decoder() -> None:
     assert proto.body_digest("", {"a": 1}) != proto.body_digest("", {"a": 1.0}, plain=True)
     assert proto.body_digest("", {"a": 1}) != proto.body_digest("", {"a": True}, plain=True)
     assert proto.body_digest("x", {"a": 1}) != proto.body_digest("y", {"a": 1}, plain=True)
+
+
+def _at_depth(frames: int, call: Any) -> Any:
+    """`call()` from `frames` more Python frames down the stack (a deeper caller)."""
+    return call() if frames == 0 else _at_depth(frames - 1, call)
+
+
+def test_frames_nested_near_the_recursion_limit_read_alike_from_shallow_and_deep_callers() -> None:
+    """Both decoders stop at the recursion limit a level apart; how deep a frame must nest to reach it
+    depends on the caller's stack. Every depth from shallow to past the limit, from two stack depths."""
+    for depth in [*range(0, 1_100, 50), *range(580, 620), *range(880, 1_000, 3)]:
+        for nested in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
+            for topic in ("v2.conversations.c1.transcription", "v2.users.a1.conversations"):
+                frame = '{"topicName":"' + topic + '","eventBody":{"conversationId":"c1","x":' + nested + "}}"
+                for caller in (0, 200):
+                    try:
+                        expected: Any = _readable(_at_depth(caller, lambda f=frame: proto.parse(f)))
+                    except RecursionError:
+                        expected = RecursionError
+                    try:
+                        got: Any = _readable(_at_depth(caller, lambda f=frame: proto.parse_fast(f)))
+                    except RecursionError:
+                        got = RecursionError
+                    assert got == expected, (depth, topic, caller)

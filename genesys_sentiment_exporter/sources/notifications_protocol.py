@@ -177,9 +177,12 @@ class _TranscriptionFrame(msgspec.Struct, gc=False):
 _TRANSCRIPTION_FRAME = msgspec.json.Decoder(_TranscriptionFrame).decode
 _ANY = msgspec.json.Decoder().decode
 _DECODE_ERRORS = (msgspec.MsgspecError, ValueError, RecursionError)  # ValueError: a str msgspec cannot encode
-# Both decoders stop at the interpreter's recursion limit, each at its own depth: near it one could
-# answer where the other raises. A frame with at most this many brackets is nowhere near it.
-_FAST_BRACKETS = 256
+# Both decoders stop at the interpreter's recursion limit (1 000 frames by default), a level apart: near
+# it one could answer where the other raises, and where that is depends on how deep the caller's stack
+# is. A frame nested at most this deep is far from it for a caller under ~350 frames deep (the exporter's
+# reader: ~20; a test under pytest and hypothesis: ~100). A frame nests at most half its length deep,
+# and at most as deep as it has brackets: only a longer frame is counted (two passes, ~1 us per KB).
+_SAFE_DEPTH = 600
 
 
 def parse_fast(frame: str | bytes) -> Message:
@@ -188,15 +191,15 @@ def parse_fast(frame: str | bytes) -> Message:
     the frame: invalid JSON, a transcription body of another shape, NaN, infinities, lone surrogates,
     bytes (json.loads guesses UTF-16/32 and a BOM; msgspec reads UTF-8 only). msgspec is strict where
     `json.loads` is lenient, never the other way round, and whatever both accept they read as the same
-    value (repeated keys: the last); frames with many brackets (deep nesting) go to `parse` too. So every
+    value (repeated keys: the last); frames that may nest deep (`_SAFE_DEPTH`) go to `parse` too. So every
     frame still gets `parse`'s outcome
     (tests/test_notifications_fast_parse.py checks it on generated frames).
 
     Why: the bench's frames cost `json.loads` about 4.6 us each; the typed decode about 0.6 us.
     """
-    if type(frame) is not str or frame.count("[") + frame.count("{") > _FAST_BRACKETS:
+    if type(frame) is not str or (len(frame) > 2 * _SAFE_DEPTH and frame.count("[") + frame.count("{") > _SAFE_DEPTH):
         return parse(frame)
-    if "transcription" in frame[:120]:  # a hint only: the topic is checked below
+    if frame.find("transcription", 0, 120) >= 0:  # a hint only: the topic is checked below
         try:
             typed = _TRANSCRIPTION_FRAME(frame)
         except _DECODE_ERRORS:

@@ -224,12 +224,14 @@ class NotificationsSession:
 
     def _receive(self, frame: str | bytes, channel: int, now: float, wall: float) -> Received:
         self.now = now
+        dedup = self.dedup
+        overlap = dedup.overlaps > 0  # `dedup.active`, read once
         # During an overlap the cross-channel key digests every body: `parse` keeps each body as a dict.
-        message = self.parse(frame) if not self.dedup.active else proto.parse(frame)
+        message = proto.parse(frame) if overlap else self.parse(frame)
         kind = message.kind
         handler = self.handlers.get(kind)  # the kinds with a handler first: nearly every frame is one
         if handler is not None:
-            if self.dedup.active and channel and self.dedup.duplicate(message.dedup_key(), channel):
+            if overlap and channel and dedup.duplicate(message.dedup_key(), channel):
                 return Received(Outcome.DUPLICATE)
             return handler(message, now, wall)
         if kind == proto.Kind.HEARTBEAT:
