@@ -2,8 +2,8 @@
 
 Times are this thread's CPU time (`time.thread_time`), so another process taking the core does not
 read as a stall of ours. Subject: what `/metrics` costs the event loop: `ExporterCollector.prepare`
-(re-renders the changed agents, then joins the page's blocks in slices, each after rendering what
-changed meanwhile, yielding between them), then `render_parts()` (the blocks as pieces the server
+(`AgentText.steps`: re-renders the agents changed before the scrape, then joins the page's blocks,
+in slices of about a millisecond, yielding between them), then `render_parts()` (the blocks as pieces the server
 writes one by one, never joined, and the small families). Baseline: `generate_latest` of
 prometheus_client's stock labelled gauges holding the same series, updated for the same agents.
 Reported: the scrape-cost ratio, the longest single synchronous step (a stall of the loop), and
@@ -23,7 +23,7 @@ from prometheus_client.exposition import generate_latest
 
 from bench.population import populate
 from bench.render_bench import LABELS, _Small, compare, exporter_registry
-from genesys_sentiment_exporter.metrics import AGENT_FAMILIES, JOIN_SLICE, AgentText, render, render_parts
+from genesys_sentiment_exporter.metrics import AGENT_FAMILIES, SLICE_SECONDS, AgentText, render, render_parts
 from genesys_sentiment_exporter.model import Phase, Reading
 from genesys_sentiment_exporter.tracker import AgentState
 
@@ -34,7 +34,7 @@ BASE = 1_795_806_100.0
 class ScrapeResult:
     agents: int
     changed: int
-    chunk: int
+    slice_seconds: float
     subject_s: list[float] = field(default_factory=list)
     baseline_s: list[float] = field(default_factory=list)
     longest_step_s: list[float] = field(default_factory=list)
@@ -51,7 +51,7 @@ class ScrapeResult:
         return {
             "agents": self.agents,
             "changed_per_scrape": self.changed,
-            "chunk": self.chunk,
+            "slice_ms": self.slice_seconds * 1e3,
             "median_ratio": self.ratio,
             "subject_median_ms": statistics.median(self.subject_s) * 1e3,
             "baseline_median_ms": statistics.median(self.baseline_s) * 1e3,
@@ -83,7 +83,9 @@ def _set(gauges: list[Gauge], agent: AgentState) -> None:
             gauge.labels(agent.label_id, agent.queue_id, agent.party).set(value)
 
 
-def run(agents: int = 50_000, changed_share: float = 0.10, repeats: int = 5, chunk: int = 256) -> ScrapeResult:
+def run(
+    agents: int = 50_000, changed_share: float = 0.10, repeats: int = 5, slice_seconds: float = SLICE_SECONDS
+) -> ScrapeResult:
     ingest, _expected = populate(agents)
     tracker = ingest.tracker
     registry, collector = exporter_registry(ingest)
@@ -91,7 +93,7 @@ def run(agents: int = 50_000, changed_share: float = 0.10, repeats: int = 5, chu
     render(registry)  # every agent rendered once: the steady state a running exporter is in
     rng = random.Random(5)
     ids = list(tracker.agents)
-    result = ScrapeResult(agents, int(agents * changed_share), chunk)
+    result = ScrapeResult(agents, int(agents * changed_share), slice_seconds)
     cache = AgentText.of(tracker)
     at = BASE
     for round_ in range(repeats):
@@ -101,21 +103,13 @@ def run(agents: int = 50_000, changed_share: float = 0.10, repeats: int = 5, chu
             reading = Reading(agent_id, agent.queue_id, agent.conversation_id, round(rng.uniform(-1, 1), 2), at)
             ingest.conversation(reading, None)
             _set(gauges, agent)
-        # subject: the slices prepare() runs between awaits, then the render
+        # subject: the slices prepare() runs between awaits (the same generator), then the render
         steps: list[float] = []
-        start = time.thread_time()
-        while True:
-            step = time.thread_time()
-            done = cache.refresh(chunk)
+        start = step = time.thread_time()
+        for _ in cache.steps(slice_seconds):
             steps.append(time.thread_time() - step)
-            if done:
-                break
-        while True:
             step = time.thread_time()
-            done = cache.join(JOIN_SLICE)
-            steps.append(time.thread_time() - step)
-            if done:
-                break
+        steps.append(time.thread_time() - step)
         step = time.thread_time()
         parts = render_parts(registry)  # what the loop runs; the server writes the pieces as they are
         render_s = time.thread_time() - step

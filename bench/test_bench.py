@@ -86,7 +86,7 @@ def test_transcript_bench_accounts_for_every_frame_and_scores_every_customer_lin
 def test_incremental_scrape_pages_agree_and_expiry_is_measured() -> None:
     from bench import scrape_bench
 
-    result = scrape_bench.run(agents=600, repeats=2, chunk=64).as_dict()
+    result = scrape_bench.run(agents=600, repeats=2, slice_seconds=0.0).as_dict()
     assert result["same_samples"]["samples"] > 600 * 4
     assert result["changed_per_scrape"] == 60
     assert result["expire_vs_walk_ratio"] is not None
@@ -112,14 +112,35 @@ def test_soak_machinery_accounts_every_frame_through_faults() -> None:
 def test_freshness_accounts_every_frame_and_measures_each_reading() -> None:
     """A short paced stream, scraped: every frame accounted (the round raises otherwise)."""
     import asyncio
+    import gc
 
     from bench import freshness_bench
 
+    threshold = gc.get_threshold()
     scraped = asyncio.run(freshness_bench.freshness_round(1000.0, 2.0, 200, True, 0.2))
     assert scraped["readings"] > 800 and scraped["tracked_agents"] == 200
     assert scraped["scrapes_done"] >= 1 and scraped["page_gzip_bytes"] > 0
     assert 0 < scraped["p50_ms"] <= scraped["p99_ms"] <= scraped["max_ms"]
     assert scraped["loop_cpu_us_per_frame"] > 0
+    # The exporter's HeapPolicy for the round: young collections only; the process's GC restored after.
+    assert scraped["heap_policy"] and scraped["gc_collections"] > 0 and scraped["gc_full_collections"] == 0
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
+
+
+def test_the_paced_server_stamps_each_batch_as_it_leaves() -> None:
+    """Frames are serialised once with a placeholder where `eventTime` goes, of the stamp's length."""
+    import json
+
+    from bench import freshness_bench
+    from bench.frames import build_frames
+
+    events = [json.loads(f) for f in build_frames(50, agents=5, seed=13)]
+    frames = freshness_bench._stamped(events)
+    stamp = b"2026-12-02T08:00:00.123456Z"
+    assert len(stamp) == len(freshness_bench.STAMP)
+    stamped = [f.replace(freshness_bench.STAMP, stamp) for f in frames]
+    times = [e.get("eventTime") for e in (json.loads(f[2:] if f[1] < 126 else f[4:]) for f in stamped)]
+    assert times.count(stamp.decode()) == sum(1 for e in events if "eventTime" in e) > 40
 
 
 def test_notifications_path_accounts_every_frame() -> None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -92,6 +94,38 @@ def make_source(
         ssl_context=ssl.create_default_context(),
         max_overlap_seconds=settings.rollover_max_overlap_seconds,
     )
+
+
+@dataclass(frozen=True)
+class HeapPolicy:
+    """The cyclic collector, tuned for a loop that must not stall (issue 13, freshness).
+
+    CPython's full (generation 2) collection walks every tracked object: ~52 000 from the imports
+    alone, plus two per agent (its `AgentState` and its window). At 10 000 agents that is 40-60 ms
+    with the stream's loop stopped, started whenever enough objects have survived two young
+    collections (a new window per call: every 10-20 s at 10 000 events/s), and it alone delayed
+    ~0.5 % of all readings by tens of ms. So, once the process is built: one collection, then
+    `gc.freeze()` (the start-up heap is never walked again; it is never garbage either), and the
+    automatic full collection replaced by one every `full_every` seconds, which walks only what
+    came after start-up (~20 ms at 10 000 agents). Young collections (the per-frame dicts) stay
+    as CPython runs them: well under a millisecond each.
+
+    Process-wide, so it is the command's to apply (`cli.serve`), not every `Exporter` a test builds.
+    """
+
+    full_every: float = 600.0
+    rare: int = 1_000_000  # generation-1 collections before an automatic full one: ~never
+
+    def settle(self) -> None:
+        gc.collect()
+        gc.freeze()
+        young, middle, _full = gc.get_threshold()
+        gc.set_threshold(young, middle, self.rare)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.full_every)
+            gc.collect()
 
 
 class Exporter:
@@ -243,20 +277,30 @@ class Exporter:
         return jobs
 
     async def run(
-        self, *, serve: bool = True, duration: float | None = None, started: Callable[[], None] | None = None
+        self,
+        *,
+        serve: bool = True,
+        duration: float | None = None,
+        started: Callable[[], None] | None = None,
+        heap: HeapPolicy | None = None,
     ) -> None:
         """Run until cancelled, for `duration` seconds, or until a core task stops (`TaskCrashed`).
 
         `serve=False` (check) runs the token and source tasks only, with no web server.
         An `OSError` from binding the listen address propagates before anything else starts.
+        `heap`: the process's collector is this exporter's to tune (the command, not tests).
         """
         try:
             if serve:
                 await self.web.start()
                 log.info("listening on %s (source %s)", self.web.url, self.source.name)
+            jobs = self._jobs(serve)
+            if heap is not None:
+                heap.settle()
+                jobs["gc"] = heap.run
             if started is not None:
                 started()
-            await run_tasks(self._jobs(serve), duration)
+            await run_tasks(jobs, duration)
         finally:
             self.stream.connected = False
             if serve:

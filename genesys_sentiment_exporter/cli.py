@@ -474,9 +474,13 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def serve(exporter: Exporter) -> None:
-    """The exporter's life cycle; a port that cannot be bound is one line, not a traceback."""
+    """The exporter's life cycle; a port that cannot be bound is one line, not a traceback.
+
+    The process is the exporter's alone here, so it also tunes the process's garbage collector."""
+    from genesys_sentiment_exporter.app import HeapPolicy
+
     try:
-        await exporter.run()
+        await exporter.run(heap=HeapPolicy())
     except OSError as exc:
         address = exporter.settings.web_listen_address
         raise StartError(f"cannot listen on {address}: {exc.strerror or exc}") from None

@@ -12,6 +12,7 @@ registry, `generate_latest` and tests see the same data.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
@@ -79,9 +80,12 @@ AGENT_FAMILIES: tuple[tuple[Family, Callable[[AgentState], float | None]], ...] 
 
 
 _EMPTY_ROW = (b"", b"", b"")
-# Blocks of the page joined per step of a scrape's preparation: two blocks of the six families are
-# ~2.3 MB of copying, about 2-3 ms, under the 5 ms a step may hold the loop (issue 13).
-JOIN_SLICE = 2
+# How long one step of a scrape's preparation may hold the event loop. A frame that arrives during a
+# step waits for it and, as the loop runs the step it queued before waking the frame's reader, for
+# the next one too: at 10 000 events/s, 1 ms steps left 1.1 % of readings over 5 ms, 0.5 ms 0.8 %
+# (issue 13, freshness; `bench/README.md`).
+SLICE_SECONDS = 0.0005
+_RENDER_BATCH = 32  # agents rendered between two looks at the clock (~0.1-0.2 ms)
 _MEMO_SIZE = 4096
 
 
@@ -114,9 +118,13 @@ class AgentText:
 
     The page itself is not kept between scrapes (at 50 000 agents it would be ~35 MB, more than
     the rows and the agents together): `join` builds it block by block for the scrape under way,
-    in slices that `ExporterCollector.prepare` interleaves with the loop's other work, rendering
-    agents that changed meanwhile before each slice; `blocks_of` hands the blocks to the scrape
-    and lets go of them once every family has been taken.
+    in slices that `ExporterCollector.prepare` interleaves with the loop's other work (`steps`);
+    `blocks_of` hands the blocks to the scrape and lets go of them once every family has been taken.
+
+    A prepared scrape renders the agents that changed before it started and no others: changes that
+    land while it runs wait for the next scrape. Chasing them (as the first cut did) made a scrape
+    under a saturated stream last as long as the stream, re-rendering an agent on nearly every
+    reading: 0.81x the ingest rate without scrapes (issue 13, goal 3).
     """
 
     BLOCK = 1024
@@ -137,7 +145,10 @@ class AgentText:
         # The page of the scrape under way: joined blocks per family, and the families handed out.
         self.page: list[list[bytes]] = [[] for _ in AGENT_FAMILIES]
         self.taken: set[int] = set()
-        self.building = 0  # scrapes joining this page in slices right now
+        # One scrape prepares at a time: a second one joining the page while the first still
+        # rendered the agents it found changed finished early, with part of the page.
+        self.preparing = asyncio.Lock()
+        self.prepared = False  # `steps` completed this page: hand it out as it is
 
     @classmethod
     def of(cls, tracker: AgentTracker) -> AgentText:
@@ -151,6 +162,13 @@ class AgentText:
         """Render the changed agents, at most `budget` of them; True when none is left."""
         changed = self.tracker.changed
         assert changed is not None
+        done = self._render(changed, budget)
+        if done > 4096:  # a set keeps the table of its largest size: let a burst's go
+            self.tracker.changed = set(changed)
+        return not changed
+
+    def _render(self, changed: set[AgentState], budget: int | None) -> int:
+        """Render (and take out of `changed`) at most `budget` agents; how many were rendered."""
         agents = self.tracker.agents
         rolling, score, readings, last, active, trend_rows = self.rows
         heads = self.heads
@@ -158,7 +176,7 @@ class AgentText:
         done = 0
         while changed:
             if budget is not None and done >= budget:
-                return False
+                break
             agent = changed.pop()
             done += 1
             slot = agent.slot
@@ -209,13 +227,11 @@ class AgentText:
                 trend_rows[at + 2] = scores_text(trend)
             elif trend_rows[at + 1]:
                 trend_rows[at : at + 3] = _EMPTY_ROW
-        if done > 4096:  # a set keeps the table of its largest size: let a burst's go
-            self.tracker.changed = set()
-        return True
+        return done
 
     def join(self, budget: int | None = None) -> bool:
-        """Join the next blocks of the scrape under way, at most `budget` of them, each after
-        rendering whatever changed since the last slice; True when the page is complete."""
+        """Join the next blocks of the scrape under way, at most `budget` of them; True when the
+        page is complete."""
         span = 3 * self.BLOCK
         total = (self.slots + self.BLOCK - 1) // self.BLOCK
         done = 0
@@ -223,30 +239,51 @@ class AgentText:
         while len(page[0]) < total:
             if budget is not None and done >= budget:
                 return False
-            self.refresh()
             block = len(page[0])
             for family_rows, family_page in zip(self.rows, page, strict=True):
                 family_page.append(b"".join(family_rows[block * span : (block + 1) * span]))
             done += 1
         return True
 
+    def steps(
+        self, slice_seconds: float = SLICE_SECONDS, clock: Callable[[], float] = time.perf_counter
+    ) -> Iterator[None]:
+        """A scrape's preparation, yielding between slices of about `slice_seconds`: render the
+        agents that changed before it began (later changes stay for the next scrape), then join
+        the page's blocks."""
+        changed = self.tracker.changed
+        assert changed is not None
+        self.tracker.changed = set()
+        deadline = clock() + slice_seconds
+        while changed:
+            self._render(changed, _RENDER_BATCH)
+            if changed and clock() >= deadline:
+                yield
+                deadline = clock() + slice_seconds
+        while not self.join(1):
+            if clock() >= deadline:
+                yield
+                deadline = clock() + slice_seconds
+        self.prepared = True
+
     def release(self) -> None:
-        """Forget the page under way (a scrape starting with no other one building it: whatever an
-        earlier, cancelled or reused, scrape left is old by now)."""
+        """Forget the page under way (a scrape starting: whatever an earlier, cancelled or reused,
+        scrape left is old by now)."""
         self.page = [[] for _ in AGENT_FAMILIES]
         self.taken = set()
+        self.prepared = False
 
     def blocks_of(self, index: int) -> list[bytes]:
         """The family's rows as joined blocks for this scrape, completing the page first."""
         if index in self.taken:  # a new scrape
             self.release()
-        self.refresh()
-        self.join()
+        if not self.prepared:  # not prepared (tests, generate_latest), or a prepare cut short
+            self.refresh()
+            self.join()
         blocks = self.page[index]
         self.taken.add(index)
         if len(self.taken) == len(AGENT_FAMILIES):
-            self.page = [[] for _ in AGENT_FAMILIES]
-            self.taken = set()
+            self.release()
         return blocks
 
 
@@ -420,23 +457,18 @@ class ExporterCollector:
         yield from transcript_metrics(self.ingest, self.tracker, self.per_agent_series)
         yield from self.collect_small()
 
-    async def prepare(self, chunk: int = 256) -> None:
-        """Render what changed since the last scrape in slices, yielding the loop between them, so
-        the scrape itself only joins cached rows (issue 13: no long stall of the stream's loop)."""
+    async def prepare(self, slice_seconds: float = SLICE_SECONDS) -> None:
+        """Render what changed before this scrape and join the page in slices, yielding the loop
+        between them, so the scrape itself only hands out joined blocks (issue 13: no long stall
+        of the stream's loop)."""
         if not self.per_agent_series:
             return
         for tracker in [self.tracker, *(t for t in self.ingest.parties.values() if t is not self.tracker)]:
             cache = AgentText.of(tracker)
-            if not cache.building:
-                cache.release()
-            cache.building += 1
-            try:
-                while not cache.refresh(chunk):
+            async with cache.preparing:
+                cache.release()  # what an earlier scrape left was handed out, or is older than this one
+                for _ in cache.steps(slice_seconds):
                     await asyncio.sleep(0)
-                while not cache.join(JOIN_SLICE):
-                    await asyncio.sleep(0)
-            finally:
-                cache.building -= 1
 
     def collect_small(self) -> Iterator[Metric]:
         tracker, stream, ingest = self.tracker, self.stream, self.ingest

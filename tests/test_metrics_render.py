@@ -354,7 +354,7 @@ async def test_incremental_page_follows_changes_drops_and_reused_rows() -> None:
         world.state("a0", "q", conv[0], "disconnected")
         world.clock.now += 2.0
         world.tracker.expire(world.clock.now)  # a0 leaves
-        await world.collector.prepare(chunk=1)  # in slices of one agent
+        await world.collector.prepare(slice_seconds=0.0)  # a slice per batch of agents
         page = render(world.registry).decode()
         assert parsed(page) == parsed(generate_latest(world.registry).decode())
         assert 'agent_id="a0"' not in page
@@ -429,3 +429,75 @@ def test_shared_value_text_keeps_negative_zero_and_is_bounded() -> None:
     for i in range(2 * _MEMO_SIZE):
         values.text(i + 0.25)
     assert len(values.memo) == _MEMO_SIZE
+
+
+async def test_a_scrape_renders_what_changed_before_it_and_does_not_chase_later_changes() -> None:
+    """A stream changing more agents between two slices than a slice renders once kept a scrape
+    rendering for as long as the stream ran (issue 13: 0.81x ingest with scrapes). Now prepare()
+    renders the changes made before it began, ends however fast agents keep changing, and the next
+    scrape has the rest."""
+    import asyncio
+
+    world = World(window_size=2)
+    try:
+        convs = {f"a{i}": world.conv(str(i)) for i in range(500)}
+        for agent, conv in convs.items():
+            world.reading(agent, "q", conv, 0.1)
+        render(world.registry)
+        for agent, conv in convs.items():  # every agent changed before the scrape
+            world.reading(agent, "q", conv, -0.5)
+        agents = list(convs)
+
+        async def churn() -> None:
+            turn = 0
+            while True:
+                for _ in range(400):
+                    agent = agents[turn % len(agents)]
+                    world.reading(agent, "q", convs[agent], 0.9)
+                    turn += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(churn())
+        try:
+            await asyncio.wait_for(world.collector.prepare(slice_seconds=0.0), timeout=60)
+            page = render(world.registry).decode()
+        finally:
+            task.cancel()
+        scores = [
+            s.value
+            for f in text_string_to_metric_families(page)
+            if f.name == "genesys_agent_sentiment_score"
+            for s in f.samples
+        ]
+        assert len(scores) == 500 and set(scores) <= {-0.5, 0.9}  # no agent as it was before the scrape
+        assert world.tracker.changed  # the churn's later changes wait for the next scrape
+        assert parsed(render(world.registry).decode()) == parsed(generate_latest(world.registry).decode())
+    finally:
+        await world.http.aclose()
+
+
+async def test_overlapping_scrapes_each_get_the_whole_page() -> None:
+    """A scrape arriving while another one still renders (here: every agent new) gets the whole page,
+    not the part of it rendered so far."""
+    import asyncio
+
+    world = World(window_size=2)
+    try:
+        for i in range(300):
+            world.reading(f"a{i}", "q", world.conv(str(i)), 0.1)
+
+        async def scrape() -> str:
+            await world.collector.prepare(slice_seconds=0.0)
+            return render(world.registry).decode()  # the handler renders right after, no await between
+
+        first, second = await asyncio.gather(scrape(), scrape())
+        for page in (first, second):
+            agents = {
+                s.labels["agent_id"]
+                for f in text_string_to_metric_families(page)
+                if f.name == "genesys_agent_sentiment_score"
+                for s in f.samples
+            }
+            assert len(agents) == 300
+    finally:
+        await world.http.aclose()
