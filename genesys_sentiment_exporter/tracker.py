@@ -259,6 +259,12 @@ class AgentTracker:
 
     def reading(self, event: Reading, now: float) -> Outcome:
         self._now = now
+        agent = self.agents.get(event.agent_id)
+        if agent is not None and agent.conversation_id == event.conversation_id and agent.queue_id == event.queue_id:
+            # The next reading of the call the agent is on (most of them): its three ids equal ones that
+            # passed `_exportable` when the agent, its call and its queue were taken in, so no check again.
+            self.record(agent, event.queue_id, event.score, event.timestamp, event.trend, now)
+            return Outcome.READING
         if not self._exportable(event.agent_id, event.queue_id, event.conversation_id):
             return Outcome.INVALID_ID
         agent = self._agent(event.agent_id, event.queue_id, event.conversation_id, now)

@@ -197,6 +197,17 @@ def parse_fast(frame: str | bytes) -> Message:
 
     Why: the bench's frames cost `json.loads` about 4.6 us each; the typed decode about 0.9 us.
     """
+    read = read_frame(frame)
+    if isinstance(read, tuple):
+        return Message(Kind.TRANSCRIPTION, transcription_topic(read[0]), {}, read[0], True, read[1])
+    return read
+
+
+def read_frame(frame: str | bytes) -> tuple[str, WireBody] | Message:
+    """`parse_fast` for the session's hot path: a well-formed transcription frame as (conversation id from
+    its topic, typed body), without the `Message` around it (the session reads nothing else of it); any
+    other frame as `parse_fast`'s `Message`. Why a second shape: a transcription frame is most of a
+    stream, and `Message`'s construction was about a tenth of what the session does with one."""
     if type(frame) is not str or (len(frame) > 2 * _SAFE_DEPTH and frame.count("[") + frame.count("{") > _SAFE_DEPTH):
         return parse(frame)
     if frame.find("transcription", 0, 120) >= 0:  # a hint only: the topic is checked below
@@ -214,7 +225,7 @@ def parse_fast(frame: str | bytes) -> Message:
                 and topic.endswith(".transcription")
                 and "." not in conversation
             ):
-                return Message(Kind.TRANSCRIPTION, topic, {}, conversation, True, typed.eventBody)
+                return conversation, typed.eventBody
     try:
         value = _ANY(frame)
     except _DECODE_ERRORS:

@@ -119,12 +119,16 @@ def apply(ingest: Ingest, received: Received) -> Outcome:
     the others go to the tracker uncounted (one message, one outcome)."""
     if received.reading is not None:
         return ingest.conversation(received.reading, None)
-    if received.readings or received.utterances:
-        counts = ingest.utterances  # each unscored (party, outcome) counted once
-        for key in received.utterances:  # not Counter.update: its Mapping check costs more than the loop
-            counts[key] += 1
-        scored = [ingest.utterance(reading) for reading in received.readings]
-        message = Outcome.READING if Outcome.READING in scored else received.outcome or Outcome.TRANSCRIPT
+    readings, utterances = received.readings, received.utterances
+    if readings or utterances:
+        if utterances:
+            counts = ingest.utterances  # each unscored (party, outcome) counted once
+            for key in utterances:  # not Counter.update: its Mapping check costs more than the loop
+                counts[key] += 1
+        message = received.outcome or Outcome.TRANSCRIPT
+        for reading in readings:  # the message is a `reading` when any of its utterances was one
+            if ingest.utterance(reading) == Outcome.READING:
+                message = Outcome.READING
         ingest.count(message)
         return message
     if received.postcall is not None:
@@ -227,7 +231,15 @@ class NotificationsSession:
         dedup = self.dedup
         overlap = dedup.overlaps > 0  # `dedup.active`, read once
         # During an overlap the cross-channel key digests every body: `parse` keeps each body as a dict.
-        message = proto.parse(frame) if overlap else self.parse(frame)
+        if overlap:
+            message = proto.parse(frame)
+        elif self.parse is proto.parse_fast:
+            read = proto.read_frame(frame)  # a transcription frame comes without its `Message`
+            if isinstance(read, tuple):
+                return self._transcript(transcription.read_wire(read[1], read[0]), now, wall)
+            message = read
+        else:
+            message = self.parse(frame)
         kind = message.kind
         handler = self.handlers.get(kind)  # the kinds with a handler first: nearly every frame is one
         if handler is not None:
@@ -290,22 +302,36 @@ class NotificationsSession:
             Outcome(POSTCALL_SCORE), actions=actions, postcall=(agent, queue, conversation_id, score, trend)
         )
 
-    def _transcription(self, message: proto.Message, _now: float, wall: float) -> Received:
-        """A batch of utterances (or a keepalive): each final utterance of a watched call scored once."""
+    def _transcription(self, message: proto.Message, now: float, wall: float) -> Received:
         wire = message.wire
         parsed = (
             transcription.read_message(message.body, message.topic_id)
             if wire is None
             else transcription.read_wire(wire, message.topic_id)
         )
+        return self._transcript(parsed, now, wall)
+
+    def _transcript(self, parsed: transcription.TranscriptMessage | None, now: float, wall: float) -> Received:
+        """A batch of utterances (or a keepalive): each final utterance of a watched call scored once.
+
+        Shaped for the hot path (most frames of a stream): the live call's `Tracked` looked up once for
+        `attribute`'s answer, the cadence and the connect stamp alike."""
         if parsed is None:
             return Received(Outcome.MALFORMED)
-        attribution, conversation_id = self.attribution, parsed.conversation_id
-        who = attribution.attribute(conversation_id, None)
-        if parsed.utterances and len(self.cadence["transcription"]) < CADENCE_LIMIT:
-            self._arrived("transcription", conversation_id, _now)
-        # attribute() answered a tuple only for a live call: its Tracked is there.
-        connected = attribution.live[conversation_id].connected_wall if type(who) is tuple else None
+        conversation_id = parsed.conversation_id
+        tracked = self.attribution.live.get(conversation_id)
+        if tracked is not None and tracked.agent_id:  # `attribute(conversation_id, None)`'s tuple
+            who: tuple[str, str] | str = (tracked.agent_id, tracked.queue_id)
+            connected = tracked.connected_wall
+        else:
+            who, connected = self.attribution.attribute(conversation_id, None), None
+        if parsed.utterances:
+            seen = self.cadence["transcription"]
+            if len(seen) < CADENCE_LIMIT:  # `since_end`, from the Tracked at hand when the call is live
+                if tracked is not None:
+                    seen.append(None if tracked.ended_at is None else now - tracked.ended_at)
+                else:
+                    seen.append(self.attribution.since_end(conversation_id, now))
         decision = self.transcripts.decide(parsed, who, wall, connected)
         outcome = decision.outcome  # already an `Outcome` member: no conversion per frame
         return Received(
