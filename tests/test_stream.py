@@ -325,3 +325,24 @@ async def test_the_deadline_rolls_the_connection_over_as_channel_expiry() -> Non
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not state.connected
+
+
+async def test_an_old_connection_held_through_a_second_rollover_catches_up_with_the_newest(
+    harness: Harness,
+) -> None:
+    """A held (its replacement B refused), then B replaced by C: A goes once a frame came through A and C."""
+    harness.stream.handed_over = handed = asyncio.Event()
+    a, b = await _rolled_over(harness)
+    harness.stream.request("channel_expiry")
+    await harness.until(lambda: len(harness.stream.opened) == 3, "second replacement opened")
+    c = harness.stream.opened[2]
+    await harness.until(lambda: harness.stream.conn is c, "C is the stream's connection")
+    handed.set()  # C is subscribed
+    await _turns()
+    assert a.fake.open and b.fake.open and harness.dedup.overlaps == 2
+    assert not harness.dedup.duplicate(b"x", c.number) and harness.dedup.duplicate(b"x", a.number)
+    await harness.until(lambda: a.fake.reason == "rollover", "A retired")
+    assert b.fake.open and harness.state.overlaps_ended == {"caught_up": 1}
+    assert harness.dedup.duplicate(b"x", b.number)
+    await harness.until(lambda: not harness.dedup.active, "both overlaps over")
+    assert harness.state.overlaps_ended == {"caught_up": 2} and harness.stream.streams.live == {c}

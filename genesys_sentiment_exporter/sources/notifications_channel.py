@@ -8,7 +8,8 @@ platform's answer, not a failure: the topics are rejected (counted, logged with 
 answer names, shown by `check`), never a new channel; refused base topics are asked for again on the
 same channel on a slow capped backoff, and the slot is not ready meanwhile if no channel has one. When
 that happens to a rollover's replacement, the old channel, whose subscription still works, stays
-(`handover`) until the replacement's base topics are answered; only then does the overlap start ending.
+(`handover`) until the slot's newest channel has its base topics answered; only then does the overlap
+start ending.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Slot(Stream[Channel]):
         self.dirty = asyncio.Event()  # the plan changed: `sync` brings the channel to it
         self.lock = asyncio.Lock()
         self.refusals: Iterator[float] | None = None  # while the base topics are refused: when to ask again
+        self.carrying = asyncio.Event()  # the current channel's base topics are subscribed (`handover`)
 
     @property
     def ready(self) -> bool:
@@ -77,9 +79,10 @@ class Slot(Stream[Channel]):
 
     async def handover(self, old: Channel, new: Channel) -> None:
         """A replacement whose base topics were refused carries nothing yet: the old channel, if its
-        subscription works, stays until the same PUT, asked again on the new channel, is answered."""
+        subscription works, stays until the same PUT, asked again on the slot's channel, is answered.
+        The slot's channel, not `new`: if `new` is itself replaced meanwhile, the old one waits for that one."""
         if old.subscribed.is_set():
-            await new.subscribed.wait()
+            await self.carrying.wait()
 
     def failed(self, exc: BaseException) -> str:
         self.source.stream.last_error = f"channel {self.index}: {type(exc).__name__}: {exc}"
@@ -89,6 +92,10 @@ class Slot(Stream[Channel]):
     async def open(self) -> Channel:
         async with self.lock:
             self.conn = channel = await sup.with_retry(self._new_channel, ERRORS, delays(0.5, 30.0), self.failed)
+            if channel.subscribed.is_set():
+                self.carrying.set()
+            else:
+                self.carrying.clear()
             self.session.channel_ready(channel.info)
         log.info("channel %d open with %d topics", self.index, len(self.session.slots[self.index].subscribed))
         return channel
@@ -170,6 +177,8 @@ class Slot(Stream[Channel]):
         if any(t in self.session.base_topics for t in topics):
             self.refusals = None
             channel.subscribed.set()
+            if channel is self.conn:
+                self.carrying.set()
             self.streams.changed()
 
     def _refused(self, method: str, topics: list[str], exc: RestError) -> None:

@@ -98,7 +98,6 @@ class Streams(Generic[C]):
             log.info("%s: old connection retired (%s)", stream.label, ended)
             await self.close(old, "rollover")
         finally:
-            self.dedup.forget(old.number, new.number)
             self.dedup.stop()
 
     async def _overlap(self, stream: Stream[C], old: C, new: C) -> OverlapEnd:
@@ -119,12 +118,15 @@ class Streams(Generic[C]):
             if not caught.done():
                 caught.set_result(None)
 
-        self.dedup.when_caught_up(old.number, new.number, caught_up)
+        # With the stream's connection now: `new` itself may have been replaced while the source held on.
+        current = stream.conn if stream.conn is not None else new
+        self.dedup.when_caught_up(old.number, current.number, caught_up)
         try:
             then: set[asyncio.Future[Any]] = {reader, caught}
             await asyncio.wait(then, timeout=self.max_wait, return_when=asyncio.FIRST_COMPLETED)
         finally:
             caught.cancel()
+            self.dedup.forget(old.number, current.number)
         if caught.done() and not caught.cancelled():
             return OverlapEnd.CAUGHT_UP
         return OverlapEnd.CLOSED_BY_SERVER if reader.done() else OverlapEnd.MAX_WAIT

@@ -62,3 +62,28 @@ def handled(exporter: Exporter) -> int:
     """Events given an outcome, but not the copy of one that a second socket delivered."""
     messages = exporter.ingest.messages
     return sum(messages.values()) - messages["heartbeat"] - messages["control"] - messages["duplicate"]
+
+
+async def test_the_old_channel_held_through_a_second_refused_rollover_goes_once_the_newest_is_subscribed() -> None:
+    sim = FaultySimulator(SimulatorConfig(notifications_heartbeat_seconds=1.0))
+    async with live_notifications(sim) as (_sim, exporter):
+        source = exporter.source
+        source.streams.max_wait = 0.5  # type: ignore[attr-defined]
+        notifications = sim.notifications
+        [first] = list(notifications.channels)
+        fault = sim.inject("PUT", "/api/v2/notifications/channels/", json_answer(REFUSAL, 403))
+        notifications.socket_closing(close_after=3600)
+        await wait_for(lambda: notifications.channels_created == 2, what="the first replacement")
+        await wait_for(lambda: fault.hits >= 1, what="its PUT refused")
+        notifications.socket_closing(close_after=3600)  # the platform's maintenance again: the replacement goes too
+        await wait_for(lambda: exporter.stream.rollovers["socket_closing"] == 2, timeout=30, what="second rollover")
+        await wait_for(lambda: exporter.stream.overlaps_ended["max_wait"] == 1, what="the refused replacement retired")
+        assert notifications.channels[first].socket is not None  # the working one stays...
+        before = handled(exporter)
+        assert notifications.publish(QUEUE_TOPIC, conversation_body("c-old", "a1", "q1")) == 1
+        await wait_for(lambda: handled(exporter) == before + 1, what="delivered by the first channel")
+        sim.clear()  # granted: the newest channel's next PUT is answered
+        newest = list(notifications.channels)[-1]
+        await wait_for(lambda: QUEUE_TOPIC in notifications.channels[newest].topics, timeout=60, what="subscribed")
+        await wait_for(lambda: notifications.channels[first].socket is None, what="the first channel let go")
+        assert sum(exporter.stream.overlaps_ended.values()) == 2 and len(source.live) == 1  # type: ignore[attr-defined]
