@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             fresh = freshness_bench.run(
-                seconds=args.freshness_seconds, rounds=1 if args.quick else 3, warmup=2.0 if args.quick else 3.0
+                seconds=args.freshness_seconds, rounds=1 if args.quick else 5, warmup=2.0 if args.quick else 3.0
             )
         except RuntimeError as exc:
             errors.append(f"freshness: {exc}")
@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                         None,
                     )
                 )
+                direct = data["blast_direct_capacity_ratio"]
+                rows.append(_row("  1 - scrapes' own loop share", f"{direct:.3f}", "(info)", None))
             rows.append(_row("  at 10 000/s: loop CPU not / scraped", f"{fresh.at_rate_cpu_ratio:.3f}", "(info)", None))
             details.append(
                 f"  freshness: loop CPU {quiet['loop_cpu_us_per_frame']:.1f} us/frame without scrapes, "

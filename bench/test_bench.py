@@ -127,6 +127,39 @@ def test_freshness_accounts_every_frame_and_measures_each_reading() -> None:
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
 
 
+def test_the_scrapes_own_loop_cpu_is_accounted_and_the_page_is_whole() -> None:
+    """ScrapeCpu runs prepare's steps (timing each) and the render: the page is the exporter's."""
+    import asyncio
+
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bench import freshness_bench
+    from genesys_sentiment_exporter.ingest import Ingest
+    from genesys_sentiment_exporter.model import Reading
+
+    async def scrape() -> tuple[str, float]:
+        ingest = Ingest(freshness_bench._tracker(300))
+        for i in range(300):
+            ingest.conversation(Reading(f"a{i}", "q", f"c{i}", 0.25, 1.7e9), None)
+        meters: list[freshness_bench.ScrapeCpu] = []
+        async with (
+            freshness_bench.metrics_app(ingest, meters) as port,
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            return await response.text(), meters[0].seconds
+
+    page, seconds = asyncio.run(scrape())
+    scores = [
+        s.value
+        for f in text_string_to_metric_families(page)
+        if f.name == "genesys_agent_sentiment_score"
+        for s in f.samples
+    ]
+    assert scores == [0.25] * 300 and seconds > 0
+
+
 def test_the_paced_server_stamps_each_batch_as_it_leaves() -> None:
     """Frames are serialised once with a placeholder where `eventTime` goes, of the stamp's length."""
     import json
