@@ -470,6 +470,12 @@ class ExporterCollector:
             return
         for tracker in [self.tracker, *(t for t in self.ingest.parties.values() if t is not self.tracker)]:
             cache = AgentText.of(tracker)
+            if cache.preparing.locked():
+                # Another scrape is preparing: the page it renders serves this one too (the server
+                # reuses a page still being sent). Preparing another would leave it unused and held
+                # until the next scrape: ~80 MB at 100 000 agents, with two Prometheus scraping.
+                async with cache.preparing:
+                    continue
             async with cache.preparing:
                 cache.release()  # what an earlier scrape left was handed out, or is older than this one
                 for _ in cache.steps(slice_seconds):
