@@ -260,11 +260,17 @@ class AgentText:
         assert changed is not None
         self.tracker.changed = set()
         deadline = clock() + slice_seconds
-        while changed:
-            self._render(changed, _RENDER_BATCH)
-            if changed and clock() >= deadline:
-                yield
-                deadline = clock() + slice_seconds
+        try:
+            while changed:
+                self._render(changed, _RENDER_BATCH)
+                if changed and clock() >= deadline:
+                    yield
+                    deadline = clock() + slice_seconds
+        finally:
+            # A scrape cancelled mid-render (shutdown, a timeout around it) hands back what it had not
+            # rendered yet: dropped, those agents would keep their old text until they changed again.
+            if changed:
+                self.tracker.changed |= changed
         while not self.join(1):
             if clock() >= deadline:
                 yield
