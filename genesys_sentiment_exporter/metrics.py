@@ -260,11 +260,17 @@ class AgentText:
         assert changed is not None
         self.tracker.changed = set()
         deadline = clock() + slice_seconds
-        while changed:
-            self._render(changed, _RENDER_BATCH)
-            if changed and clock() >= deadline:
-                yield
-                deadline = clock() + slice_seconds
+        try:
+            while changed:
+                self._render(changed, _RENDER_BATCH)
+                if changed and clock() >= deadline:
+                    yield
+                    deadline = clock() + slice_seconds
+        finally:
+            # A scrape cancelled mid-render (shutdown, a timeout around it) hands back what it had not
+            # rendered yet: dropped, those agents would keep their old text until they changed again.
+            if changed:
+                self.tracker.changed |= changed
         while not self.join(1):
             if clock() >= deadline:
                 yield
@@ -470,6 +476,12 @@ class ExporterCollector:
             return
         for tracker in [self.tracker, *(t for t in self.ingest.parties.values() if t is not self.tracker)]:
             cache = AgentText.of(tracker)
+            if cache.preparing.locked():
+                # Another scrape is preparing: the page it renders serves this one too (the server
+                # reuses a page still being sent). Preparing another would leave it unused and held
+                # until the next scrape: ~80 MB at 100 000 agents, with two Prometheus scraping.
+                async with cache.preparing:
+                    continue
             async with cache.preparing:
                 cache.release()  # what an earlier scrape left was handed out, or is older than this one
                 for _ in cache.steps(slice_seconds):
