@@ -246,3 +246,33 @@ def test_refused_permissions_reads_only_what_the_answer_names() -> None:
     assert refused_permissions({"messageParams": {"missingPermissions": ["b", " a ", 3]}}) == ("a", "b")
     assert refused_permissions({"messageParams": "x"}) == ()
     assert refused_permissions(None) == ()
+
+
+@pytest.mark.parametrize("decoder", [proto.parse, proto.parse_fast], ids=["json", "msgspec"])
+def test_a_transcript_takes_the_live_calls_connect_stamp_and_end_from_its_one_lookup(decoder: Any) -> None:
+    """The transcription path looks the live call up once (bench/README.md, third round) for its agent, its
+    connect stamp (INTERNAL speech from before it is a prompt, not the agent) and `check`'s cadence (None
+    while the call is live, seconds since its end after), whichever decoder read the frame."""
+    session = NotificationsSession(
+        queue_ids=["q1"], agent_ids=[], grace_seconds=5, score_parties=frozenset({"customer", "agent"}), parse=decoder
+    )
+    session.start()
+    number = opened(session)
+    ingest = new_ingest()
+    book, transcripts = ConversationBook(), TranscriptBook()
+    for event in (move("c1", "a1", "alerting"), move("c1", "a1", "connected")):
+        for topic, body in book.apply(event):
+            apply(ingest, session.receive(frame(topic, body), number, 10.0, wall=2000.0))
+    (keepalive,) = transcripts.connected("c1", "q1", 1990.0)
+    assert apply(ingest, session.receive(frame(*keepalive), number, 10.0, wall=2000.0)) == "transcript_keepalive"
+    prompt = transcripts.say("c1", "INTERNAL", "Thank you for calling, please hold.", 1991.0)
+    assert prompt is not None
+    got = session.receive(frame(*prompt), number, 11.0, wall=2001.0)
+    assert got.utterances == [("agent", "before_agent")] and got.readings == []
+    assert session.cadence["transcription"] == [None]
+    for topic, body in book.apply(move("c1", "a1", "wrapup")):
+        apply(ingest, session.receive(frame(topic, body), number, 12.0, wall=2002.0))
+    late = transcripts.say("c1", "EXTERNAL", "Thanks, that solved it.", 2002.5)
+    assert late is not None
+    assert apply(ingest, session.receive(frame(*late), number, 14.5, wall=2003.0)) == "reading"
+    assert session.cadence["transcription"] == [None, 2.5]  # 2.5 s after the call ended at 12.0

@@ -221,3 +221,14 @@ def test_expiry_by_deadline_skips_a_call_that_came_back_and_drops_in_deadline_or
     assert tracker.dropped["idle"] == 1
     tracker.expire(151)
     assert not tracker.agents and tracker.dropped["idle"] == 2
+
+
+def test_a_known_agents_reading_with_a_new_queue_id_is_checked_like_a_new_agents() -> None:
+    """The next reading of the agent's call skips the id checks only while its ids equal the agent's
+    current ones: a new queue id is checked (refused when it cannot be a label) and then taken."""
+    tracker = AgentTracker(TrackerLimits())
+    assert tracker.reading(Reading("a1", "q1", "c1", 0.1, 1.0), 0.0) == Outcome.READING
+    assert tracker.reading(Reading("a1", "q" * 200, "c1", 0.2, 2.0), 1.0) == Outcome.INVALID_ID
+    assert tracker.reading(Reading("a1", "q2", "c1", 0.3, 3.0), 2.0) == Outcome.READING
+    agent = tracker.agents["a1"]
+    assert agent.queue_id == "q2" and agent.scores == [0.1, 0.3]
