@@ -45,6 +45,7 @@ from genesys_cloud_simulator.notifications_conversations import ConversationBook
 from genesys_cloud_simulator.scenarios import CallEvent
 from genesys_cloud_simulator.transcripts import CUSTOMER_LINES, TranscriptBook, TranscriptSettings
 
+from bench import table
 from bench.blast_server import Blaster, ChannelServer
 from bench.transcript_bench import commit
 from genesys_sentiment_exporter.analysis import UtteranceAnalyzer, build_analyzer
@@ -272,6 +273,7 @@ def record(path: Path, figures: dict[str, Any]) -> None:
     bench alone does not restamp the other benches' figures)."""
     document = json.loads(path.read_text()) if path.exists() else {}
     document["notifications"] = figures
+    document["missed"] = table.missed(document)
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 

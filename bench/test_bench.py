@@ -7,8 +7,10 @@ no timing is asserted.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 from prometheus_client.exposition import generate_latest
@@ -217,3 +219,24 @@ def test_the_table_says_missed_for_a_missed_budget() -> None:
     }
     [(_what, measured, budget, status)] = table.rows(results)
     assert "2 000 B" in measured and budget == "<= 1024 B" and status == "**missed**"
+
+
+def test_results_missed_list_is_recomputed_from_the_recorded_figures(tmp_path: Path) -> None:
+    """A run of one bench re-derives `missed` for every recorded figure: an old verdict on a path that
+    has since been recorded at another ratio does not linger (it said 0.238x for a path at 0.712x)."""
+    from bench import notifications_bench, table
+
+    document = json.loads(Path(__file__).with_name("results.json").read_text())
+    document["missed"] = ["notifications: 0.238 x a bare client's rate, budget >= 0.8"]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(document))
+    figures = dict(document["notifications"], median_ratio=0.85)
+    notifications_bench.record(path, figures)
+    written = json.loads(path.read_text())
+    assert written["missed"] == table.missed(written)
+    assert not any("0.238" in line or line.startswith("ingest, Notifications") for line in written["missed"])
+    figures["median_ratio"] = 0.5
+    notifications_bench.record(path, figures)
+    assert any(
+        line.startswith("ingest, Notifications") and "0.500x" in line for line in json.loads(path.read_text())["missed"]
+    )
