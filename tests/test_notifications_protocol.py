@@ -63,6 +63,34 @@ def test_notes_example_body_attributes_to_the_connected_agent() -> None:
     assert attribution.on_conversation(body, "q1", now=1, wall=101).outcome == "duplicate"
 
 
+def test_a_second_copy_is_told_a_duplicate_by_its_digest_before_its_participants_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The queue topic's copy of an update comes right after the user topic's: half the conversation events."""
+    body = {
+        "id": "c1",
+        "participants": [
+            {"purpose": "customer", "calls": [{"state": "connected"}]},
+            {"purpose": "agent", "userId": "a1", "queueId": "q1", "calls": [{"state": "connected"}]},
+        ],
+    }
+    attribution = proto.Attribution(grace_seconds=5, idle_seconds=10)
+    assert attribution.on_conversation(body, None, now=0, wall=100).changes
+    reads: list[object] = []
+    real = proto.read_conversation
+    monkeypatch.setattr(proto, "read_conversation", lambda *a: reads.append(a) or real(*a))
+    copy = json.loads(json.dumps(body, sort_keys=True))  # the same value, keys in another order
+    assert attribution.on_conversation(copy, "q1", now=8, wall=108).outcome == "duplicate"
+    assert reads == []  # told by the digest alone
+    assert attribution.due(15) == []  # the copy counts as the call being seen: not idle at 8 + 7
+    assert attribution.attribute("c1", None) == ("a1", "q1")
+    changed = {**body, "participants": [*body["participants"], {"purpose": "acd", "queueId": "q1", "calls": []}]}
+    assert attribution.on_conversation(changed, "q1", now=9, wall=109).outcome == "state_change"
+    assert len(reads) == 1  # a changed body is read
+    assert attribution.on_conversation({**changed, "participants": "x"}, "q1", now=9, wall=109).outcome == "malformed"
+    assert attribution.on_conversation(changed, None, now=9, wall=109).outcome == "duplicate"
+
+
 def test_transfer_moves_the_conversation_and_grace_drops_the_topic() -> None:
     book = ConversationBook()
     attribution = proto.Attribution(grace_seconds=5)

@@ -409,6 +409,18 @@ class Attribution:
     def on_conversation(
         self, body: dict[str, Any], topic_queue: str | None, now: float, wall: float, plain: bool = False
     ) -> ConversationUpdate:
+        # The duplicate check first: every update comes twice (its user and its queue topic), and the
+        # second copy is told by its digest alone, without reading its participants (~3 us of ~12).
+        # Equal digests mean the same JSON value as the last body, which `read_conversation` read as this
+        # call's: the same id, the same view, so the answer it would lead to is this one.
+        key = b""
+        cid = body.get("id")
+        tracked = self.live.get(cid) if type(cid) is str else None
+        if tracked is not None and tracked.last_body:
+            key = body_digest("", body, plain)
+            if key == tracked.last_body:
+                tracked.last_seen = now
+                return ConversationUpdate(Outcome.DUPLICATE)  # the same update through the user and the queue topic
         view = read_conversation(body, topic_queue)
         if view is None:
             return ConversationUpdate(Outcome.MALFORMED)
@@ -427,9 +439,10 @@ class Attribution:
             self.finished.pop(cid, None)
             tracked = self.live[cid] = Tracked(cid)
         tracked.last_seen = now
-        key = body_digest("", body, plain)
-        if key == tracked.last_body:
-            return ConversationUpdate(Outcome.DUPLICATE)  # the same update through the user and the queue topic
+        if not key:  # not taken above: the call is new, or had no body yet
+            key = body_digest("", body, plain)
+            if key == tracked.last_body:
+                return ConversationUpdate(Outcome.DUPLICATE)
         tracked.last_body = key
         update = ConversationUpdate()
         ending: list[StateChange] = []
