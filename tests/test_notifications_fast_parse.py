@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,14 @@ from genesys_sentiment_exporter.catalogue import Outcome
 from genesys_sentiment_exporter.ingest import Ingest
 from genesys_sentiment_exporter.sources import notifications_protocol as proto
 from genesys_sentiment_exporter.sources.notifications_session import NotificationsSession, apply
-from genesys_sentiment_exporter.sources.transcription_protocol import read_message, read_wire
+from genesys_sentiment_exporter.sources.transcription_protocol import (
+    AGENT,
+    CUSTOMER,
+    Transcripts,
+    WireBody,
+    read_message,
+    read_wire,
+)
 from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
 
 PROPERTY = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -252,6 +260,83 @@ def test_the_typed_transcript_reader_reads_what_the_dict_reader_reads(frame: str
     generic, fast = proto.parse(frame), proto.parse_fast(frame)
     assert fast.kind == generic.kind == proto.Kind.TRANSCRIPTION
     assert _readable(fast) == _readable(generic)
+
+
+class Varied:
+    """Scores by text, refuses one text: readings tell utterances apart, and `analyzer_error` comes up."""
+
+    name = "varied"
+    languages = frozenset({"en"})
+
+    def score(self, text: str) -> float:
+        if text == "Fine, thanks.":
+            raise ValueError("refused")
+        return len(text) / 100.0
+
+
+_WIRE = msgspec.json.Decoder(WireBody).decode
+ORIGIN = 1_777_000_000.0  # seconds; bodies' start times are 1 777 000 000 000 - 1 778 000 000 000 ms
+
+
+@st.composite
+def wire_bodies(draw: st.DrawFn) -> WireBody:
+    """A transcription body the typed decoder accepts: well formed, nearly so, or generated field by field."""
+    body = draw(st.one_of(good_transcription_body, nearly_good_transcripts().map(lambda f: json.loads(f)["eventBody"])))
+    if draw(st.booleans()):
+        body = draw(transcription_body)
+    try:
+        return _WIRE(json.dumps(body, allow_nan=True))
+    except (msgspec.MsgspecError, ValueError):
+        return _WIRE(json.dumps(draw(good_transcription_body)))
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.tuples(
+            wire_bodies(),
+            st.sampled_from(["c1", "c2"]),  # the topic's id
+            st.sampled_from([("a1", "q1"), ("a2", "unknown"), Outcome.STALE, Outcome.UNATTRIBUTED]),
+            # when the agent connected: None, near the bodies' start times, anywhere
+            st.none() | st.floats(ORIGIN - 10, ORIGIN + 10) | st.floats(ORIGIN, ORIGIN + 1e6) | st.floats(0, 2e9),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([frozenset({CUSTOMER}), frozenset({CUSTOMER, AGENT}), frozenset({AGENT})]),
+)
+def test_the_fused_transcript_decision_answers_what_the_reader_and_decide_answer(
+    stream: list[tuple[WireBody, str, tuple[str, str] | str, float | None]], parties: frozenset[str]
+) -> None:
+    """`decide_wire` against `decide(read_wire(...))`, message after message (repeats need the ones before):
+    the same outcome, readings and utterance outcomes, and the same `scored` and `unscorable` left behind."""
+    fused = Transcripts(UtteranceAnalyzer(Varied()), parties, remember=2)
+    reference = Transcripts(UtteranceAnalyzer(Varied()), parties, remember=2)
+    for n, (body, topic_id, who, connected) in enumerate(stream):
+        message = read_wire(body, topic_id)
+        assert message is not None  # the topic's id is never empty
+        expected = reference.decide(message, who, NOW + n, connected)
+        got = fused.decide_wire(body, message.conversation_id, who, NOW + n, connected)
+        assert got == (expected.outcome, expected.readings, expected.utterances)
+        assert fused.scored == reference.scored
+        assert fused.unscorable == reference.unscorable
+
+
+def test_an_utterance_id_already_scored_is_a_repeat_on_either_channel_in_both_deciders() -> None:
+    """The order of the checks: a repeat is told before the party (generated streams rarely reach this)."""
+    fused = Transcripts(UtteranceAnalyzer(Varied()), frozenset({CUSTOMER}))
+    reference = Transcripts(UtteranceAnalyzer(Varied()), frozenset({CUSTOMER}))
+    answers = []
+    for channel in ("EXTERNAL", "INTERNAL"):
+        entry = {"utteranceId": "u1", "isFinal": True, "channel": channel, "dialect": "en-US"}
+        body = _WIRE(json.dumps({"transcripts": [{**entry, "alternatives": [{"transcript": "ok"}]}]}))
+        message = read_wire(body, "c1")
+        assert message is not None
+        expected = reference.decide(message, ("a1", "q1"), NOW)
+        got = fused.decide_wire(body, "c1", ("a1", "q1"), NOW)
+        assert got == (expected.outcome, expected.readings, expected.utterances)
+        answers.append(got[2])
+    assert answers == [[], [(AGENT, "repeat")]]
 
 
 class Constant:

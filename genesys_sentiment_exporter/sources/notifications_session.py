@@ -238,7 +238,7 @@ class NotificationsSession:
         elif self.parse is proto.parse_fast:
             read = proto.read_frame(frame)  # a transcription frame comes without its `Message`
             if isinstance(read, tuple):
-                return self._transcript(transcription.read_wire(read[1], read[0]), now, wall)
+                return self._wire_transcript(read[1], read[0], now, wall)
             message = read
         else:
             message = self.parse(frame)
@@ -345,6 +345,34 @@ class NotificationsSession:
             True,  # traffic
             decision.readings,
             decision.utterances,
+        )
+
+    def _wire_transcript(self, body: transcription.WireBody, topic_id: str, now: float, wall: float) -> Received:
+        """`_transcript(read_wire(body, topic_id))`'s answer without the objects in between: the hot path.
+
+        `Transcripts.decide_wire` reads and decides in one pass (no `TranscriptMessage`, `Utterance` or
+        `Decision`); the lines before it are `_transcript`'s, repeated rather than shared because a call
+        per frame is what this copy saves. Two sessions, one decoding with `parse` (the reference
+        readers), are checked to answer alike (tests/test_notifications_fast_parse.py)."""
+        conversation_id = body.conversationId or topic_id
+        if not conversation_id:
+            return Received(Outcome.MALFORMED)
+        tracked = self.attribution.live.get(conversation_id)
+        if tracked is not None and tracked.agent_id:
+            who: tuple[str, str] | str = (tracked.agent_id, tracked.queue_id)
+            connected = tracked.connected_wall
+        else:
+            who, connected = self.attribution.attribute(conversation_id, None), None
+        if body.transcripts:
+            seen = self.cadence["transcription"]
+            if len(seen) < CADENCE_LIMIT:
+                if tracked is not None:
+                    seen.append(None if tracked.ended_at is None else now - tracked.ended_at)
+                else:
+                    seen.append(self.attribution.since_end(conversation_id, now))
+        outcome, readings, utterances = self.transcripts.decide_wire(body, conversation_id, who, wall, connected)
+        return Received(
+            outcome if isinstance(outcome, Outcome) else Outcome(outcome), None, [], [], True, readings, utterances
         )
 
     def _arrived(self, kind: str, conversation_id: str, now: float) -> None:

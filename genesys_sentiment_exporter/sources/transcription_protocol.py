@@ -241,6 +241,16 @@ def read_wire(body: WireBody, topic_id: str) -> TranscriptMessage | None:
     return message
 
 
+# `decide_wire`'s outcomes bound once (module globals: no class attribute read per utterance).
+UNKNOWN_CHANNEL, PARTIAL, MALFORMED = (
+    UtteranceOutcome.UNKNOWN_CHANNEL,
+    UtteranceOutcome.PARTIAL,
+    UtteranceOutcome.MALFORMED,
+)
+REPEAT, PARTY_NOT_SCORED = UtteranceOutcome.REPEAT, UtteranceOutcome.PARTY_NOT_SCORED
+BEFORE_AGENT, UNATTRIBUTED = UtteranceOutcome.BEFORE_AGENT, UtteranceOutcome.UNATTRIBUTED
+
+
 @dataclass(slots=True)
 class Decision:
     """A message's outcome, the readings to hand the tracker, and the other utterances' outcomes."""
@@ -333,6 +343,90 @@ class Transcripts:
                 if reason in ("unsupported_language", "unknown_language"):
                     self._unscorable(utterance.dialect, queue)
         return decision
+
+    def decide_wire(
+        self,
+        body: WireBody,
+        conversation_id: str,
+        who: tuple[str, str] | str,
+        wall: float,
+        connected_at: float | None = None,
+    ) -> tuple[str, list[Reading], list[tuple[str, str]]]:
+        """`decide(read_wire(body, ...), ...)` in one pass: (outcome, readings, unscored utterances), the
+        same answer and the same `scored`/`unscorable` bookkeeping (`conversation_id` is `read_wire`'s:
+        the body's, else the topic's).
+
+        Why a second copy of the rules: a transcription frame is most of a stream, and building its
+        `TranscriptMessage`, an `Utterance` per entry and a `Decision` was about a fifth of what the
+        session spent on one. The reference pair stays: `parse` frames go through it, and
+        tests/test_notifications_fast_parse.py checks both answer alike on generated bodies. Each
+        field is read only once a check needs it, in `decide`'s order.
+        """
+        transcripts = body.transcripts
+        if not transcripts:
+            status = body.status
+            ended = status is not None and status.status == "SESSION_ENDED"
+            return (MessageOutcome.ENDED if ended else MessageOutcome.KEEPALIVE), [], []
+        channel_party = CHANNEL_PARTY
+        if isinstance(who, str):  # unattributed / stale: the message's outcome says it
+            return who, [], [(channel_party.get(e.channel or "", ""), UNATTRIBUTED) for e in transcripts]
+        agent, queue = who
+        seen = self.scored.get(conversation_id)
+        if seen is None:
+            seen = self.scored[conversation_id] = set()
+            while len(self.scored) > self.remember:
+                self.scored.popitem(last=False)
+        parties, analyze = self.parties, self.analyzer.analyze
+        readings: list[Reading] = []
+        counted: list[tuple[str, str]] = []
+        append = counted.append
+        origin = _number(body.sessionStartTimeMs)
+        if origin is None:
+            origin = _number(body.transcriptionStartTimeMs)
+        before = None if connected_at is None else connected_at - BEFORE_AGENT_TOLERANCE
+        for entry in transcripts:
+            party = channel_party.get(entry.channel or "", "")
+            if not party:
+                append((party, UNKNOWN_CHANNEL))
+                continue
+            if entry.isFinal is not True:
+                append((party, PARTIAL))
+                continue
+            alternatives = entry.alternatives
+            if not alternatives:  # `read_wire`'s text None
+                append((party, MALFORMED))
+                continue
+            uid = entry.utteranceId or ""
+            if uid in seen:  # never holds "": an utterance without id is never a repeat
+                append((party, REPEAT))
+                continue
+            if party not in parties:
+                append((party, PARTY_NOT_SCORED))
+                continue
+            best = alternatives[0]
+            spoken: float | None = None
+            if origin is not None:
+                offset = _number(best.offsetMs)
+                if offset is not None:
+                    spoken = (origin + offset) / 1000.0
+            if party == AGENT and before is not None and spoken is not None and spoken < before:
+                append((party, BEFORE_AGENT))
+                continue
+            dialect = entry.dialect or None
+            result = analyze(best.decoratedTranscript or best.transcript or "", dialect)
+            if uid:
+                seen.add(uid)
+            if type(result) is float:
+                readings.append(
+                    Reading(agent, queue, conversation_id, result, wall if spoken is None else spoken, None, party)
+                )
+                continue
+            assert isinstance(result, CannotScore)
+            reason = result.reason.value
+            append((party, reason))
+            if reason in ("unsupported_language", "unknown_language"):
+                self._unscorable(dialect, queue)
+        return MessageOutcome.TRANSCRIPT, readings, counted
 
     def _unscorable(self, dialect: str | None, queue: str) -> None:
         """`check`'s table: the dialect comes from the wire, so both its length and the number of
