@@ -99,9 +99,10 @@ class ChannelServer:
 
 class Blaster:
     def __init__(self, frames: list[str], deflate: bool) -> None:
-        self.frames = [f.encode() for f in frames]
+        # The frames one by one only to deflate them per connection (millions of them are a GB).
+        self.frames = [f.encode() for f in frames] if deflate else []
         self.deflate = deflate
-        self.plain = b"".join(Frame(Opcode.TEXT, f).serialize(mask=False) for f in self.frames)
+        self.plain = b"".join(Frame(Opcode.TEXT, f.encode()).serialize(mask=False) for f in frames)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         extensions = [ServerPerMessageDeflateFactory()] if self.deflate else None

@@ -240,3 +240,40 @@ def test_results_missed_list_is_recomputed_from_the_recorded_figures(tmp_path: P
     assert any(
         line.startswith("ingest, Notifications") and "0.500x" in line for line in json.loads(path.read_text())["missed"]
     )
+
+
+def test_periods_alternate_abba_and_pair_one_scraped_with_one_not() -> None:
+    from bench import freshness_bench as fb
+
+    kinds = fb.period_kinds(8)
+    assert kinds == [True, False, False, True, True, False, False, True]
+    periods = [fb.Period(k, 2.0, 1.0 + k * 0.1, 100_000, 0.03 * k, 2 * k) for k in kinds]
+    pairs = fb.pair_up(periods)
+    assert len(pairs) == 4 and all(on.scraped and not off.scraped for on, off in pairs)
+    # 1.1 s of CPU for 100 000 frames where 1.0 s did them without scrapes: 0.05 s per scrape of two
+    result = fb.FreshnessResult(pairs=pairs)
+    assert result.pair_ratios == [pytest.approx(0.95)] * 4
+    assert result.ingest_ratio == pytest.approx(0.95) and result.pooled_ratio == pytest.approx(0.95)
+    assert result.cpu_per_frame_ratio == pytest.approx(1.0 / 1.1)
+    assert result.direct_ratio == pytest.approx(0.985)
+    with pytest.raises(ValueError):
+        fb.pair_up([periods[0], periods[3]])
+
+
+def test_an_interleaved_round_scrapes_only_in_its_scraped_periods() -> None:
+    """A short saturated stream over 300 agents, periods of 0.4 s: every frame accounted (the round
+    raises otherwise), scrapes in the scraped periods and none in the others."""
+    import asyncio
+
+    from bench import freshness_bench as fb
+    from bench.blast_server import BlastServer
+
+    async def round_() -> list[fb.Period]:
+        with BlastServer(300_000, agents=300) as server:
+            return await fb.interleaved_round(server, 300, period=0.4, warmup=0.2)
+
+    periods = asyncio.run(round_())
+    pairs = fb.pair_up(periods)
+    assert pairs
+    assert all(on.scrapes >= 1 and on.scrape_cpu > 0 and off.scrapes == 0 for on, off in pairs)
+    assert all(p.frames > 0 and p.cpu > 0 for p in periods)
