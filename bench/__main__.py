@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     if "notifications" in args.only:
         print("notifications: the default source's path over a socket ...", file=sys.stderr, flush=True)
         try:
-            notes = notifications_bench.run(**({"calls": 100, "lines_per_call": 6, "rounds": 1} if args.quick else {}))
+            notes = notifications_bench.run(
+                **({"calls": 100, "lines_per_call": 6, "rounds": 1, "repeats": 1} if args.quick else {})
+            )
         except RuntimeError as exc:
             errors.append(f"notifications: {exc}")
         else:
