@@ -239,13 +239,18 @@ class NotificationsSession:
             read = proto.read_frame(frame)  # a transcription frame comes without its `Message`
             if isinstance(read, tuple):
                 return self._wire_transcript(read[1], read[0], now, wall)
+            if isinstance(read, proto.RawConversation):
+                return self._raw_conversation(read, channel, now, wall)
             message = read
         else:
             message = self.parse(frame)
+        return self._dispatch(message, channel, now, wall, overlap)
+
+    def _dispatch(self, message: proto.Message, channel: int, now: float, wall: float, overlap: bool) -> Received:
         kind = message.kind
         handler = self.handlers.get(kind)  # the kinds with a handler first: nearly every frame is one
         if handler is not None:
-            if overlap and channel and dedup.duplicate(message.dedup_key(), channel):
+            if overlap and channel and self.dedup.duplicate(message.dedup_key(), channel):
                 return Received(Outcome.DUPLICATE)
             return handler(message, now, wall)
         if kind == proto.Kind.HEARTBEAT:
@@ -267,9 +272,21 @@ class NotificationsSession:
                 return [Rollover(slot.index, "socket_closing")]
         return []
 
-    def _conversation(self, message: proto.Message, now: float, wall: float) -> Received:
+    def _raw_conversation(self, read: proto.RawConversation, channel: int, now: float, wall: float) -> Received:
+        """A conversation frame with its body still text: the copy of the call's last body, word for word, is
+        its duplicate (`Attribution.same_text`); any other is decoded and handled as `_conversation`, its
+        text's hash kept for the next copy. Not during an overlap: `_receive` uses `parse` then."""
+        text = hash(read.text)
+        if self.attribution.same_text(text, now):
+            return Received(Outcome.DUPLICATE)
+        message = read.message()
+        if message.kind != proto.Kind.CONVERSATION:  # not expected: msgspec refused a frame json.loads took
+            return self._dispatch(message, channel, now, wall, False)
+        return self._conversation(message, now, wall, text)
+
+    def _conversation(self, message: proto.Message, now: float, wall: float, text: int | None = None) -> Received:
         topic_queue = message.topic_id if message.topic.startswith("v2.routing.queues.") else None
-        update = self.attribution.on_conversation(message.body, topic_queue, now, wall, message.plain)
+        update = self.attribution.on_conversation(message.body, topic_queue, now, wall, message.plain, text)
         actions = self._subscribe(*update.subscribe) if update.subscribe else []
         self.calls_connected += bool(update.subscribe)
         return Received(Outcome(update.outcome or Outcome.STATE_CHANGE), None, update.changes, actions)
