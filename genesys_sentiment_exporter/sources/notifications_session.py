@@ -48,6 +48,7 @@ REJECT_REASONS_LIMIT = 20
 CADENCE_LIMIT = 10_000  # arrivals kept per topic kind for `check`'s cadence report
 # Bound once: an enum member read through its class costs ~50 ns on CPython 3.11, paid per frame in `apply`.
 _READING, _TRANSCRIPT = Outcome.READING, Outcome.TRANSCRIPT
+_PARSE_FAST, _READ_FRAME = proto.parse_fast, proto.read_frame  # module globals: no attribute read per frame
 
 
 class SessionError(Exception):
@@ -131,7 +132,7 @@ def apply(ingest: Ingest, received: Received) -> Outcome:
         for reading in readings:  # the message is a `reading` when any of its utterances was one
             if ingest.utterance(reading) == _READING:
                 message = _READING
-        ingest.count(message)
+        ingest.messages[message] += 1  # `ingest.count`, inlined: most frames end here
         return message
     if received.postcall is not None:
         postcall = Outcome(ingest.postcall.record(*received.postcall, ingest.wall()))
@@ -220,31 +221,29 @@ class NotificationsSession:
 
     # -- frames ------------------------------------------------------------------------------------
     def receive(self, frame: str | bytes, channel: int, now: float, wall: float) -> Received:
-        """One frame from the channel numbered `channel` (0: not from a known channel)."""
+        """One frame from the channel numbered `channel` (0: not from a known channel).
+
+        One call per frame down to the handler (`_receive` was a second): the try costs nothing in 3.11."""
+        self.now = now
         try:
-            return self._receive(frame, channel, now, wall)
+            overlap = self.dedup.overlaps > 0  # `dedup.active`, read once
+            # During an overlap the cross-channel key digests every body: `parse` keeps each body as a dict.
+            if overlap:
+                message = proto.parse(frame)
+            elif self.parse is _PARSE_FAST:
+                read = _READ_FRAME(frame)  # a transcription frame comes without its `Message`
+                if isinstance(read, tuple):
+                    return self._wire_transcript(read[1], read[0], now, wall)
+                if isinstance(read, proto.RawConversation):
+                    return self._raw_conversation(read, channel, now, wall)
+                message = read
+            else:
+                message = self.parse(frame)
+            return self._dispatch(message, channel, now, wall, overlap)
         except RecursionError:
             # A body that parsed just under the recursion limit can still exceed it when it is
             # serialised again (duplicate keys, de-duplication) deeper in the stack.
             return Received(proto.Kind.MALFORMED)
-
-    def _receive(self, frame: str | bytes, channel: int, now: float, wall: float) -> Received:
-        self.now = now
-        dedup = self.dedup
-        overlap = dedup.overlaps > 0  # `dedup.active`, read once
-        # During an overlap the cross-channel key digests every body: `parse` keeps each body as a dict.
-        if overlap:
-            message = proto.parse(frame)
-        elif self.parse is proto.parse_fast:
-            read = proto.read_frame(frame)  # a transcription frame comes without its `Message`
-            if isinstance(read, tuple):
-                return self._wire_transcript(read[1], read[0], now, wall)
-            if isinstance(read, proto.RawConversation):
-                return self._raw_conversation(read, channel, now, wall)
-            message = read
-        else:
-            message = self.parse(frame)
-        return self._dispatch(message, channel, now, wall, overlap)
 
     def _dispatch(self, message: proto.Message, channel: int, now: float, wall: float, overlap: bool) -> Received:
         kind = message.kind
@@ -275,7 +274,7 @@ class NotificationsSession:
     def _raw_conversation(self, read: proto.RawConversation, channel: int, now: float, wall: float) -> Received:
         """A conversation frame with its body still text: the copy of the call's last body, word for word, is
         its duplicate (`Attribution.same_text`); any other is decoded and handled as `_conversation`, its
-        text's hash kept for the next copy. Not during an overlap: `_receive` uses `parse` then."""
+        text's hash kept for the next copy. Not during an overlap: `receive` uses `parse` then."""
         text = hash(read.text)
         if self.attribution.same_text(text, now):
             return Received(Outcome.DUPLICATE)
