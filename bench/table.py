@@ -61,6 +61,12 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             if vader
             else ""
         )
+        spread = notes.get("ratio_spread", {}).get("path_constant_scorer")
+        if spread:  # how far the rounds' ratios went: a median inside a wide spread says little
+            scoring = (
+                f"; rounds {spread['min']:.3f}-{spread['max']:.3f}x (quartiles {spread['q1']:.3f}-"
+                f"{spread['q3']:.3f}) over {notes['rounds']} rounds of {_n(notes['frames_per_round'])} frames"
+            ) + scoring
         if "when" in notes:  # recorded by `python -m bench.notifications_bench --output` alone
             scoring += f" (run of {notes['when']}, load {notes['loadavg_1m']['before']:.1f})"
         out.append(

@@ -470,9 +470,10 @@ class Attribution:
         for word? Then it is that body's duplicate (`on_conversation`'s answer for it, without decoding it:
         the same text is the same value, whichever decoder read it, and names the same call).
 
-        The hash is Python's bytes hash (SipHash-1-3 under a key drawn at start, 64 bits, 0.25 us for a
-        750-byte body where blake2b takes 0.9): an update taken for a copy needs a collision with the text
-        it replaces, about 2^-64 per update, and the key is not known outside the process."""
+        The hash is Python's bytes hash (SipHash-1-3 under a key drawn at interpreter start, 64 bits; 0.25 us
+        for a 750-byte body where blake2b takes 0.9): an update taken for a copy needs a collision with the
+        text it replaces, about 2^-64 per update, and the key is not known outside the process (unless
+        PYTHONHASHSEED fixes it: nothing in this project sets it)."""
         cid = self.by_text.get(text)
         if cid is None:
             return False
