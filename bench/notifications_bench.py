@@ -82,7 +82,8 @@ def build(calls: int = 300, lines_per_call: int = 12, repeats: int = REPEATS, fi
     return frames
 
 
-def _script(calls: int, lines_per_call: int, prefix: str, start: float) -> list[str]:
+def _script(calls: int, lines_per_call: int, prefix: str, start: float, hang_up: bool = True) -> list[str]:
+    """One repeat of the script; `hang_up=False` leaves every call live (connected, mid-transcript)."""
     book = ConversationBook()
     transcripts = TranscriptBook(TranscriptSettings(batch_seconds=1.0, partials=True))
     frames: list[str] = []
@@ -99,7 +100,7 @@ def _script(calls: int, lines_per_call: int, prefix: str, start: float) -> list[
             transcripts.customer_said(cid, CUSTOMER_LINES[(n + i) % len(CUSTOMER_LINES)][0], now)
         now += 3.0
         frames += [_frame(t, b) for t, b in transcripts.due(now)]
-    for state in ("disconnected",):
+    for state in ("disconnected",) if hang_up else ():
         for cid, agent, queue in people:
             event = CallEvent(now, cid, agent, queue, state, None, False, None, True)
             frames += [_frame(t, b) for t, b in book.apply(event)]

@@ -75,6 +75,13 @@ def test_memory_per_agent_is_measured_with_the_exposition_cache() -> None:
     assert rss["agents"] == 500 and rss["peak_rss_mb"] >= rss["rss_mb"] >= rss["interpreter_rss_mb"] * 0.9 > 0
 
 
+def test_notifications_memory_is_measured_through_the_production_decoder_with_live_calls() -> None:
+    figure = memory_bench.measure_notifications(200)
+    assert figure["agents"] == figure["live_calls"] == 200
+    assert figure["state_bytes_per_agent"] > 1000  # a live call's attribution and transcript state are in it
+    assert figure["cache_bytes_per_agent"] > 0 and figure["page_bytes_per_agent"] > 500
+
+
 def test_transcript_bench_accounts_for_every_frame_and_scores_every_customer_line() -> None:
     from bench import transcript_bench
 
