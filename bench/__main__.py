@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     if "notifications" in args.only:
         print("notifications: the default source's path over a socket ...", file=sys.stderr, flush=True)
         try:
-            notes = notifications_bench.run(**({"calls": 100, "lines_per_call": 6, "rounds": 1} if args.quick else {}))
+            notes = notifications_bench.run(
+                **({"calls": 100, "lines_per_call": 6, "rounds": 1, "repeats": 1} if args.quick else {})
+            )
         except RuntimeError as exc:
             errors.append(f"notifications: {exc}")
         else:
@@ -385,7 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in args.only:
         print(f"memory: {args.memory_agents} agents ...", file=sys.stderr, flush=True)
         try:
-            memory = memory_bench.run(args.memory_agents, stock=not args.quick, rss_agents=args.rss_agents)
+            memory = memory_bench.run(
+                args.memory_agents,
+                stock=not args.quick,
+                rss_agents=args.rss_agents,
+                calls=1_000 if args.quick else memory_bench.NOTIFICATIONS_CALLS,
+            )
         except AssertionError as exc:
             errors.append(f"memory: {exc}")
         else:
@@ -424,6 +431,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             if not ok:
                 missed.append(f"memory: {rss['rss_mb']:.0f} MB RSS at {args.rss_agents} agents, budget <= {RSS_MAX_MB}")
+            notes = memory["notifications_tracemalloc"]
+            rows.append(
+                _row(
+                    f"  Notifications path, {notes['agents']} agents on live calls (info)",
+                    f"{notes['bytes_per_agent']:.0f} B/agent (state {notes['state_bytes_per_agent']:.0f}, "
+                    f"cache {notes['cache_bytes_per_agent']:.0f})",
+                    "(info)",
+                    None,
+                )
+            )
             if "stock_gauges_tracemalloc" in memory:
                 stock = memory["stock_gauges_tracemalloc"]["bytes_per_agent"]
                 rows.append(_row("  stock gauges (5 families)", f"{stock:.0f} B/agent", "(info)", None))
@@ -446,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     # Keys this run did not produce (another bench's, e.g. `transcript`, or a benchmark left out with
     # --only) are kept as they were.
     previous = json.loads(args.output.read_text()) if args.output.exists() else {}
+    if "memory" in results:  # its rows carry their own run: a run of some benches is not the table's run
+        results["memory"]["run"] = {"when": results["environment"]["when"], "load_average": results["load_average"][0]}
+    if len(args.only) < 8 and "environment" in previous:  # --only: the table's header stays the last full run's
+        for key in ("environment", "arguments", "load_average", "elapsed_s"):
+            results[key] = previous[key]
     merged = {**previous, **results}
     merged["missed"] = table.missed(merged)  # this run's misses and those of figures it left as they were
     args.output.write_text(json.dumps(merged, indent=2) + "\n")

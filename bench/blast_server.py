@@ -86,10 +86,11 @@ class ChannelServer:
     def __init__(self, name: str, target: Callable[..., None], *args: Any) -> None:
         self.url = ""
         self.frames = 0
+        self.info: dict[str, Any] = {}  # everything the server reported once it listened
         self._server = ServerProcess(name, target, args)
 
     def __enter__(self) -> ChannelServer:
-        info = self._server.start()
+        info = self.info = self._server.start()
         self.url, self.frames = f"ws://127.0.0.1:{info['port']}/channels/streaming-bench", info["frames"]
         return self
 
@@ -104,6 +105,11 @@ class Blaster:
         self.deflate = deflate
         self.plain = b"".join(Frame(Opcode.TEXT, f.encode()).serialize(mask=False) for f in frames)
 
+    def payload(self, subscribe: bytes) -> bytes:
+        """The serialised frames sent after the acknowledgement, given the client's first text frame
+        (uncompressed connections only): all of them here; a subclass may send a part it names."""
+        return self.plain
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         extensions = [ServerPerMessageDeflateFactory()] if self.deflate else None
         proto = ServerProtocol(extensions=extensions, max_size=None)
@@ -113,12 +119,14 @@ class Blaster:
                 return
             proto.send_response(proto.accept(events[0]))
             writer.write(b"".join(proto.data_to_send()))
-            subscribed = False
-            while not subscribed:
+            subscribe: bytes | None = None
+            while subscribe is None:
                 events = await read_events(reader, proto)
                 if not events:
                     return
-                subscribed = any(isinstance(e, Frame) and e.opcode is Opcode.TEXT for e in events)
+                subscribe = next(
+                    (bytes(e.data) for e in events if isinstance(e, Frame) and e.opcode is Opcode.TEXT), None
+                )
             if proto.extensions:
                 proto.send_text(ACK.encode())
                 for frame in self.frames:
@@ -127,7 +135,7 @@ class Blaster:
             else:
                 proto.send_text(ACK.encode())
                 writer.write(b"".join(proto.data_to_send()))
-                writer.write(self.plain)
+                writer.write(self.payload(subscribe))
             proto.send_close(1000, "done")
             writer.write(b"".join(proto.data_to_send()))
             await writer.drain()
@@ -186,7 +194,7 @@ class BlastServer:
         return f"ws://127.0.0.1:{self.port}/api/v2/analytics/websocket"
 
     def __enter__(self) -> BlastServer:
-        info = self._server.start()
+        info = self.info = self._server.start()
         self.port, self.frames, self.mix = info["port"], info["frames"], info["mix"]
         return self
 

@@ -14,6 +14,13 @@ allocations do not blur it:
   rendering three scrapes (each page dropped once written, as the server does),
   and its peak (VmHWM), next to the same interpreter's RSS before the feed.
   Frames are generated lazily so the feed itself does not inflate it.
+- the Notifications path (informational: the budget above was set on the analytics stream, the
+  region-scale source): N agents each on one live call, fed as the platform's frames (both topics'
+  conversation events, then the call's live transcript) through `NotificationsSession.receive` with
+  its production decoder and `apply`, then one scrape; live bytes per agent, which here include the
+  call's attribution, its topics in the subscription plan and its transcript state. N defaults to
+  9 000: one OAuth client holds at most 20 channels x 1 000 topics, and each live call takes two
+  (transcription, post-call sentiment).
 - stock gauges (informational): tracemalloc of the same agents as five stock
   prometheus_client labelled gauges, what a per-message `Gauge.labels().set()` design would hold.
 """
@@ -140,6 +147,62 @@ def measure_tracemalloc(agents: int) -> dict[str, Any]:
     }
 
 
+NOTIFICATIONS_CALLS = 9_000
+
+
+def measure_notifications(calls: int) -> dict[str, Any]:
+    from bench.notifications_bench import ConstantScorer, _script
+    from genesys_sentiment_exporter.analysis.base import UtteranceAnalyzer
+    from genesys_sentiment_exporter.ingest import Ingest
+    from genesys_sentiment_exporter.sources.notifications_session import NotificationsSession, apply
+    from genesys_sentiment_exporter.tracker import AgentTracker, TrackerLimits
+
+    logging.getLogger("exporter").setLevel(logging.ERROR)
+    queues = [f"q{n}" for n in range(7)]
+
+    def feed(frames: list[str]) -> tuple[NotificationsSession, Ingest]:
+        session = NotificationsSession(queue_ids=queues, agent_ids=[], analyzer=UtteranceAnalyzer(ConstantScorer()))
+        session.start()
+        ingest = Ingest(AgentTracker(TrackerLimits(grace_seconds=600, max_agents=calls)))
+        receive, wall = session.receive, time.time
+        for frame in frames:
+            apply(ingest, receive(frame, 1, time.monotonic(), wall()))
+        return session, ingest
+
+    def scrape(ingest: Any) -> int:
+        from bench.render_bench import exporter_registry
+        from genesys_sentiment_exporter.metrics import render_parts
+
+        return sum(map(len, render_parts(exporter_registry(ingest)[0])))
+
+    scrape(feed(_script(10, 6, "warm", 1_777_629_602.0, hang_up=False))[1])  # imports and caches, unmeasured
+    frames = _script(calls, 6, "c", 1_777_629_602.0, hang_up=False)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    session, ingest = feed(frames)
+    gc.collect()
+    state = tracemalloc.get_traced_memory()[0]
+    page = scrape(ingest)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    tracker = ingest.tracker
+    live = len(session.attribution.live)
+    scored = sum(1 for a in tracker.agents.values() if len(a.scores))
+    if len(tracker.agents) != calls or live != calls or scored != calls:
+        raise AssertionError(f"{len(tracker.agents)} agents, {scored} scored, {live} live calls; expected {calls}")
+    return {
+        "agents": calls,
+        "live_calls": live,
+        "frames": len(frames),
+        "bytes_per_agent": (after - before) / calls,
+        "state_bytes_per_agent": (state - before) / calls,
+        "cache_bytes_per_agent": (after - state) / calls,
+        "page_bytes_per_agent": page / calls,
+    }
+
+
 def measure_rss(agents: int) -> dict[str, Any]:
     logging.getLogger("exporter").setLevel(logging.ERROR)
     _scrape(_feed(agent_frames(10)))
@@ -181,11 +244,14 @@ def measure_stock(agents: int) -> dict[str, Any]:
     return {"agents": agents, "bytes": after - before, "bytes_per_agent": (after - before) / agents}
 
 
-def run(agents: int = 50_000, stock: bool = True, rss_agents: int = 100_000) -> dict[str, Any]:
+def run(
+    agents: int = 50_000, stock: bool = True, rss_agents: int = 100_000, calls: int = NOTIFICATIONS_CALLS
+) -> dict[str, Any]:
     """Each measurement in its own fresh interpreter; two at a time (memory figures do not mind sharing CPUs)."""
     jobs: dict[str, tuple[Callable[[int], dict[str, Any]], int]] = {
         "tracemalloc": (measure_tracemalloc, agents),
         "rss": (measure_rss, rss_agents),
+        "notifications_tracemalloc": (measure_notifications, calls),
     }
     if stock:
         jobs["stock_gauges_tracemalloc"] = (measure_stock, agents)

@@ -61,6 +61,12 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             if vader
             else ""
         )
+        spread = notes.get("ratio_spread", {}).get("path_constant_scorer")
+        if spread:  # how far the rounds' ratios went: a median inside a wide spread says little
+            scoring = (
+                f"; rounds {spread['min']:.3f}-{spread['max']:.3f}x (quartiles {spread['q1']:.3f}-"
+                f"{spread['q3']:.3f}) over {notes['rounds']} rounds of {_n(notes['frames_per_round'])} frames"
+            ) + scoring
         if "when" in notes:  # recorded by `python -m bench.notifications_bench --output` alone
             scoring += f" (run of {notes['when']}, load {notes['loadavg_1m']['before']:.1f})"
         out.append(
@@ -170,12 +176,14 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         memory = results["memory"]
         traced = memory["tracemalloc"]
         most = budget.get("memory_max_bytes_per_agent", 1024)
+        run = memory.get("run")
+        stamp = f"; run of {run['when']}, load {run['load_average']:.1f}" if run else ""
         out.append(
             (
                 f"memory per agent at {_n(traced['agents'])} agents, exposition cache included (tracemalloc)",
                 f"{_n(traced['bytes_per_agent'])} B (state {_n(traced['state_bytes_per_agent'])}, cache "
                 f"{_n(traced['cache_bytes_per_agent'])}; the page, built per scrape, "
-                f"{_n(traced['page_bytes_per_agent'])})",
+                f"{_n(traced['page_bytes_per_agent'])}{stamp})",
                 f"<= {most} B",
                 _status(traced["bytes_per_agent"] <= most),
             )
@@ -186,9 +194,22 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 (
                     f"RSS of one process holding {_n(rss['agents'])} agents, after three scrapes",
                     f"{rss['rss_mb']:.0f} MB (peak {rss['peak_rss_mb']:.0f} MB during a scrape; the interpreter "
-                    f"alone {rss['interpreter_rss_mb']:.0f} MB)",
+                    f"alone {rss['interpreter_rss_mb']:.0f} MB{stamp})",
                     f"<= {most_mb:.0f} MB",
                     _status(rss["rss_mb"] <= most_mb),
+                )
+            )
+        if "notifications_tracemalloc" in memory:
+            notes = memory["notifications_tracemalloc"]
+            out.append(
+                (
+                    f"memory per agent on the Notifications path, {_n(notes['agents'])} agents each on a live call "
+                    "(attribution, topics, transcript state, exposition cache; tracemalloc)",
+                    f"{_n(notes['bytes_per_agent'])} B (state {_n(notes['state_bytes_per_agent'])}, cache "
+                    f"{_n(notes['cache_bytes_per_agent'])}); the call's scored utterance ids add ~100-170 B "
+                    f"each while it lasts{stamp}",
+                    "recorded (the 1 KiB budget is the analytics stream's)",
+                    "-",
                 )
             )
     if "time_to_page" in results:

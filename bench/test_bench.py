@@ -75,6 +75,13 @@ def test_memory_per_agent_is_measured_with_the_exposition_cache() -> None:
     assert rss["agents"] == 500 and rss["peak_rss_mb"] >= rss["rss_mb"] >= rss["interpreter_rss_mb"] * 0.9 > 0
 
 
+def test_notifications_memory_is_measured_through_the_production_decoder_with_live_calls() -> None:
+    figure = memory_bench.measure_notifications(200)
+    assert figure["agents"] == figure["live_calls"] == 200
+    assert figure["state_bytes_per_agent"] > 1000  # a live call's attribution and transcript state are in it
+    assert figure["cache_bytes_per_agent"] > 0 and figure["page_bytes_per_agent"] > 500
+
+
 def test_transcript_bench_accounts_for_every_frame_and_scores_every_customer_line() -> None:
     from bench import transcript_bench
 
@@ -181,13 +188,21 @@ def test_the_paced_server_stamps_each_batch_as_it_leaves() -> None:
 def test_notifications_path_accounts_every_frame() -> None:
     from bench import notifications_bench
 
-    result = notifications_bench.run(calls=10, lines_per_call=2, rounds=1).as_dict()
+    frames = notifications_bench.build(calls=10, lines_per_call=2, repeats=3)
+    result = notifications_bench.run(calls=10, lines_per_call=2, rounds=1, repeats=3).as_dict()
     outcomes = result["outcomes_last_round"]
-    assert sum(outcomes.values()) == result["frames_per_round"]
-    assert outcomes["reading"] == 10 * 2 and outcomes["duplicate"] > 0  # each line scored; both topics' copies
+    assert result["frames_per_round"] == len(frames) and sum(outcomes.values()) == len(frames)
+    # Each line of each repeat scored (new calls: nothing read as a repeat); of each update's two copies (user
+    # and queue topic), one moves the tracker and one is a duplicate, in every repeat.
+    updates = (
+        sum(1 for frame in frames if frame.startswith(('{"topicName": "v2.users.', '{"topicName": "v2.routing.'))) // 2
+    )
+    assert outcomes["reading"] == 3 * 10 * 2 and outcomes["duplicate"] == outcomes["state_change"] == updates > 0
     assert result["median_ratio"] > 0 and result["median_ratio_vader"] > 0
     vader = result["analyzer_vader"]
-    assert vader["utterances_per_round"] == 10 * 2 and 0 < vader["ceiling_ratio_with_analyzer"] < 1
+    assert vader["utterances_per_round"] == 3 * 10 * 2 and 0 < vader["ceiling_ratio_with_analyzer"] < 1
+    spread = result["ratio_spread"]["path_constant_scorer"]
+    assert spread["min"] <= result["median_ratio"] <= spread["max"]
 
 
 def test_readme_performance_table_is_what_results_json_says() -> None:

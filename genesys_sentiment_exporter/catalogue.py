@@ -531,6 +531,14 @@ SENTIMENT_SCALE = Family(
 NOTIFICATIONS_CHANNELS_OPEN = Family(
     "genesys_notifications_channels_open", "gauge", "Notifications channels with an open socket.", group="notifications"
 )
+NOTIFICATIONS_CHANNELS_HELD = Family(
+    "genesys_notifications_channels_held",
+    "gauge",
+    "Rollovers' old channels kept open and delivering because the replacement's base-topic subscription was refused.",
+    group="notifications",
+    note="1 while a slot's replacement is asked again: events still flow through the held channel (ready); "
+    "it goes once the replacement is answered or the platform closes it (then not ready)",
+)
 NOTIFICATIONS_TOPICS_SUBSCRIBED = Family(
     "genesys_notifications_topics_subscribed",
     "gauge",

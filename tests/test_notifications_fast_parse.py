@@ -459,3 +459,101 @@ def test_frames_nested_near_the_recursion_limit_read_alike_from_shallow_and_deep
                     except RecursionError:
                         got = RecursionError
                     assert got == expected, (depth, topic, caller)
+
+
+def _call(conversation: str, state: str, name: Any = "Agent One") -> dict[str, Any]:
+    return {
+        "id": conversation,
+        "participants": [
+            {"id": "p0", "purpose": "customer", "calls": [{"id": "s0", "state": "connected"}]},
+            {"purpose": "agent", "userId": "a1", "queueId": "q1", "name": name, "calls": [{"state": state}]},
+        ],
+    }
+
+
+# A few bodies of two calls: the states, an unread field changed, NaN (msgspec refuses the frame), a lone
+# surrogate (msgspec takes the frame, refuses the body), an integer beyond a float.
+updates = st.sampled_from(["c1", "c2"]).flatmap(
+    lambda c: st.sampled_from(
+        [
+            _call(c, "alerting"),
+            _call(c, "connected"),
+            _call(c, "connected", "Agent 1"),
+            _call(c, "connected", float("nan")),
+            _call(c, "connected", "\ud800"),
+            _call(c, "connected", 10**400),
+            _call(c, "disconnected"),
+        ]
+    )
+)
+
+
+@st.composite
+def conversation_frames(draw: st.DrawFn) -> str:
+    """A conversation update through the user's or the queue's topic, written one of the ways a copy may be:
+    the same text, another key order, spacing or escapes, the topic after the body (the hint misses)."""
+    body = draw(updates)
+    if draw(st.booleans()):
+        body = json.loads(json.dumps(body), object_pairs_hook=lambda pairs: dict(reversed(pairs)))
+    topic = draw(st.sampled_from(["v2.users.a1.conversations", "v2.routing.queues.q1.conversations"]))
+    envelope = {"topicName": topic, "eventBody": body, "metadata": {"CorrelationId": draw(st.sampled_from("xy"))}}
+    if draw(st.integers(0, 5)) == 0:
+        envelope = dict(reversed(envelope.items()))
+    return json.dumps(
+        envelope,
+        indent=draw(st.sampled_from([None, None, None, 2])),
+        ensure_ascii=draw(st.booleans()),
+        sort_keys=draw(st.integers(0, 5)) == 0,
+    )
+
+
+@PROPERTY
+@given(st.lists(st.tuples(conversation_frames(), st.integers(0, 9)), max_size=30))
+def test_conversation_copies_told_by_their_text_are_what_the_digest_tells(stream: list[tuple[str, int]]) -> None:
+    """The fast session tells a copy by its body's text (`same_text`) before decoding it; the generic one by
+    the value's digest. The same answers, update after update, through overlaps (`parse` and the digest
+    only: the text of an older body must not stand for a newer one) and calls dropped after their grace."""
+    generic, generic_ingest = _session(proto.parse)
+    fast, fast_ingest = _session(proto.parse_fast)
+    for n, (frame, event) in enumerate(stream):
+        for session in (generic, fast):
+            if event == 0:
+                session.dedup.start()
+            elif event == 1:
+                session.dedup.stop()
+            elif event == 2:
+                session.sweep(float(n) + 100.0)  # past the grace: ended calls are dropped
+        now = float(n) + (100.0 if event == 2 else 0.0)
+        expected = generic.receive(frame, 0, now, NOW + n)
+        got = fast.receive(frame, 0, now, NOW + n)
+        assert got == expected, n
+        assert apply(fast_ingest, got) == apply(generic_ingest, expected)
+    assert fast_ingest.messages == generic_ingest.messages
+    live = fast.attribution.live  # one text per live call, its last body's
+    assert all(cid in live and live[cid].last_text == text for text, cid in fast.attribution.by_text.items())
+
+
+def test_a_body_told_by_its_text_is_only_ever_the_calls_last_one() -> None:
+    """A, then B, then A again is an update each time, however B came: as text, or decoded during an
+    overlap (where no text is kept); and a copy of a dropped call's last body is not its duplicate."""
+    first = json.dumps({"topicName": "v2.users.a1.conversations", "eventBody": _call("c1", "connected")})
+    second = json.dumps({"topicName": "v2.users.a1.conversations", "eventBody": _call("c1", "connected", "A 1")})
+    for overlap in (False, True):
+        session, _ = _session(proto.parse_fast)
+        assert session.receive(first, 1, 1.0, NOW).outcome == Outcome.STATE_CHANGE
+        assert session.receive(first, 1, 2.0, NOW).outcome == Outcome.DUPLICATE
+        if overlap:
+            session.dedup.start()
+        assert session.receive(second, 1, 3.0, NOW).outcome == Outcome.STATE_CHANGE
+        session.dedup.stop()
+        assert session.receive(first, 1, 4.0, NOW).outcome == Outcome.STATE_CHANGE, overlap
+        assert session.receive(first, 1, 5.0, NOW).outcome == Outcome.DUPLICATE
+    # A copy told by its text still says the call is alive: not dropped as idle (900 s) while copies come.
+    assert session.receive(first, 1, 800.0, NOW).outcome == Outcome.DUPLICATE
+    session.sweep(1_600.0)
+    assert "c1" in session.attribution.live
+    ended = json.dumps({"topicName": "v2.users.a1.conversations", "eventBody": _call("c1", "disconnected")})
+    assert session.receive(ended, 1, 1_601.0, NOW).outcome == Outcome.STATE_CHANGE
+    session.sweep(1_700.0)
+    assert "c1" not in session.attribution.live and not session.attribution.by_text
+    assert session.receive(ended, 1, 1_701.0, NOW).outcome != Outcome.DUPLICATE

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -276,3 +277,74 @@ def test_a_transcript_takes_the_live_calls_connect_stamp_and_end_from_its_one_lo
     assert late is not None
     assert apply(ingest, session.receive(frame(*late), number, 14.5, wall=2003.0)) == "reading"
     assert session.cadence["transcription"] == [None, 2.5]  # 2.5 s after the call ended at 12.0
+
+
+def test_a_held_channel_gets_the_calls_planned_meanwhile_within_its_topic_limit_and_keeps_them_planned() -> None:
+    """A rollover's replacement refused: the old channel is held; the topics the refused PUT named stay
+    planned (the replacement asks for all of them again), new calls' topics go on the held channel by POST
+    as far as its topic limit allows, and the hold ends with the channel's number."""
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[], topics_per_channel=4)
+    session.start()
+    old = opened(session)
+    queue, c1, c2, c3 = (proto.queue_topic("q1"), *(proto.transcription_topic(c) for c in ("c1", "c2", "c3")))
+    session.plan.add(c1)
+    session.subscriptions_answered(0, "POST", {"entities": [{"id": c1}]}, [c1])
+    info = session.slots[0].channel
+    assert info is not None and info.number == old
+    assert session.held_request(0) == []  # nothing held: nothing to add
+    session.hold(0, info)  # before the refusal of the replacement's PUT is recorded, as the shell does
+    replacement = session.channel_created(0, {"id": "ch-new", "connectUri": "wss://streaming.example/x"}, 1001.0)
+    assert session.subscriptions_refused(0, "PUT", [c1, queue], 403, "denied") == [queue]
+    session.channel_ready(replacement)
+    assert session.planned(0) == sorted([c1, queue])  # c1 stays: the held channel carries it
+    assert session.slots[0].subscribed == set() and session.slots[0].held_topics == {c1, queue}
+    assert session.rejected["http_403"] == 2
+    metrics = {m.name: m.samples[0].value for m in session.metrics(1, Counter()) if m.samples}
+    assert metrics["genesys_notifications_channels_held"] == 1
+    assert metrics["genesys_notifications_topics_subscribed"] == 2  # the held channel's
+    session.plan.add(c2)
+    session.plan.add(c3)
+    assert session.held_request(0) == [c2, c3]
+    session.held_answered(0, old, {"entities": [{"id": c2}, {"id": c3}]}, [c2, c3])
+    assert session.slots[0].held_topics == {c1, c2, c3, queue}
+    session.plan.remove(c1)  # c1's call ended; the held channel keeps it (never a PUT) and is full
+    c4 = proto.transcription_topic("c4")
+    session.plan.add(c4)
+    assert session.held_request(0) == []  # 4 topics, the limit: c4 waits for the replacement
+    session.held_answered(0, replacement.number, {"entities": [{"id": c4}]}, [c4])  # not the held one: ignored
+    assert c4 not in session.slots[0].held_topics
+    # the same PUT, asked again on the replacement, is answered: everything planned, c4 included
+    assert session.planned(0) == sorted([c2, c3, c4, queue])
+    assert session.release(0, replacement.number) is False and session.release(0, old) is True
+    assert session.held_request(0) == [] and session.slots[0].held is None
+    planned = session.planned(0)
+    session.subscriptions_answered(0, "PUT", {"entities": [{"id": t} for t in planned]}, planned)
+    assert session.slots[0].subscribed == {c2, c3, c4, queue}
+
+
+def test_without_a_held_channel_a_refused_request_drops_its_per_call_topics() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    session.start()
+    opened(session)
+    queue, c1 = proto.queue_topic("q1"), proto.transcription_topic("c1")
+    session.plan.add(c1)
+    assert session.subscriptions_refused(0, "PUT", [c1, queue], 403, "denied") == [queue]
+    assert session.planned(0) == [queue]  # no channel held: c1 leaves the plan, as before
+    assert session.held_request(0) == []
+
+
+def test_what_the_held_channel_refuses_waits_for_the_replacement_and_what_it_rejects_leaves_the_plan() -> None:
+    session = NotificationsSession(queue_ids=["q1"], agent_ids=[])
+    session.start()
+    old = opened(session)
+    info = session.slots[0].channel
+    assert info is not None
+    session.hold(0, info)
+    queue, c1, c2 = proto.queue_topic("q1"), proto.transcription_topic("c1"), proto.transcription_topic("c2")
+    session.plan.add(c1)
+    session.plan.add(c2)
+    session.held_refused(0, old, [c1])  # a 4xx to the whole POST: not asked of the held channel again
+    assert session.held_request(0) == [c2]
+    session.held_answered(0, old, {"entities": [{"id": c2, "state": "Rejected", "rejectionReason": "x"}]}, [c2])
+    assert session.planned(0) == sorted([c1, queue])  # c1 waits for the replacement; c2 was rejected
+    assert session.rejected["x"] == 1 and session.held_request(0) == []

@@ -103,7 +103,7 @@ class NotificationsSource:
             if isinstance(action, Rollover):
                 self._slot(action.slot).request(action.reason)
             else:
-                self._slot(action.slot).dirty.set()
+                self._slot(action.slot).plan_changed()
 
     def _slot(self, index: int) -> Slot:
         while len(self.slots) <= index:
@@ -111,6 +111,7 @@ class NotificationsSource:
             self.slots.append(slot)
             self.streams.add(slot)
             self.streams.spawn(slot.sync(), f"sync-{slot.index}")
+            self.streams.spawn(slot.keep_held(), f"held-{slot.index}")
         return self.slots[index]
 
     async def _sweep(self) -> None:

@@ -7,9 +7,11 @@ the channel's subscriptions equal to the session's plan. A 4xx to a subscription
 platform's answer, not a failure: the topics are rejected (counted, logged with the permissions the
 answer names, shown by `check`), never a new channel; refused base topics are asked for again on the
 same channel on a slow capped backoff, and the slot is not ready meanwhile if no channel has one. When
-that happens to a rollover's replacement, the old channel, whose subscription still works, stays
+that happens to a rollover's replacement, the old channel, whose subscription still works, is held
 (`handover`) until the slot's newest channel has its base topics answered; only then does the overlap
-start ending.
+start ending. Meanwhile events flow through the held channel, so the slot is ready, and the calls that
+connect go on it too (`keep_held`, the session's `held_request`): their transcripts are not missing
+until the grant, and the replacement's answered request carries them over.
 """
 
 from __future__ import annotations
@@ -63,15 +65,28 @@ class Slot(Stream[Channel]):
         self.dirty = asyncio.Event()  # the plan changed: `sync` brings the channel to it
         self.lock = asyncio.Lock()
         self.refusals: Iterator[float] | None = None  # while the base topics are refused: when to ask again
+        self.refusal = ""  # the latest refusal of the base topics, as readiness reports it
         self.carrying = asyncio.Event()  # the current channel's base topics are subscribed (`handover`)
+        self.held: Channel | None = None  # a rollover's old channel, delivering while the replacement is refused
+        self.held_dirty = asyncio.Event()  # the plan changed while a channel is held: `keep_held` adds to it
 
     @property
     def ready(self) -> bool:
-        """Not while its base topics are refused and no channel has one: nothing could be attributed."""
+        """Whether events flow: not while its base topics are refused and no channel has one (nothing
+        could be attributed), but yes while the old channel it holds still delivers them."""
         base = self.session.base_topics
         return self.is_open and (
-            self.refusals is None or any(t in s.subscribed for s in self.session.slots for t in base)
+            self.refusals is None or self.holding or any(t in s.subscribed for s in self.session.slots for t in base)
         )
+
+    @property
+    def holding(self) -> bool:
+        return self.held is not None and self.held.socket.open
+
+    def plan_changed(self) -> None:
+        self.dirty.set()
+        if self.held is not None:
+            self.held_dirty.set()
 
     def deadline(self) -> float | None:
         at = self.session.rollover_at(self.index)
@@ -83,6 +98,31 @@ class Slot(Stream[Channel]):
         The slot's channel, not `new`: if `new` is itself replaced meanwhile, the old one waits for that one."""
         if old.subscribed.is_set():
             await self.carrying.wait()
+            self._release(old, "its replacement is subscribed")
+
+    def retired(self, old: Channel) -> None:
+        self._release(old, "it closed")
+
+    def _hold(self, old: Channel) -> None:
+        self.held = old
+        self.session.hold(self.index, old.info)
+        log.warning(
+            "channel %d: the replacement's subscription is refused; the old channel stays, delivering its %d "
+            "topics and those of calls that connect meanwhile, until the replacement is answered",
+            self.index,
+            len(self.session.slots[self.index].held_topics),
+        )
+        self.held_dirty.set()
+
+    def _release(self, old: Channel, why: str) -> None:
+        if self.held is not old:
+            return
+        self.held = None
+        self.session.release(self.index, old.number)
+        log.info("channel %d: the held old channel is let go (%s)", self.index, why)
+        if self.refusals is not None:  # what readiness says now: the refusal, and that nothing delivers
+            self.source.stream.last_error = f"{self.refusal}; the held old channel closed"
+        self.streams.changed()
 
     def failed(self, exc: BaseException) -> str:
         self.source.stream.last_error = f"channel {self.index}: {type(exc).__name__}: {exc}"
@@ -162,6 +202,39 @@ class Slot(Stream[Channel]):
                     await asyncio.sleep(1.0)
                     self.dirty.set()
 
+    async def keep_held(self) -> None:
+        """While a rollover's old channel is held, add the topics planned meanwhile to it at once (POST)."""
+        while True:
+            await self.held_dirty.wait()
+            self.held_dirty.clear()
+            held = self.held
+            topics = self.session.held_request(self.index) if held is not None else []
+            if held is None or not topics:
+                continue
+            path = f"{proto.CHANNELS_PATH}/{held.info.id}/subscriptions?ignoreErrors=true"
+            try:
+                body = await self.source.rest.json("POST", path, [{"id": t} for t in topics])
+                self.session.held_answered(self.index, held.number, body, topics)
+            except RestError as exc:
+                if 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 429):
+                    self.session.held_refused(self.index, held.number, topics)
+                    log.warning(
+                        "channel %d: adding %d topics to the held channel refused with HTTP %d; they wait for "
+                        "its replacement",
+                        self.index,
+                        len(topics),
+                        exc.status,
+                    )
+                    continue
+                await self._held_retry(exc)
+            except (SessionError, httpx.HTTPError) as exc:
+                await self._held_retry(exc)
+
+    async def _held_retry(self, exc: BaseException) -> None:
+        log.warning("channel %d: adding topics to the held channel failed (%s); retrying", self.index, exc)
+        await asyncio.sleep(1.0)
+        self.held_dirty.set()
+
     async def _subscriptions(self, channel: Channel, method: str, topics: list[str]) -> None:
         # ignoreErrors=true: the platform answers each topic Permitted/Rejected instead of failing the whole
         # request for one refused topic (what the official SDKs send).
@@ -171,7 +244,7 @@ class Slot(Stream[Channel]):
         except RestError as exc:
             if not 400 <= exc.status < 500 or exc.status in (401, 404, 408, 429):
                 raise  # transient, or the channel is gone: retried, or a new channel
-            self._refused(method, topics, exc)
+            self._refused(channel, method, topics, exc)
             return
         self.session.subscriptions_answered(self.index, method, body, topics)
         if any(t in self.session.base_topics for t in topics):
@@ -181,7 +254,17 @@ class Slot(Stream[Channel]):
                 self.carrying.set()
             self.streams.changed()
 
-    def _refused(self, method: str, topics: list[str], exc: RestError) -> None:
+    def _refused(self, channel: Channel, method: str, topics: list[str], exc: RestError) -> None:
+        old = self.conn
+        if (
+            self.held is None
+            and old is not None
+            and old is not channel  # a rollover's replacement (`open` adopts it after this answer)
+            and old.subscribed.is_set()
+            and old.socket.open
+            and any(t in self.session.base_topics for t in topics)
+        ):
+            self._hold(old)  # before the refusal is recorded: it carries the slot's subscription so far
         base = self.session.subscriptions_refused(self.index, method, topics, exc.status, str(exc), exc.body)
         missing = ", ".join(refused_permissions(exc.body)) or "none named"
         named = ", ".join(topics[:3]) + (f" and {len(topics) - 3} more" if len(topics) > 3 else "")
@@ -196,6 +279,7 @@ class Slot(Stream[Channel]):
         )
         if base:
             self.refusals = self.refusals or delays(*REFUSED_BACKOFF)
-            self.source.stream.last_error = f"channel {self.index}: base topics refused with HTTP {exc.status}: {exc}"
+            self.refusal = f"channel {self.index}: base topics refused with HTTP {exc.status}: {exc}"
+            self.source.stream.last_error = self.refusal
             self.dirty.set()
             self.streams.changed()

@@ -185,6 +185,48 @@ _DECODE_ERRORS = (msgspec.MsgspecError, ValueError, RecursionError)  # ValueErro
 _SAFE_DEPTH = 600
 
 
+class _Envelope(msgspec.Struct, gc=False):
+    topicName: str
+    eventBody: msgspec.Raw = msgspec.Raw(b"")  # its JSON text, checked but not decoded; absent: empty
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope).decode
+
+
+@dataclass(slots=True)
+class RawConversation:
+    """A users or queues conversation frame read only as far as its duplicate check needs (`read_frame`):
+    its topic, the user or queue id in it, and its body (an object) as the JSON text it came in, undecoded.
+    Each update comes twice, through its user and its queue topic, and the second copy is most often the
+    first's text again: the session tells it by that text alone (`Attribution.same_text`), and decodes
+    the body (`message`) only when it is not."""
+
+    topic: str
+    topic_id: str
+    text: bytes  # the body's JSON text, from its "{" to its "}"
+    frame: str
+
+    def message(self) -> Message:
+        """`parse_fast`'s answer: the body decoded by msgspec, or `parse`'s answer when msgspec refuses it
+        (NaN is refused before this, by the envelope's decode; lone surrogates, numbers beyond a float)."""
+        try:
+            body = _ANY(self.text)
+        except _DECODE_ERRORS:
+            return parse(self.frame)
+        return Message(Kind.CONVERSATION, self.topic, body, self.topic_id, True)
+
+
+def _conversation_topic_id(topic: str) -> str:
+    """The id in a users or queues conversation topic (`_USERS`, `_QUEUES` without the regex), else ""."""
+    if topic.startswith("v2.users."):
+        ident = topic[9:-14]
+    elif topic.startswith("v2.routing.queues."):
+        ident = topic[18:-14]
+    else:
+        return ""
+    return ident if ident and topic.endswith(".conversations") and "." not in ident else ""
+
+
 def parse_fast(frame: str | bytes) -> Message:
     """`parse`'s answer, decoded by msgspec (a transcription body straight into its typed form, `WireBody`;
     any other frame into the same dict `json.loads` makes), and by `parse` itself whenever msgspec refuses
@@ -200,14 +242,18 @@ def parse_fast(frame: str | bytes) -> Message:
     read = read_frame(frame)
     if isinstance(read, tuple):
         return Message(Kind.TRANSCRIPTION, transcription_topic(read[0]), {}, read[0], True, read[1])
+    if isinstance(read, RawConversation):
+        return read.message()
     return read
 
 
-def read_frame(frame: str | bytes) -> tuple[str, WireBody] | Message:
+def read_frame(frame: str | bytes) -> tuple[str, WireBody] | RawConversation | Message:
     """`parse_fast` for the session's hot path: a well-formed transcription frame as (conversation id from
-    its topic, typed body), without the `Message` around it (the session reads nothing else of it); any
-    other frame as `parse_fast`'s `Message`. Why a second shape: a transcription frame is most of a
-    stream, and `Message`'s construction was about a tenth of what the session does with one."""
+    its topic, typed body), without the `Message` around it (the session reads nothing else of it); a
+    well-formed users or queues conversation frame as a `RawConversation` (its body not decoded yet); any
+    other frame as `parse_fast`'s `Message`. Why other shapes: a transcription frame is most of a
+    stream, and `Message`'s construction was about a tenth of what the session does with one; half the
+    conversation frames are second copies, told without decoding their bodies."""
     if type(frame) is not str or (len(frame) > 2 * _SAFE_DEPTH and frame.count("[") + frame.count("{") > _SAFE_DEPTH):
         return parse(frame)
     if frame.find("transcription", 0, 120) >= 0:  # a hint only: the topic is checked below
@@ -226,6 +272,16 @@ def read_frame(frame: str | bytes) -> tuple[str, WireBody] | Message:
                 and "." not in conversation
             ):
                 return conversation, typed.eventBody
+    elif frame.find(".conversations", 0, 120) >= 0:  # a hint only, like the one above
+        try:
+            envelope = _ENVELOPE(frame)
+        except _DECODE_ERRORS:
+            envelope = None
+        if envelope is not None:
+            topic_id = _conversation_topic_id(envelope.topicName)
+            text = bytes(envelope.eventBody)
+            if topic_id and text[:1] == b"{":  # else `_message`'s answer below (an empty body, ...)
+                return RawConversation(envelope.topicName, topic_id, text, frame)
     try:
         value = _ANY(frame)
     except _DECODE_ERRORS:
@@ -368,6 +424,7 @@ class Tracked:
     last_seen: float = 0.0
     subscribed: bool = False
     last_body: bytes = b""  # digest of the last body (a duplicate check), never the body itself
+    last_text: int | None = None  # the last body's JSON text's hash, when it came as text (`same_text`)
     connected_wall: float | None = None  # wall clock when an agent first connected (IVR speech is before)
     postcall_done: bool = False  # Genesys' score arrived already: no need to hold its topic after the call
 
@@ -405,10 +462,48 @@ class Attribution:
         self.finished: OrderedDict[str, tuple[str, str]] = OrderedDict()  # conversation -> (agent, queue)
         self.holding: dict[str, float] = {}  # conversation -> when its post-call topic goes
         self.ended_at: OrderedDict[str, float] = OrderedDict()  # finished conversation -> when it ended
+        # Hash of a live call's last body's JSON text -> the call (`same_text`): one entry per live call at most.
+        self.by_text: dict[int, str] = {}
+
+    def same_text(self, text: int, now: float) -> bool:
+        """Is a conversation body whose JSON text hashes to `text` a copy of its live call's last body, word
+        for word? Then it is that body's duplicate (`on_conversation`'s answer for it, without decoding it:
+        the same text is the same value, whichever decoder read it, and names the same call).
+
+        The hash is Python's bytes hash (SipHash-1-3 under a key drawn at interpreter start, 64 bits; 0.25 us
+        for a 750-byte body where blake2b takes 0.9): an update taken for a copy needs a collision with the
+        text it replaces, about 2^-64 per update, and the key is not known outside the process (unless
+        PYTHONHASHSEED fixes it: nothing in this project sets it)."""
+        cid = self.by_text.get(text)
+        if cid is None:
+            return False
+        tracked = self.live.get(cid)
+        if tracked is None or tracked.last_text != text:
+            return False
+        tracked.last_seen = now
+        return True
+
+    def _body_seen(self, tracked: Tracked, digest: bytes, text: int | None) -> None:
+        """The call's last body from now on: its value's digest, and its text's hash when it came as text
+        (none when it did not: the text of an older body must not stand for this one)."""
+        tracked.last_body = digest
+        old = tracked.last_text
+        if old is not None and self.by_text.get(old) == tracked.conversation_id:
+            del self.by_text[old]
+        tracked.last_text = text
+        if text is not None:
+            self.by_text[text] = tracked.conversation_id
 
     def on_conversation(
-        self, body: dict[str, Any], topic_queue: str | None, now: float, wall: float, plain: bool = False
+        self,
+        body: dict[str, Any],
+        topic_queue: str | None,
+        now: float,
+        wall: float,
+        plain: bool = False,
+        text: int | None = None,
     ) -> ConversationUpdate:
+        """`text`: the hash of the body's JSON text, when the session has it (`same_text` checks it next time)."""
         # The duplicate check first: every update comes twice (its user and its queue topic), and the
         # second copy is told by its digest alone, without reading its participants (~3 us of ~12).
         # Equal digests mean the same JSON value as the last body, which `read_conversation` read as this
@@ -443,7 +538,7 @@ class Attribution:
             key = body_digest("", body, plain)
             if key == tracked.last_body:
                 return ConversationUpdate(Outcome.DUPLICATE)
-        tracked.last_body = key
+        self._body_seen(tracked, key, text)
         update = ConversationUpdate()
         ending: list[StateChange] = []
         active: list[StateChange] = []
@@ -513,6 +608,8 @@ class Attribution:
         topics = []
         for tracked in drop:
             del self.live[tracked.conversation_id]
+            if tracked.last_text is not None and self.by_text.get(tracked.last_text) == tracked.conversation_id:
+                del self.by_text[tracked.last_text]
             self.finished[tracked.conversation_id] = (tracked.agent_id, tracked.queue_id)
             self.ended_at[tracked.conversation_id] = tracked.ended_at if tracked.ended_at is not None else now
             if tracked.subscribed:

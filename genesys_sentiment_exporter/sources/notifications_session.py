@@ -13,6 +13,10 @@ Rules (the shell in `notifications.py` performs them and owns nothing else but s
   one `apply()` derives from the tracker's answer to its readings and state changes.
 - A frame is `traffic` unless it is the pong answering our own ping: only traffic feeds the
   watchdog.
+- When a rollover's replacement has its base topics refused, the old channel, whose subscription
+  works, is held (`hold`) and delivers until the replacement is answered: topics planned meanwhile go
+  on it too (`held_request`, additions only, within its topic limit), and every topic the refused
+  request named stays planned, so the replacement gets them all once it is answered.
 
 A new topic plugs in as: a pattern and `Kind` in `notifications_protocol.parse`, a handler in
 `NotificationsSession.handlers` returning `Received`, and (for a per-conversation topic) an entry
@@ -48,6 +52,7 @@ REJECT_REASONS_LIMIT = 20
 CADENCE_LIMIT = 10_000  # arrivals kept per topic kind for `check`'s cadence report
 # Bound once: an enum member read through its class costs ~50 ns on CPython 3.11, paid per frame in `apply`.
 _READING, _TRANSCRIPT = Outcome.READING, Outcome.TRANSCRIPT
+_PARSE_FAST, _READ_FRAME = proto.parse_fast, proto.read_frame  # module globals: no attribute read per frame
 
 
 class SessionError(Exception):
@@ -97,6 +102,11 @@ class SlotState:
     channel: ChannelInfo | None = None
     subscribed: set[str] = field(default_factory=set)
     closing_announced: int = 0  # number of the channel that announced socket_closing
+    # A rollover's old channel, kept open and delivering while the replacement's base topics are refused
+    # (`hold`): what it is subscribed to, and what it refused (asked of the replacement alone).
+    held: ChannelInfo | None = None
+    held_topics: set[str] = field(default_factory=set)
+    held_refused: set[str] = field(default_factory=set)
 
 
 def refused_permissions(body: object) -> tuple[str, ...]:
@@ -131,7 +141,7 @@ def apply(ingest: Ingest, received: Received) -> Outcome:
         for reading in readings:  # the message is a `reading` when any of its utterances was one
             if ingest.utterance(reading) == _READING:
                 message = _READING
-        ingest.count(message)
+        ingest.messages[message] += 1  # `ingest.count`, inlined: most frames end here
         return message
     if received.postcall is not None:
         postcall = Outcome(ingest.postcall.record(*received.postcall, ingest.wall()))
@@ -195,6 +205,7 @@ class NotificationsSession:
         self._warn_refused = RateLimitedWarning(60.0, self._clock)
         self._warn_rejected = RateLimitedWarning(60.0, self._clock)
         self._warn_missing = RateLimitedWarning(60.0, self._clock)
+        self._warn_held_full = RateLimitedWarning(60.0, self._clock)
         self.handlers: dict[str, Callable[[proto.Message, float, float], Received]] = {
             proto.Kind.CONVERSATION: self._conversation,
             proto.Kind.SENTIMENT: self._sentiment,
@@ -220,32 +231,35 @@ class NotificationsSession:
 
     # -- frames ------------------------------------------------------------------------------------
     def receive(self, frame: str | bytes, channel: int, now: float, wall: float) -> Received:
-        """One frame from the channel numbered `channel` (0: not from a known channel)."""
+        """One frame from the channel numbered `channel` (0: not from a known channel).
+
+        One call per frame down to the handler (`_receive` was a second): the try costs nothing in 3.11."""
+        self.now = now
         try:
-            return self._receive(frame, channel, now, wall)
+            overlap = self.dedup.overlaps > 0  # `dedup.active`, read once
+            # During an overlap the cross-channel key digests every body: `parse` keeps each body as a dict.
+            if overlap:
+                message = proto.parse(frame)
+            elif self.parse is _PARSE_FAST:
+                read = _READ_FRAME(frame)  # a transcription frame comes without its `Message`
+                if isinstance(read, tuple):
+                    return self._wire_transcript(read[1], read[0], now, wall)
+                if isinstance(read, proto.RawConversation):
+                    return self._raw_conversation(read, channel, now, wall)
+                message = read
+            else:
+                message = self.parse(frame)
+            return self._dispatch(message, channel, now, wall, overlap)
         except RecursionError:
             # A body that parsed just under the recursion limit can still exceed it when it is
             # serialised again (duplicate keys, de-duplication) deeper in the stack.
             return Received(proto.Kind.MALFORMED)
 
-    def _receive(self, frame: str | bytes, channel: int, now: float, wall: float) -> Received:
-        self.now = now
-        dedup = self.dedup
-        overlap = dedup.overlaps > 0  # `dedup.active`, read once
-        # During an overlap the cross-channel key digests every body: `parse` keeps each body as a dict.
-        if overlap:
-            message = proto.parse(frame)
-        elif self.parse is proto.parse_fast:
-            read = proto.read_frame(frame)  # a transcription frame comes without its `Message`
-            if isinstance(read, tuple):
-                return self._wire_transcript(read[1], read[0], now, wall)
-            message = read
-        else:
-            message = self.parse(frame)
+    def _dispatch(self, message: proto.Message, channel: int, now: float, wall: float, overlap: bool) -> Received:
         kind = message.kind
         handler = self.handlers.get(kind)  # the kinds with a handler first: nearly every frame is one
         if handler is not None:
-            if overlap and channel and dedup.duplicate(message.dedup_key(), channel):
+            if overlap and channel and self.dedup.duplicate(message.dedup_key(), channel):
                 return Received(Outcome.DUPLICATE)
             return handler(message, now, wall)
         if kind == proto.Kind.HEARTBEAT:
@@ -267,9 +281,21 @@ class NotificationsSession:
                 return [Rollover(slot.index, "socket_closing")]
         return []
 
-    def _conversation(self, message: proto.Message, now: float, wall: float) -> Received:
+    def _raw_conversation(self, read: proto.RawConversation, channel: int, now: float, wall: float) -> Received:
+        """A conversation frame with its body still text: the copy of the call's last body, word for word, is
+        its duplicate (`Attribution.same_text`); any other is decoded and handled as `_conversation`, its
+        text's hash kept for the next copy. Not during an overlap: `receive` uses `parse` then."""
+        text = hash(read.text)
+        if self.attribution.same_text(text, now):
+            return Received(Outcome.DUPLICATE)
+        message = read.message()
+        if message.kind != proto.Kind.CONVERSATION:  # not expected: msgspec refused a frame json.loads took
+            return self._dispatch(message, channel, now, wall, False)
+        return self._conversation(message, now, wall, text)
+
+    def _conversation(self, message: proto.Message, now: float, wall: float, text: int | None = None) -> Received:
         topic_queue = message.topic_id if message.topic.startswith("v2.routing.queues.") else None
-        update = self.attribution.on_conversation(message.body, topic_queue, now, wall, message.plain)
+        update = self.attribution.on_conversation(message.body, topic_queue, now, wall, message.plain, text)
         actions = self._subscribe(*update.subscribe) if update.subscribe else []
         self.calls_connected += bool(update.subscribe)
         return Received(Outcome(update.outcome or Outcome.STATE_CHANGE), None, update.changes, actions)
@@ -481,9 +507,13 @@ class NotificationsSession:
         shown by `check` with the permissions the answer names): never a retry storm, never a new channel.
         Per-call topics leave the plan (not asked again). Base topics stay planned on this slot: nothing can
         be attributed without them and a permission can be granted later, so the shell asks again, slowly,
-        on the same channel. Returns the base topics refused. With `ignoreErrors=true` the platform lists
-        each topic instead; this is the fallback."""
+        on the same channel. While the slot holds its old channel (`hold`), the per-call topics stay too:
+        the held channel carries them until the same request, asked again, is answered. Returns the base
+        topics refused. With `ignoreErrors=true` the platform lists each topic instead; this is the
+        fallback."""
         missing = refused_permissions(body)
+        # While a channel is held it carries the per-call topics still planned (not those dropped meanwhile).
+        held = [t for t in requested if self.plan.where.get(t) == slot] if self.slots[slot].held is not None else []
         answer = {"entities": [{"id": t, "state": "Rejected", "rejectionReason": f"http_{status}"} for t in requested]}
         self.subscriptions_answered(slot, method, answer, requested)
         self.missing_permissions.update(missing)
@@ -493,7 +523,7 @@ class NotificationsSession:
             if result is not None and not result.permitted:
                 self.topic_results[key] = proto.TopicResult(topic, False, result.reason, missing, detail[:300])
         base = [t for t in requested if t in self.base_topics]
-        for topic in base:  # back where it was: the same channel asks again
+        for topic in {*base, *held}:  # back where it was: the same channel asks again
             self.plan.slots[slot].add(topic)
             self.plan.where[topic] = slot
         return base
@@ -517,24 +547,90 @@ class NotificationsSession:
             if result.permitted:
                 state.subscribed.add(result.topic)
                 continue
-            reason = result.reason
-            if reason not in self.rejected and len(self.rejected) >= REJECT_REASONS_LIMIT:
-                reason = catalogue.RejectReason.OTHER  # the platform's reasons are wire text: a bounded label
-            self.rejected[reason] += 1
-            self.missing_permissions.update(result.missing_permissions)
-            self.plan.remove(result.topic)
+            self._rejected(result)
             state.subscribed.discard(result.topic)
-            self._warn_rejected(
-                log,
-                "subscription to %s rejected (%s)%s",
-                result.topic,
-                result.detail or result.reason,
-                f"; grant the OAuth client's role: {', '.join(result.missing_permissions)}"
-                if result.missing_permissions
-                else "",
-            )
         if unconfirmed:
             raise SessionError(f"{method} subscriptions: the answer did not list {len(unconfirmed)} topics")
+
+    def _rejected(self, result: proto.TopicResult) -> None:
+        """A topic the platform rejected: counted by reason, logged with the permissions, out of the plan."""
+        reason = result.reason
+        if reason not in self.rejected and len(self.rejected) >= REJECT_REASONS_LIMIT:
+            reason = catalogue.RejectReason.OTHER  # the platform's reasons are wire text: a bounded label
+        self.rejected[reason] += 1
+        self.missing_permissions.update(result.missing_permissions)
+        self.plan.remove(result.topic)
+        self._warn_rejected(
+            log,
+            "subscription to %s rejected (%s)%s",
+            result.topic,
+            result.detail or result.reason,
+            f"; grant the OAuth client's role: {', '.join(result.missing_permissions)}"
+            if result.missing_permissions
+            else "",
+        )
+
+    # -- a held channel ----------------------------------------------------------------------------
+    def hold(self, slot: int, channel: ChannelInfo) -> None:
+        """`channel`, the slot's channel so far, has a working subscription and stays, delivering, while
+        its replacement's base topics are refused (the shell holds it until the replacement is answered
+        or the platform closes it: `release`). It carries what the slot was subscribed to until now, so
+        this comes before the refusal is recorded. Holding one already, the slot keeps that one."""
+        state = self.slots[slot]
+        if state.held is None:
+            state.held, state.held_topics, state.held_refused = channel, set(state.subscribed), set()
+
+    def held_request(self, slot: int) -> list[str]:
+        """The topics to add (POST) to the slot's held channel: planned ones it lacks and has not refused,
+        as many as its topic limit leaves room for (the rest wait for the replacement). Never a PUT: a
+        replacement of its subscription could lose what it still delivers, and it is going anyway."""
+        state = self.slots[slot]
+        if state.held is None:
+            return []
+        lacking = sorted(set(self.planned(slot)) - state.held_topics - state.held_refused)
+        room = max(0, self.plan.per_channel - len(state.held_topics))
+        if len(lacking) > room:
+            self._warn_held_full(
+                log,
+                "channel %d: the held channel is full (%d topics): %d topics wait for its replacement",
+                slot,
+                len(state.held_topics),
+                len(lacking) - room,
+            )
+        return lacking[:room]
+
+    def held_answered(self, slot: int, number: int, body: object, requested: list[str]) -> None:
+        """The platform's answer to a POST of `requested` topics on the held channel numbered `number`."""
+        state = self.slots[slot]
+        if state.held is None or state.held.number != number:
+            return  # let go meanwhile: the replacement asks for what is planned
+        try:
+            results = proto.read_subscriptions(body, requested)
+        except ValueError as exc:
+            raise SessionError(f"POST subscriptions on the held channel: {exc}") from None
+        for result in results:
+            if result.reason == proto.UNCONFIRMED:
+                continue  # neither: asked again with the next change of plan
+            key = result.topic if result.topic in self.base_topics else proto.topic_kind(result.topic)
+            self.topic_results[key] = result
+            if result.permitted:
+                state.held_topics.add(result.topic)
+            else:
+                self._rejected(result)
+
+    def held_refused(self, slot: int, number: int, requested: list[str]) -> None:
+        """A 4xx to a POST on the held channel: the topics stay planned, for the replacement alone."""
+        state = self.slots[slot]
+        if state.held is not None and state.held.number == number:
+            state.held_refused.update(requested)
+
+    def release(self, slot: int, number: int) -> bool:
+        """The held channel numbered `number` is let go (its replacement was answered, or it closed)."""
+        state = self.slots[slot]
+        if state.held is None or state.held.number != number:
+            return False
+        state.held, state.held_topics, state.held_refused = None, set(), set()
+        return True
 
     # -- channels ----------------------------------------------------------------------------------
     def channel_created(self, slot: int, body: object, wall: float) -> ChannelInfo:
@@ -579,7 +675,11 @@ class NotificationsSession:
     # -- what it exposes ---------------------------------------------------------------------------
     def metrics(self, channels_open: int, rest_results: Counter[ApiResult]) -> Iterable[Metric]:
         yield gauge(catalogue.NOTIFICATIONS_CHANNELS_OPEN, channels_open)
-        yield gauge(catalogue.NOTIFICATIONS_TOPICS_SUBSCRIBED, sum(len(s.subscribed) for s in self.slots))
+        yield gauge(catalogue.NOTIFICATIONS_CHANNELS_HELD, sum(s.held is not None for s in self.slots))
+        # A held channel's topics count: it is subscribed to them (and delivers them) while its replacement is not.
+        yield gauge(
+            catalogue.NOTIFICATIONS_TOPICS_SUBSCRIBED, sum(len(s.subscribed | s.held_topics) for s in self.slots)
+        )
         yield counter(catalogue.NOTIFICATIONS_REJECTED, self.rejected)
         yield counter(catalogue.NOTIFICATIONS_REFUSED, self.plan.refused)
         expiry = gauge(catalogue.NOTIFICATIONS_CHANNEL_EXPIRY)

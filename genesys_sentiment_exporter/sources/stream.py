@@ -99,6 +99,7 @@ class Streams(Generic[C]):
             await self.close(old, "rollover")
         finally:
             self.dedup.stop()
+            stream.retired(old)
 
     async def _overlap(self, stream: Stream[C], old: C, new: C) -> OverlapEnd:
         reader = old.socket.reader
@@ -180,6 +181,9 @@ class Stream(ABC, Generic[C]):
     async def handover(self, old: C, new: C) -> None:
         """Returns once `new` carries what `old` did; until then the overlap does not start ending.
         By default at once: `open` returns a subscribed connection."""
+
+    def retired(self, old: C) -> None:
+        """A rollover's old connection is closed and its overlap over (however it ended)."""
 
     @property
     def is_open(self) -> bool:

@@ -249,6 +249,7 @@ UNKNOWN_CHANNEL, PARTIAL, MALFORMED = (
 )
 REPEAT, PARTY_NOT_SCORED = UtteranceOutcome.REPEAT, UtteranceOutcome.PARTY_NOT_SCORED
 BEFORE_AGENT, UNATTRIBUTED = UtteranceOutcome.BEFORE_AGENT, UtteranceOutcome.UNATTRIBUTED
+TRANSCRIPT_MESSAGE = MessageOutcome.TRANSCRIPT
 
 
 @dataclass(slots=True)
@@ -376,13 +377,12 @@ class Transcripts:
             seen = self.scored[conversation_id] = set()
             while len(self.scored) > self.remember:
                 self.scored.popitem(last=False)
-        parties, analyze = self.parties, self.analyzer.analyze
+        parties = self.parties
         readings: list[Reading] = []
         counted: list[tuple[str, str]] = []
         append = counted.append
-        origin = _number(body.sessionStartTimeMs)
-        if origin is None:
-            origin = _number(body.transcriptionStartTimeMs)
+        origin: float | None = None
+        origin_read = False  # read once, when an utterance's spoken time is first needed (most never)
         before = None if connected_at is None else connected_at - BEFORE_AGENT_TOLERANCE
         for entry in transcripts:
             party = channel_party.get(entry.channel or "", "")
@@ -405,6 +405,11 @@ class Transcripts:
                 continue
             best = alternatives[0]
             spoken: float | None = None
+            if not origin_read:
+                origin_read = True
+                origin = _number(body.sessionStartTimeMs)
+                if origin is None:
+                    origin = _number(body.transcriptionStartTimeMs)
             if origin is not None:
                 offset = _number(best.offsetMs)
                 if offset is not None:
@@ -413,7 +418,7 @@ class Transcripts:
                 append((party, BEFORE_AGENT))
                 continue
             dialect = entry.dialect or None
-            result = analyze(best.decoratedTranscript or best.transcript or "", dialect)
+            result = self.analyzer.analyze(best.decoratedTranscript or best.transcript or "", dialect)
             if uid:
                 seen.add(uid)
             if type(result) is float:
@@ -426,7 +431,7 @@ class Transcripts:
             append((party, reason))
             if reason in ("unsupported_language", "unknown_language"):
                 self._unscorable(dialect, queue)
-        return MessageOutcome.TRANSCRIPT, readings, counted
+        return TRANSCRIPT_MESSAGE, readings, counted
 
     def _unscorable(self, dialect: str | None, queue: str) -> None:
         """`check`'s table: the dialect comes from the wire, so both its length and the number of
