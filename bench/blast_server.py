@@ -100,10 +100,9 @@ class ChannelServer:
 
 class Blaster:
     def __init__(self, frames: list[str], deflate: bool) -> None:
-        # The frames one by one only to deflate them per connection (millions of them are a GB).
-        self.frames = [f.encode() for f in frames] if deflate else []
+        self.frames = [f.encode() for f in frames]
         self.deflate = deflate
-        self.plain = b"".join(Frame(Opcode.TEXT, f.encode()).serialize(mask=False) for f in frames)
+        self.plain = b"".join(Frame(Opcode.TEXT, f).serialize(mask=False) for f in self.frames)
 
     def payload(self, subscribe: bytes) -> bytes:
         """The serialised frames sent after the acknowledgement, given the client's first text frame
