@@ -36,13 +36,14 @@ import resource
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from genesys_cloud_simulator.scenarios import label_for
 
 from bench.frames import EventClock, dumps, uuid_from
 
 WINDOW = 5
+T = TypeVar("T")
 STOCK_AGENTS = 5000
 
 
@@ -86,13 +87,36 @@ def _peak_rss_bytes() -> int:
     return 0
 
 
-def _scrape(source: Any) -> int:
+def _scrape(ingest: Any) -> int:
     """One /metrics page as the server makes it (the cache's blocks, then dropped); its size."""
     from bench.render_bench import exporter_registry
     from genesys_sentiment_exporter.metrics import render_parts
 
-    registry, _collector = exporter_registry(source.ingest)
+    registry, _collector = exporter_registry(ingest)
     return sum(map(len, render_parts(registry)))
+
+
+def _traced(feed: Callable[[], T], ingest: Callable[[T], Any], agents: int) -> tuple[T, dict[str, Any]]:
+    """`feed()`'s live bytes per agent under tracemalloc: after the feed and a collection (state), then
+    after one scrape (which builds the exposition cache) and a collection."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    fed = feed()
+    gc.collect()
+    state = tracemalloc.get_traced_memory()[0]
+    page = _scrape(ingest(fed))
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return fed, {
+        "agents": agents,
+        "bytes": after - before,
+        "bytes_per_agent": (after - before) / agents,
+        "state_bytes_per_agent": (state - before) / agents,
+        "cache_bytes_per_agent": (after - state) / agents,
+        "page_bytes_per_agent": page / agents,
+    }
 
 
 def _feed(frames: Iterable[str], max_agents: int = 20_000) -> Any:
@@ -122,29 +146,13 @@ def _feed(frames: Iterable[str], max_agents: int = 20_000) -> Any:
 def measure_tracemalloc(agents: int) -> dict[str, Any]:
     logging.getLogger("exporter").setLevel(logging.ERROR)
     frames = agent_frames(agents)
-    _scrape(_feed(agent_frames(10)))  # import and warm everything outside the measurement
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    source = _feed(frames, max_agents=agents)
-    gc.collect()
-    state = tracemalloc.get_traced_memory()[0]
-    page = _scrape(source)
-    gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
+    _scrape(_feed(agent_frames(10)).ingest)  # import and warm everything outside the measurement
+    source, figures = _traced(lambda: _feed(frames, max_agents=agents), lambda fed: fed.ingest, agents)
     tracker = source.ingest.tracker
     full = sum(1 for a in tracker.agents.values() if len(a.scores) == WINDOW)
     if len(tracker.agents) != agents or full != agents:
         raise AssertionError(f"{len(tracker.agents)} agents tracked, {full} with full windows; expected {agents}")
-    return {
-        "agents": agents,
-        "bytes": after - before,
-        "bytes_per_agent": (after - before) / agents,
-        "state_bytes_per_agent": (state - before) / agents,
-        "cache_bytes_per_agent": (after - state) / agents,
-        "page_bytes_per_agent": page / agents,
-    }
+    return figures
 
 
 NOTIFICATIONS_CALLS = 9_000
@@ -169,48 +177,25 @@ def measure_notifications(calls: int) -> dict[str, Any]:
             apply(ingest, receive(frame, 1, time.monotonic(), wall()))
         return session, ingest
 
-    def scrape(ingest: Any) -> int:
-        from bench.render_bench import exporter_registry
-        from genesys_sentiment_exporter.metrics import render_parts
-
-        return sum(map(len, render_parts(exporter_registry(ingest)[0])))
-
-    scrape(feed(_script(10, 6, "warm", 1_777_629_602.0, hang_up=False))[1])  # imports and caches, unmeasured
+    _scrape(feed(_script(10, 6, "warm", 1_777_629_602.0, hang_up=False))[1])  # imports and caches, unmeasured
     frames = _script(calls, 6, "c", 1_777_629_602.0, hang_up=False)
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    session, ingest = feed(frames)
-    gc.collect()
-    state = tracemalloc.get_traced_memory()[0]
-    page = scrape(ingest)
-    gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
+    (session, ingest), figures = _traced(lambda: feed(frames), lambda fed: fed[1], calls)
     tracker = ingest.tracker
     live = len(session.attribution.live)
     scored = sum(1 for a in tracker.agents.values() if len(a.scores))
     if len(tracker.agents) != calls or live != calls or scored != calls:
         raise AssertionError(f"{len(tracker.agents)} agents, {scored} scored, {live} live calls; expected {calls}")
-    return {
-        "agents": calls,
-        "live_calls": live,
-        "frames": len(frames),
-        "bytes_per_agent": (after - before) / calls,
-        "state_bytes_per_agent": (state - before) / calls,
-        "cache_bytes_per_agent": (after - state) / calls,
-        "page_bytes_per_agent": page / calls,
-    }
+    return {**figures, "live_calls": live, "frames": len(frames)}
 
 
 def measure_rss(agents: int) -> dict[str, Any]:
     logging.getLogger("exporter").setLevel(logging.ERROR)
-    _scrape(_feed(agent_frames(10)))
+    _scrape(_feed(agent_frames(10)).ingest)
     gc.collect()
     before = _rss_bytes()
     source = _feed(iter_agent_frames(agents), max_agents=agents)
     for _ in range(3):
-        _scrape(source)
+        _scrape(source.ingest)
     gc.collect()
     after = _rss_bytes()
     assert len(source.ingest.tracker.agents) == agents
